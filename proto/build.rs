@@ -1,0 +1,14 @@
+//! Compiles the `.proto` files with the vendored `protoc`, so no system install is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+
+    let mut config = prost_build::Config::new();
+    // Every `bytes` field decodes as `bytes::Bytes`: decoding from a `Bytes`
+    // buffer then slices it instead of copying (see proto/sls/log.proto).
+    config.bytes(["."]);
+    config.compile_protos(&["sls/log.proto"], &["."])?;
+    println!("cargo:rerun-if-changed=sls/log.proto");
+    Ok(())
+}
