@@ -1,1 +1,109 @@
+//! # trail-tests
+//!
+//! Tests that cross process boundaries. Every server here is a real process
+//! started from the workspace's own binaries on loopback, and killed with
+//! SIGKILL when the test is done with it (never `killall`: only our own pids).
+//!
+//! ## Layout
+//!
+//! | file | what it proves |
+//! |---|---|
+//! | `tests/sls_trail_client.rs` | Trail's SLS client against devstack: 100k logs round trip, faults, cursors, checkpoints, errors |
+//! | `tests/sls_official_rust_sdk.rs` | Alibaba's `aliyun-log-rust-sdk` against devstack through an HTTP proxy |
+//! | `conformance/` | Alibaba's Python SDK against devstack, one test per checklist item (pytest) |
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`); the
+//! README's test command does that.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Path of a workspace binary next to the test executable (`target/{profile}/NAME`).
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(format!(
+        "TRAIL_{}_BIN",
+        name.to_uppercase().replace('-', "_")
+    )) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/{profile}/deps/test-xxxx -> target/{profile}/NAME
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/{profile}/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A `trail-devstack sls` process on a free loopback port.
+pub struct DevstackSls {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+pub const ACCESS_KEY_ID: &str = "test-ak";
+pub const ACCESS_KEY_SECRET: &str = "test-secret";
+
+impl DevstackSls {
+    /// Starts the server with `args` after the defaults (test keys, port 0).
+    pub fn spawn(args: &[&str]) -> DevstackSls {
+        let mut child = Command::new(binary("trail-devstack"))
+            .args(["sls", "--listen", "127.0.0.1:0"])
+            .args([
+                "--access-key-id",
+                ACCESS_KEY_ID,
+                "--access-key-secret",
+                ACCESS_KEY_SECRET,
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn trail-devstack");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("trail-devstack printed no address within 30 s");
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from trail-devstack: {first:?}"));
+        DevstackSls { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DevstackSls {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
