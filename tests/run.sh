@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of Trail from a fresh clone:
+#   1. a Python venv (.venv) with the pinned official Alibaba SDKs
+#      (tests/conformance/requirements.txt), made or refreshed when the pins change;
+#   2. the workspace binaries (the cross-process tests start them);
+#   3. Rust unit, integration and cross-process tests (benches run once as tests);
+#   4. devstack's conformance suite, driven by the official Python SDK.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+pins=tests/conformance/requirements.txt
+if [ ! -x "$venv/bin/pytest" ] || ! cmp -s "$pins" "$venv/.pins"; then
+  echo "==> installing the pinned Python SDKs into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$pins"
+  cp "$pins" "$venv/.pins"
+fi
+
+echo "==> building the binaries"
+cargo build --workspace --bins --locked
+
+echo "==> Rust tests"
+cargo test --workspace --all-targets --locked
+
+echo "==> SLS conformance with the official Python SDK"
+TRAIL_DEVSTACK_BIN="$PWD/target/debug/trail-devstack" "$venv/bin/python" -m pytest tests/conformance -q
