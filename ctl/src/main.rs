@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "trailctl", version, about = "Operate a Trail cluster")]
 struct Cli {
     /// The node to talk to.
-    #[arg(long, env = "TRAIL_ENDPOINT", default_value = "http://127.0.0.1:7701", global = true)]
+    #[arg(
+        long,
+        env = "TRAIL_ENDPOINT",
+        default_value = "http://127.0.0.1:7701",
+        global = true
+    )]
     endpoint: String,
     #[command(subcommand)]
     command: Command,

@@ -69,14 +69,17 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pull_decode");
     g.throughput(Throughput::Bytes(raw_len as u64));
     g.bench_function("lz4_decompress", |b| {
-        b.iter(|| codec::decompress(Compression::Lz4, black_box(compressed.clone()), raw_len).unwrap())
+        b.iter(|| {
+            codec::decompress(Compression::Lz4, black_box(compressed.clone()), raw_len).unwrap()
+        })
     });
     g.bench_function("protobuf_decode_bytes_backed", |b| {
         b.iter(|| codec::decode_log_group_list(black_box(raw.clone())).unwrap())
     });
     g.bench_function("lz4_then_decode", |b| {
         b.iter(|| {
-            let raw = codec::decompress(Compression::Lz4, black_box(compressed.clone()), raw_len).unwrap();
+            let raw = codec::decompress(Compression::Lz4, black_box(compressed.clone()), raw_len)
+                .unwrap();
             codec::decode_log_group_list(raw).unwrap()
         })
     });

@@ -108,3 +108,22 @@ def test_03_bare_ip_mode_resolves_the_project():
         assert len(json.loads(out.stdout)) == 2
     finally:
         d.kill()
+
+
+def test_01_v4_signatures_verify_for_every_kind_of_call(devstack):
+    from aliyun.log.auth import AUTH_VERSION_4
+    from aliyun.log import LogItem, PutLogsRequest
+
+    v4 = devstack.client(auth_version=AUTH_VERSION_4, region="cn-hangzhou")
+    assert len(v4.list_shards(PROJECT, LOGSTORE).get_shards_info()) == 2
+    v4.put_logs(PutLogsRequest(PROJECT, LOGSTORE, "t", "10.0.0.1",
+                               [LogItem(timestamp=1790000000, contents=[("k", "v w+x=y")])], hashKey="0" * 32))
+    cursor = v4.get_cursor(PROJECT, LOGSTORE, 0, "begin").get_cursor()  # contains '=' to encode
+    assert v4.pull_logs(PROJECT, LOGSTORE, 0, cursor).get_log_count() == 1
+    v4.create_consumer_group(PROJECT, LOGSTORE, "v4group", timeout=30)
+    v4.update_check_point(PROJECT, LOGSTORE, "v4group", 0, cursor)  # consumer='' : an empty value
+
+    wrong = devstack.client(access_key="nope", auth_version=AUTH_VERSION_4, region="cn-hangzhou")
+    with pytest.raises(LogException) as e:
+        wrong.list_shards(PROJECT, LOGSTORE)
+    assert e.value.get_error_code() == "SignatureNotMatch"

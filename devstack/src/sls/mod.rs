@@ -6,7 +6,7 @@
 //! | file | job |
 //! |---|---|
 //! | `server.rs` | `Listener` (accept loop, connection cap, graceful shutdown) and per-request handling: Host → project, auth, body, answer |
-//! | `auth.rs` | signature v1, STS tokens, clock skew |
+//! | `auth.rs` | signatures v1 and v4, STS tokens, clock skew |
 //! | `body.rs` | 10 MiB limit, lz4 / zstd / deflate bodies, `x-log-bodyrawsize` |
 //! | `api.rs` | one function per SLS call |
 //! | `store.rs` | projects, logstores, shards (ranges, split, merge, routing), log groups, cursors |

@@ -89,14 +89,13 @@ pub fn decompress(
     let (kind, out) = match compression {
         Compression::None => unreachable!("handled above"),
         Compression::Lz4 => {
-            let mut out = vec![0u8; raw_size];
-            let n = lz4_flex::block::decompress_into(&body, &mut out).map_err(|e| {
-                CodecError::Corrupt {
+            // Allocates `raw_size` once, without zero-filling it first, and
+            // refuses output beyond it.
+            let out =
+                lz4_flex::block::decompress(&body, raw_size).map_err(|e| CodecError::Corrupt {
                     kind: "lz4",
                     reason: e.to_string(),
-                }
-            })?;
-            out.truncate(n);
+                })?;
             ("lz4", out)
         }
         Compression::Zstd => {
