@@ -14,4 +14,5 @@
 //! The Splunk HEC receiver, the Tag/ECS/SLB/STS server and the ActionTrail
 //! generator join as the pipeline and tag work lands.
 
+pub mod gen;
 pub mod sls;

@@ -16,4 +16,5 @@
 //! actors), `sink/{hec,sls,file}`, `tags`, `cluster` (openraft) and `control`
 //! (gRPC, `/metrics`).
 
+pub mod event;
 pub mod sls;

@@ -1,0 +1,399 @@
+//! Audit events: ActionTrail and CloudTrail records parsed into one
+//! [`AuditEvent`], borrowing from the input buffer wherever the JSON has no
+//! escapes, and the filters and resource references built on it.
+//!
+//! # Layout
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | [`AuditEvent`] and [`parse`] |
+//! | `lenient.rs` | field decoders that accept the types real trails actually use (a number where a string is documented, null, PascalCase keys) |
+//! | `resource.rs` | resource references from `resourceType`/`resourceName` (`;` between types, `,` within) or CloudTrail `resources[]` |
+//! | `filter.rs` | the configured filters, with a reason for every event they drop |
+//! | `time.rs` | `eventTime` variants → unix time |
+//!
+//! Parsing never panics: malformed JSON, a missing `eventId`, or a value of
+//! a type we cannot use is a [`ParseError`] naming what was wrong, for the
+//! dead-letter sink.
+
+mod filter;
+mod lenient;
+mod resource;
+mod time;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+pub use filter::{DropReason, EventFilter, FilterConfig, RwFilter};
+use lenient::Lenient;
+pub use resource::ResourceRef;
+pub use time::parse_event_time;
+
+/// The trail an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    ActionTrail,
+    CloudTrail,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::ActionTrail => "actiontrail",
+            Format::CloudTrail => "cloudtrail",
+        }
+    }
+}
+
+/// One audit event, normalized. String fields borrow from the input where
+/// they can (`Cow::Borrowed`); only values with JSON escapes are copied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent<'a> {
+    pub format: Format,
+    pub event_id: Cow<'a, str>,
+    pub event_name: Option<Cow<'a, str>>,
+    /// `Read` / `Write` (CloudTrail: from `readOnly`).
+    pub event_rw: Option<Cow<'a, str>>,
+    pub event_source: Option<Cow<'a, str>>,
+    pub event_time: Option<Cow<'a, str>>,
+    pub event_type: Option<Cow<'a, str>>,
+    /// `acsRegion` / `awsRegion`.
+    pub region: Option<Cow<'a, str>>,
+    /// ActionTrail `serviceName`; CloudTrail: the first label of `eventSource`.
+    pub service_name: Option<Cow<'a, str>>,
+    pub resource_type: Option<Cow<'a, str>>,
+    pub resource_name: Option<Cow<'a, str>>,
+    pub account_id: Option<Cow<'a, str>>,
+    pub recipient_account_id: Option<Cow<'a, str>>,
+    pub principal_id: Option<Cow<'a, str>>,
+    pub user_name: Option<Cow<'a, str>>,
+    pub user_type: Option<Cow<'a, str>>,
+    pub source_ip: Option<Cow<'a, str>>,
+    /// Empty or absent on success.
+    pub error_code: Option<Cow<'a, str>>,
+    pub request_id: Option<Cow<'a, str>>,
+    /// CloudTrail `resources[].ARN` (and `type`).
+    pub arns: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("event is not valid JSON: {0}")]
+    Json(String),
+    #[error("event has no eventId")]
+    MissingEventId,
+    #[error("event is neither ActionTrail (acsRegion/serviceName) nor CloudTrail (awsRegion)")]
+    UnknownFormat,
+}
+
+impl ParseError {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ParseError::Json(_) => "invalid_json",
+            ParseError::MissingEventId => "missing_event_id",
+            ParseError::UnknownFormat => "unknown_format",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Identity<'a> {
+    #[serde(default, borrow, rename = "type", alias = "Type")]
+    kind: Lenient<'a>,
+    #[serde(default, borrow, rename = "accountId", alias = "AccountId")]
+    account_id: Lenient<'a>,
+    #[serde(default, borrow, rename = "principalId", alias = "PrincipalId")]
+    principal_id: Lenient<'a>,
+    #[serde(default, borrow, rename = "userName", alias = "UserName")]
+    user_name: Lenient<'a>,
+    #[serde(default, borrow)]
+    arn: Lenient<'a>,
+}
+
+#[derive(Deserialize)]
+struct CloudTrailResource<'a> {
+    #[serde(default, borrow, rename = "ARN")]
+    arn: Lenient<'a>,
+    #[serde(default, borrow, rename = "type")]
+    kind: Lenient<'a>,
+}
+
+/// Both trails' keys, with the PascalCase variant as aliases. Every other key
+/// (requestParameters, responseElements, ...) is skipped, not copied.
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(
+        default,
+        borrow,
+        rename = "eventId",
+        alias = "eventID",
+        alias = "EventId"
+    )]
+    event_id: Lenient<'a>,
+    #[serde(default, borrow, rename = "eventName", alias = "EventName")]
+    event_name: Lenient<'a>,
+    #[serde(default, borrow, rename = "eventRW", alias = "EventRW")]
+    event_rw: Lenient<'a>,
+    #[serde(default, rename = "readOnly")]
+    read_only: Option<serde_json::Value>,
+    #[serde(default, borrow, rename = "eventSource", alias = "EventSource")]
+    event_source: Lenient<'a>,
+    #[serde(default, borrow, rename = "eventTime", alias = "EventTime")]
+    event_time: Lenient<'a>,
+    #[serde(default, borrow, rename = "eventType", alias = "EventType")]
+    event_type: Lenient<'a>,
+    #[serde(default, borrow, rename = "acsRegion", alias = "AcsRegion")]
+    acs_region: Lenient<'a>,
+    #[serde(default, borrow, rename = "awsRegion")]
+    aws_region: Lenient<'a>,
+    #[serde(default, borrow, rename = "serviceName", alias = "ServiceName")]
+    service_name: Lenient<'a>,
+    #[serde(default, borrow, rename = "resourceType", alias = "ResourceType")]
+    resource_type: Lenient<'a>,
+    #[serde(default, borrow, rename = "resourceName", alias = "ResourceName")]
+    resource_name: Lenient<'a>,
+    #[serde(default, borrow, rename = "recipientAccountId")]
+    recipient_account_id: Lenient<'a>,
+    #[serde(
+        default,
+        borrow,
+        rename = "sourceIpAddress",
+        alias = "sourceIPAddress",
+        alias = "SourceIpAddress"
+    )]
+    source_ip: Lenient<'a>,
+    #[serde(default, borrow, rename = "errorCode", alias = "ErrorCode")]
+    error_code: Lenient<'a>,
+    #[serde(
+        default,
+        borrow,
+        rename = "requestId",
+        alias = "requestID",
+        alias = "RequestId"
+    )]
+    request_id: Lenient<'a>,
+    #[serde(default, borrow, rename = "userIdentity", alias = "UserIdentity")]
+    identity: Option<Identity<'a>>,
+    #[serde(default, borrow)]
+    resources: Option<Vec<CloudTrailResource<'a>>>,
+}
+
+/// Parses one event from its JSON text.
+pub fn parse(json: &[u8]) -> Result<AuditEvent<'_>, ParseError> {
+    // serde would read an array positionally into the struct.
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ParseError::Json("an event must be a JSON object".into()));
+    }
+    let raw: Raw<'_> = serde_json::from_slice(json).map_err(|e| ParseError::Json(e.to_string()))?;
+    let event_id = raw
+        .event_id
+        .0
+        .filter(|s| !s.is_empty())
+        .ok_or(ParseError::MissingEventId)?;
+    let format = if raw.aws_region.0.is_some() {
+        Format::CloudTrail
+    } else if raw.acs_region.0.is_some() || raw.service_name.0.is_some() {
+        Format::ActionTrail
+    } else {
+        return Err(ParseError::UnknownFormat);
+    };
+    let identity = raw.identity;
+    let (user_type, account_id, principal_id, user_name) = match identity {
+        Some(i) => (
+            i.kind.0,
+            i.account_id.0,
+            i.principal_id.0,
+            i.user_name.0.or(i.arn.0),
+        ),
+        None => (None, None, None, None),
+    };
+    let (event_rw, region, service_name) = match format {
+        Format::ActionTrail => (raw.event_rw.0, raw.acs_region.0, raw.service_name.0),
+        Format::CloudTrail => {
+            let rw = match raw.read_only {
+                Some(serde_json::Value::Bool(true)) => Some(Cow::Borrowed("Read")),
+                Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => {
+                    Some(Cow::Borrowed("Read"))
+                }
+                Some(_) => Some(Cow::Borrowed("Write")),
+                None => None,
+            };
+            let service = raw.event_source.0.as_ref().map(|s| match s {
+                Cow::Borrowed(b) => Cow::Borrowed(b.split('.').next().unwrap_or(b)),
+                Cow::Owned(o) => Cow::Owned(o.split('.').next().unwrap_or(o).to_owned()),
+            });
+            (rw, raw.aws_region.0, service)
+        }
+    };
+    let arns = raw
+        .resources
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| r.arn.0.map(|a| (a, r.kind.0)))
+        .collect();
+    Ok(AuditEvent {
+        format,
+        event_id,
+        event_name: raw.event_name.0,
+        event_rw,
+        event_source: raw.event_source.0,
+        event_time: raw.event_time.0,
+        event_type: raw.event_type.0,
+        region,
+        service_name,
+        resource_type: raw.resource_type.0,
+        resource_name: raw.resource_name.0,
+        account_id,
+        recipient_account_id: raw.recipient_account_id.0,
+        principal_id,
+        user_name,
+        user_type,
+        source_ip: raw.source_ip.0,
+        error_code: raw.error_code.0.filter(|c| !c.is_empty()),
+        request_id: raw.request_id.0,
+        arns,
+    })
+}
+
+impl<'a> AuditEvent<'a> {
+    /// The account the event's resources belong to: `recipientAccountId` when
+    /// present (organization trails), else the caller's account.
+    pub fn owner_account(&self) -> Option<&str> {
+        self.recipient_account_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .or(self.account_id.as_deref())
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.event_rw
+            .as_deref()
+            .is_some_and(|rw| rw.eq_ignore_ascii_case("write"))
+    }
+
+    /// The resources this event touched.
+    pub fn resources(&self) -> Vec<ResourceRef<'_>> {
+        resource::refs(self)
+    }
+
+    /// Unix time of `eventTime`, if it parses.
+    pub fn unix_time(&self) -> Option<f64> {
+        self.event_time.as_deref().and_then(parse_event_time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = r#"{"eventId":"7C1E4B2A-93D5-5F0E-8A61-2D3F9B0C4E17","eventVersion":1,"eventCategory":"Management",
+ "eventType":"ApiCall","eventRW":"Write","eventName":"StopInstance","eventSource":"ecs.cn-shanghai.aliyuncs.com",
+ "eventTime":"2024-05-14T02:31:07Z","acsRegion":"cn-shanghai","serviceName":"Ecs","apiVersion":"2014-05-26",
+ "sourceIpAddress":"203.0.113.24","userAgent":"AlibabaCloud (Linux; amd64) Go/1.21.6 Core/1.62.700",
+ "requestId":"7C1E4B2A-93D5-5F0E-8A61-2D3F9B0C4E17","isGlobal":false,
+ "userIdentity":{"type":"ram-user","accountId":"1384920045567123","principalId":"271830045512908877",
+   "userName":"deploy-bot","accessKeyId":"LTAI5tQx9ExampleKeyId01"},
+ "requestParameters":{"RegionId":"cn-shanghai","InstanceId":"i-uf6f3k2x9examplevm01","ForceStop":false,
+   "AcsProduct":"Ecs","AcsHost":"ecs.cn-shanghai.aliyuncs.com"},
+ "responseElements":{"RequestId":"7C1E4B2A-93D5-5F0E-8A61-2D3F9B0C4E17"},
+ "referencedResources":{"ACS::ECS::Instance":["i-uf6f3k2x9examplevm01"]},
+ "resourceType":"ACS::ECS::Instance","resourceName":"i-uf6f3k2x9examplevm01",
+ "additionalEventData":{"Scheme":"https"},"errorCode":"","errorMessage":""}"#;
+
+    #[test]
+    fn actiontrail_sample_a() {
+        let e = parse(A.as_bytes()).unwrap();
+        assert_eq!(e.format, Format::ActionTrail);
+        assert_eq!(e.event_id, "7C1E4B2A-93D5-5F0E-8A61-2D3F9B0C4E17");
+        assert!(
+            matches!(e.event_id, Cow::Borrowed(_)),
+            "no copy without escapes"
+        );
+        assert_eq!(e.event_name.as_deref(), Some("StopInstance"));
+        assert!(e.is_write());
+        assert_eq!(e.service_name.as_deref(), Some("Ecs"));
+        assert_eq!(e.user_type.as_deref(), Some("ram-user"));
+        assert_eq!(e.user_name.as_deref(), Some("deploy-bot"));
+        assert_eq!(e.owner_account(), Some("1384920045567123"));
+        assert_eq!(e.error_code, None, "an empty errorCode is success");
+        assert_eq!(e.unix_time(), Some(1_715_653_867.0));
+    }
+
+    #[test]
+    fn variations_seen_in_real_trails_parse() {
+        // eventVersion as string, errorMessage "success", IPv6, number where a string is documented.
+        let e = parse(br#"{"eventId":"1.203_1715653822015_8c1f","eventVersion":"","acsRegion":"cn-hangzhou",
+            "serviceName":"AasSub","sourceIpAddress":"2001:db8::1","errorCode":null,"errorMessage":"success",
+            "userIdentity":{"type":"system","userName":"ecs.aliyuncs.com"},"requestId":12345}"#).unwrap();
+        assert_eq!(e.source_ip.as_deref(), Some("2001:db8::1"));
+        assert_eq!(e.error_code, None);
+        assert_eq!(e.request_id.as_deref(), Some("12345"));
+        // PascalCase variant.
+        let e = parse(br#"{"EventId":"x","EventName":"Create","AcsRegion":"cn-beijing","ServiceName":"Ecs",
+            "UserIdentity":{"Type":"ram-user","UserName":"bob"},"EventTime":"2020-12-01T11:54:59.366+0000"}"#).unwrap();
+        assert_eq!(e.event_name.as_deref(), Some("Create"));
+        assert_eq!(e.user_name.as_deref(), Some("bob"));
+        assert!(e.unix_time().is_some());
+        // Escapes are decoded (and copied).
+        let e =
+            parse(br#"{"eventId":"a\"b","acsRegion":"r","userIdentity":{"userName":"\u00fc"}}"#)
+                .unwrap();
+        assert_eq!(e.event_id, "a\"b");
+        assert_eq!(e.user_name.as_deref(), Some("ü"));
+    }
+
+    #[test]
+    fn cloudtrail_record() {
+        let e = parse(br#"{"eventVersion":"1.11","userIdentity":{"type":"AssumedRole","principalId":"AROA:s",
+            "arn":"arn:aws:sts::123456789012:assumed-role/r/s","accountId":"123456789012"},
+            "eventTime":"2024-05-14T02:31:07Z","eventSource":"ec2.amazonaws.com","eventName":"StopInstances",
+            "awsRegion":"us-east-1","sourceIPAddress":"203.0.113.5","readOnly":false,"eventID":"e-1",
+            "requestID":"r-1","errorCode":"200","recipientAccountId":"123456789012",
+            "resources":[{"ARN":"arn:aws:ec2:us-east-1:123456789012:instance/i-1","accountId":"123456789012","type":"AWS::EC2::Instance"}]}"#).unwrap();
+        assert_eq!(e.format, Format::CloudTrail);
+        assert_eq!(e.event_id, "e-1");
+        assert_eq!(e.service_name.as_deref(), Some("ec2"));
+        assert!(e.is_write());
+        assert_eq!(
+            e.user_name.as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/r/s")
+        );
+        assert_eq!(e.arns.len(), 1);
+        assert_eq!(e.error_code.as_deref(), Some("200"));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_problem() {
+        assert!(matches!(parse(b"{\"eventId\":"), Err(ParseError::Json(_))));
+        assert!(matches!(parse(b"[1,2]"), Err(ParseError::Json(_))));
+        assert_eq!(
+            parse(br#"{"acsRegion":"r"}"#),
+            Err(ParseError::MissingEventId)
+        );
+        assert_eq!(parse(br#"{"eventId":"x"}"#), Err(ParseError::UnknownFormat));
+        assert!(
+            matches!(parse(b"{\"eventId\":\"x\",}"), Err(ParseError::Json(_))),
+            "trailing comma"
+        );
+        assert!(matches!(parse(&[0xff, 0xfe]), Err(ParseError::Json(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes: Vec<u8>) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_strings_in_fields_never_panic(s in ".*", t in ".*") {
+            let json = serde_json::json!({"eventId": s, "acsRegion": t, "resourceType": s, "resourceName": t, "eventTime": s});
+            let text = json.to_string();
+            if let Ok(e) = parse(text.as_bytes()) {
+                let _ = e.resources();
+                let _ = e.unix_time();
+            }
+        }
+    }
+}
