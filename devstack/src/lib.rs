@@ -10,9 +10,13 @@
 //! | module | stands in for |
 //! |---|---|
 //! | [`sls`] | Alibaba Cloud Log Service (SLS): projects, logstores, shards, PutLogs, PullLogs, cursors, consumer groups, faults |
+//! | [`hec`] | Splunk HTTP Event Collector: routes, tokens, channels, batches with per-object errors, gzip, indexer acks, faults |
+//! | [`gen`] | realistic ActionTrail events and the tags of their resources, deterministic by seed |
+//! | [`http`] | the listener they all run on (connection cap, graceful shutdown) |
 //!
-//! The Splunk HEC receiver, the Tag/ECS/SLB/STS server and the ActionTrail
-//! generator join as the pipeline and tag work lands.
+//! The Tag/ECS/SLB/STS server joins with the tag work.
 
 pub mod gen;
+pub mod hec;
+pub mod http;
 pub mod sls;

@@ -2,6 +2,10 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::io::Write as _;
+
+use trail_devstack::gen::Generator;
+use trail_devstack::hec::{HecConfig, HecServer};
 use trail_devstack::sls::{SlsConfig, SlsServer};
 
 #[derive(Parser)]
@@ -19,6 +23,26 @@ struct Cli {
 enum Command {
     /// An SLS (Alibaba Cloud Log Service) compatible server.
     Sls(SlsConfig),
+    /// A Splunk HTTP Event Collector receiver.
+    Hec(HecConfig),
+    /// Generate realistic ActionTrail events (JSON lines) and their resources' tags.
+    Gen(GenArgs),
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 10_000)]
+    events: u64,
+    /// Same seed, same events and tags.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where the events go (JSON lines); `-` is stdout.
+    #[arg(long, default_value = "-")]
+    out: String,
+    /// Where the tags file goes (JSON), if anywhere.
+    #[arg(long)]
+    tags_out: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -31,7 +55,58 @@ async fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Sls(config) => run_sls(config).await,
+        Command::Hec(config) => run_hec(config).await,
+        Command::Gen(args) => gen(args),
     }
+}
+
+fn gen(args: GenArgs) -> Result<()> {
+    let mut g = Generator::new(args.seed);
+    let mut out: Box<dyn std::io::Write> = if args.out == "-" {
+        Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+    } else {
+        Box::new(std::io::BufWriter::new(std::fs::File::create(&args.out)?))
+    };
+    for _ in 0..args.events {
+        out.write_all(g.next_event().as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    if let Some(path) = args.tags_out {
+        std::fs::write(&path, serde_json::to_vec_pretty(&g.tags_file())?)?;
+        eprintln!(
+            "tags of {} resources written to {}",
+            g.tags_file().resources.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+async fn run_hec(config: HecConfig) -> Result<()> {
+    let mut server = HecServer::start(config.clone()).await?;
+    let addr = server.local_addr();
+    println!("listening on {addr}");
+    println!("HEC endpoint    http://{addr}/services/collector/event");
+    println!(
+        "token           {}{}",
+        config.token,
+        if config.ack {
+            "  (indexer acknowledgement on)"
+        } else {
+            ""
+        }
+    );
+    println!("stats           curl http://{addr}/_devstack/stats");
+    println!("example         curl -H 'Authorization: Splunk {}' -d '{{\"event\":\"hello\"}}' http://{addr}/services/collector/event", config.token);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("shutting down");
+            server.shutdown().await;
+        }
+        _ = server.stopped() => {}
+    }
+    Ok(())
 }
 
 async fn run_sls(config: SlsConfig) -> Result<()> {

@@ -1,12 +1,10 @@
-//! The HTTP side: a `Listener` that accepts connections under a cap and shuts
-//! down gracefully, and the per-request path
-//! Host → project → authentication → faults → body → API → answer.
+//! The SLS request path, Host → project → authentication → faults → body →
+//! API → answer. The listener itself is `crate::http`.
 //!
 //! Requests may come in origin form (`GET /logstores`) or absolute form
 //! (`GET http://proj.sls.test:9000/logstores`, as clients send through an HTTP
 //! proxy); both route the same.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,15 +14,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::http::{Answer, Handler, Server};
 use crate::sls::api::{self, ApiRequest};
 use crate::sls::auth::{self, SignedRequest};
 use crate::sls::body::{self, MAX_BODY};
@@ -33,9 +25,6 @@ use crate::sls::faults::{FaultConfig, Faults, Stats};
 use crate::sls::persist::{DataDir, PersistError};
 use crate::sls::store::{LogstoreConfig, Store};
 use crate::sls::{Settings, SlsConfig, SlsState};
-
-/// Connections served at once; more wait in the accept queue.
-const MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -55,27 +44,13 @@ pub enum StartError {
 
 /// A running SLS server. Dropping it does not stop it; call [`SlsServer::shutdown`].
 pub struct SlsServer {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
+    server: Server,
     state: Arc<SlsState>,
 }
 
 impl SlsServer {
     /// Binds, seeds the default project and logstore, and starts serving.
     pub async fn start(config: SlsConfig) -> Result<SlsServer, StartError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-
         let mut credentials = auth::Credentials::default();
         credentials.add(&config.access_key_id, &config.access_key_secret, None);
         for sts in &config.sts_credentials {
@@ -114,25 +89,17 @@ impl SlsServer {
         });
         state.persist_meta();
 
-        let shutdown = CancellationToken::new();
-        let listener = Listener {
-            listener,
-            state: state.clone(),
-            limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            shutdown: shutdown.clone(),
-            tracker: TaskTracker::new(),
-        };
-        let done = tokio::spawn(listener.run());
-        Ok(SlsServer {
-            addr,
-            shutdown,
-            done,
-            state,
-        })
+        let server = Server::start(config.listen, state.clone())
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(SlsServer { server, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// Changes the injected faults while running.
@@ -143,13 +110,12 @@ impl SlsServer {
     /// Stops accepting, lets in-flight requests finish, and returns when all
     /// connections are closed.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        let _ = self.done.await;
+        self.server.shutdown().await;
     }
 
     /// Resolves when the server has stopped.
     pub async fn stopped(&mut self) {
-        let _ = (&mut self.done).await;
+        self.server.stopped().await;
     }
 }
 
@@ -185,71 +151,9 @@ fn unix_now() -> u32 {
         .unwrap_or_default()
 }
 
-/// Accepts connections; each gets its own task (the "handler").
-struct Listener {
-    listener: TcpListener,
-    state: Arc<SlsState>,
-    limit: Arc<Semaphore>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-}
-
-impl Listener {
-    async fn run(self) {
-        loop {
-            // Wait for a free slot before accepting: excess load waits in the backlog.
-            let permit = tokio::select! {
-                p = self.limit.clone().acquire_owned() => p.expect("semaphore is never closed"),
-                _ = self.shutdown.cancelled() => break,
-            };
-            let (stream, peer) = tokio::select! {
-                r = self.listener.accept() => match r {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = self.shutdown.cancelled() => break,
-            };
-            let state = self.state.clone();
-            let shutdown = self.shutdown.clone();
-            self.tracker.spawn(async move {
-                serve_connection(stream, peer, state, shutdown).await;
-                drop(permit);
-            });
-        }
-        self.tracker.close();
-        self.tracker.wait().await;
-    }
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<SlsState>,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
-    });
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-        }
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+impl Handler for SlsState {
+    async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
+        Ok(handle(self, req, peer).await)
     }
 }
 
