@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `tests/sls_trail_client.rs` | Trail's SLS client against devstack: 100k logs round trip, faults, cursors, checkpoints, errors |
 //! | `tests/sls_official_rust_sdk.rs` | Alibaba's `aliyun-log-rust-sdk` against devstack through an HTTP proxy |
+//! | `tests/hec_receiver.rs` | devstack's HEC receiver against the HEC checklist: routes, tokens, batches, gzip, acks, faults |
 //! | `conformance/` | Alibaba's Python SDK against devstack, one test per checklist item (pytest) |
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`); the
@@ -45,26 +46,40 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A `trail-devstack sls` process on a free loopback port.
-pub struct DevstackSls {
+/// A `trail-devstack` stand-in process on a free loopback port.
+pub struct Devstack {
     child: Child,
     pub addr: SocketAddr,
 }
 
 pub const ACCESS_KEY_ID: &str = "test-ak";
 pub const ACCESS_KEY_SECRET: &str = "test-secret";
+pub const HEC_TOKEN: &str = "test-hec-token";
 
-impl DevstackSls {
-    /// Starts the server with `args` after the defaults (test keys, port 0).
-    pub fn spawn(args: &[&str]) -> DevstackSls {
+impl Devstack {
+    /// `trail-devstack sls` with the test keys, then `args`.
+    pub fn sls(args: &[&str]) -> Devstack {
+        let mut all = vec![
+            "--access-key-id",
+            ACCESS_KEY_ID,
+            "--access-key-secret",
+            ACCESS_KEY_SECRET,
+        ];
+        all.extend_from_slice(args);
+        Self::spawn("sls", &all)
+    }
+
+    /// `trail-devstack hec` with the test token, then `args`.
+    pub fn hec(args: &[&str]) -> Devstack {
+        let mut all = vec!["--token", HEC_TOKEN];
+        all.extend_from_slice(args);
+        Self::spawn("hec", &all)
+    }
+
+    /// Starts `trail-devstack SERVICE --listen 127.0.0.1:0 ARGS` and waits for its address.
+    pub fn spawn(service: &str, args: &[&str]) -> Devstack {
         let mut child = Command::new(binary("trail-devstack"))
-            .args(["sls", "--listen", "127.0.0.1:0"])
-            .args([
-                "--access-key-id",
-                ACCESS_KEY_ID,
-                "--access-key-secret",
-                ACCESS_KEY_SECRET,
-            ])
+            .args([service, "--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -88,7 +103,7 @@ impl DevstackSls {
             .strip_prefix("listening on ")
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from trail-devstack: {first:?}"));
-        DevstackSls { child, addr }
+        Devstack { child, addr }
     }
 
     pub fn pid(&self) -> u32 {
@@ -102,7 +117,7 @@ impl DevstackSls {
     }
 }
 
-impl Drop for DevstackSls {
+impl Drop for Devstack {
     fn drop(&mut self) {
         self.kill();
     }

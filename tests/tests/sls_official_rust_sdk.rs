@@ -12,14 +12,14 @@
 use aliyun_log_rust_sdk::get_cursor_models::CursorPos;
 use aliyun_log_rust_sdk::{Client, Config, FromConfig};
 use aliyun_log_sdk_protobuf::{Log, LogGroup};
-use trail_tests::{DevstackSls, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+use trail_tests::{Devstack, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
 
 const PROJECT: &str = "sdk-test";
 const LOGSTORE: &str = "audit";
 
 #[tokio::test]
 async fn official_rust_sdk_put_pull_cursors_checkpoints_through_proxy() {
-    let server = DevstackSls::spawn(&[
+    let server = Devstack::sls(&[
         "--project",
         PROJECT,
         "--logstore",

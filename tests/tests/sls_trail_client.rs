@@ -8,12 +8,12 @@ use trail_node::sls::{
     PutTarget, RetryPolicy, SlsClient, SlsError,
 };
 use trail_proto::sls::{Log, LogContent, LogGroup, LogTag};
-use trail_tests::{DevstackSls, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+use trail_tests::{Devstack, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
 
 const PROJECT: &str = "trail-test";
 const LOGSTORE: &str = "audit";
 
-fn client(server: &DevstackSls, secret: &str, retry: RetryPolicy) -> SlsClient {
+fn client(server: &Devstack, secret: &str, retry: RetryPolicy) -> SlsClient {
     let endpoint = Endpoint::parse("http://sls.test")
         .unwrap()
         .with_address(&server.addr.to_string())
@@ -35,7 +35,7 @@ fn fast_retries() -> RetryPolicy {
     }
 }
 
-fn spawn(shards: u32, extra: &[&str]) -> DevstackSls {
+fn spawn(shards: u32, extra: &[&str]) -> Devstack {
     let shards = shards.to_string();
     let mut args = vec![
         "--project",
@@ -46,7 +46,7 @@ fn spawn(shards: u32, extra: &[&str]) -> DevstackSls {
         &shards,
     ];
     args.extend_from_slice(extra);
-    DevstackSls::spawn(&args)
+    Devstack::sls(&args)
 }
 
 /// A group whose contents exercise every field: unicode, empty values,
