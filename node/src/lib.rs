@@ -16,5 +16,10 @@
 //! actors), `sink/{hec,sls,file}`, `tags`, `cluster` (openraft) and `control`
 //! (gRPC, `/metrics`).
 
+pub mod config;
 pub mod event;
+pub mod pipeline;
+pub mod secret;
+pub mod sink;
 pub mod sls;
+pub mod tags;

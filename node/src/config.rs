@@ -1,0 +1,368 @@
+//! The node's configuration: one TOML file (see `deploy/trail.toml`),
+//! validated once at start. Every error names the key it is about; secrets
+//! are given inline, `{ env = "VAR" }` or `{ file = "path" }` and never printed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::event::FilterConfig;
+use crate::secret::SecretSource;
+use crate::sink::file::FileSinkConfig;
+use crate::sink::hec::HecSinkConfig;
+use crate::sink::sls::SlsSinkConfig;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    #[serde(default)]
+    pub tags: TagsConfig,
+    #[serde(default)]
+    pub enrich: EnrichConfig,
+    pub sinks: Vec<SinkConfig>,
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: String,
+    pub data_dir: PathBuf,
+}
+
+/// Where the trail is read: an SLS logstore.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `https://cn-hangzhou.log.aliyuncs.com`.
+    pub endpoint: String,
+    /// Connect here instead (private endpoints, devstack), keeping the project Host.
+    pub address: Option<String>,
+    pub project: String,
+    pub logstore: String,
+    pub access_key_id: String,
+    pub access_key_secret: SecretSource,
+    pub security_token: Option<SecretSource>,
+    /// Where a shard with no checkpoint starts: `begin`, `end`, or a unix time.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// The SLS consumer group Trail mirrors checkpoints to (console lag, recovery).
+    pub consumer_group: Option<String>,
+    #[serde(default = "default_pull_count")]
+    pub pull_count: u32,
+    #[serde(default = "default_in_flight")]
+    pub in_flight_batches: usize,
+    #[serde(default = "default_checkpoint_ms")]
+    pub checkpoint_interval_ms: u64,
+    #[serde(default = "default_mirror_secs")]
+    pub mirror_interval_secs: u64,
+    #[serde(default = "default_empty_backoff_ms")]
+    pub empty_backoff_max_ms: u64,
+    #[serde(default = "default_rescan_secs")]
+    pub shard_rescan_secs: u64,
+}
+
+fn default_start() -> String {
+    "begin".into()
+}
+fn default_pull_count() -> u32 {
+    100
+}
+fn default_in_flight() -> usize {
+    4
+}
+fn default_checkpoint_ms() -> u64 {
+    1000
+}
+fn default_mirror_secs() -> u64 {
+    30
+}
+fn default_empty_backoff_ms() -> u64 {
+    2000
+}
+fn default_rescan_secs() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TagsConfig {
+    /// A tags file (JSON or CSV), reloaded when it changes.
+    pub file: Option<PathBuf>,
+    /// Tag `k` becomes field `{prefix}{k}`; must not be empty, so tags can
+    /// never collide with event fields.
+    pub prefix: String,
+    pub cache_capacity: u64,
+    pub ttl_secs: u64,
+    /// Extra ActionTrail resource types: `"ACS::X::Y" = { product = "x", type = "y" }`.
+    pub resource_types: BTreeMap<String, ResourceTypeConfig>,
+}
+
+impl Default for TagsConfig {
+    fn default() -> Self {
+        TagsConfig {
+            file: None,
+            prefix: "tag_".into(),
+            cache_capacity: 1_000_000,
+            ttl_secs: 3600,
+            resource_types: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceTypeConfig {
+    pub product: String,
+    #[serde(rename = "type")]
+    pub arn_type: String,
+    #[serde(default)]
+    pub global: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Enricher threads (default: the number of cores).
+    pub threads: usize,
+    /// Larger events are dead-lettered.
+    pub max_event_bytes: usize,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_event_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    Hec(HecSinkConfig),
+    Sls(SlsSinkConfig),
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Hec(_) => "hec",
+            SinkConfig::Sls(_) => "sls",
+            SinkConfig::File(_) => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_dl_bytes")]
+    pub max_bytes: u64,
+    #[serde(default = "default_dl_keep")]
+    pub keep: u32,
+}
+
+fn default_dl_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_dl_keep() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `/metrics`, `/healthz`, `/readyz` on this address.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let c: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every value that parsing cannot; secrets are resolved once here
+    /// so a missing one stops the node at start, not at first use.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node.id.trim().is_empty() {
+            return Err(invalid("node.id", "must not be empty"));
+        }
+        let s = &self.source;
+        crate::sls::Endpoint::parse(&s.endpoint)
+            .map_err(|e| invalid("source.endpoint", e.to_string()))?;
+        if !(1..=1000).contains(&s.pull_count) {
+            return Err(invalid("source.pull_count", "must be 1..=1000"));
+        }
+        if s.in_flight_batches == 0 {
+            return Err(invalid("source.in_flight_batches", "must be at least 1"));
+        }
+        if !matches!(s.start.as_str(), "begin" | "end") && s.start.parse::<u32>().is_err() {
+            return Err(invalid(
+                "source.start",
+                format!("{:?} is not begin, end or a unix time", s.start),
+            ));
+        }
+        s.access_key_secret.resolve("source.access_key_secret")?;
+        if let Some(t) = &s.security_token {
+            t.resolve("source.security_token")?;
+        }
+        if self.tags.prefix.is_empty() {
+            return Err(invalid(
+                "tags.prefix",
+                "must not be empty (tags would collide with event fields)",
+            ));
+        }
+        if self.enrich.threads == 0 {
+            return Err(invalid("enrich.threads", "must be at least 1"));
+        }
+        if self.sinks.is_empty() {
+            return Err(invalid("sinks", "at least one sink is needed"));
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let key = |k: &str| format!("sinks[{i}].{k}");
+            match sink {
+                SinkConfig::Hec(h) => {
+                    h.validate()
+                        .map_err(|m| invalid(format!("sinks[{i}]"), m))?;
+                    h.token.resolve(&key("token"))?;
+                }
+                SinkConfig::Sls(x) => {
+                    crate::sls::Endpoint::parse(&x.endpoint)
+                        .map_err(|e| invalid(key("endpoint"), e.to_string()))?;
+                    x.access_key_secret.resolve(&key("access_key_secret"))?;
+                }
+                SinkConfig::File(f) => {
+                    if f.path.as_os_str().is_empty() {
+                        return Err(invalid(key("path"), "must not be empty"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+id = "node-1"
+data_dir = "/tmp/trail"
+
+[source]
+endpoint = "https://cn-hangzhou.log.aliyuncs.com"
+project = "audit"
+logstore = "actiontrail_main"
+access_key_id = "LTAI"
+access_key_secret = "s3cret"
+
+[[sinks]]
+type = "hec"
+url = "https://splunk.example.com:8088"
+token = "hec-token"
+
+[[sinks]]
+type = "file"
+path = "/tmp/trail/out.jsonl"
+
+[dead_letter]
+path = "/tmp/trail/dead.jsonl"
+"#;
+
+    #[test]
+    fn a_complete_config_parses_and_validates() {
+        let c: Config = toml::from_str(GOOD).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.source.pull_count, 100);
+        assert_eq!(c.tags.prefix, "tag_");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "secrets never in Debug"
+        );
+        assert!(!format!("{c:?}").contains("hec-token"));
+    }
+
+    fn err(text: &str) -> String {
+        match toml::from_str::<Config>(text) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = err(&GOOD.replace(
+            "project = \"audit\"",
+            "project = \"audit\"\npull_count = 5000",
+        ));
+        assert!(e.starts_with("source.pull_count:"), "{e}");
+        let e = err(&GOOD.replace(
+            "token = \"hec-token\"",
+            "token = { env = \"TRAIL_UNSET_FOR_TEST\" }",
+        ));
+        assert!(e.starts_with("sinks[0].token:"), "{e}");
+        let e = err(&GOOD.replace(
+            "url = \"https://splunk.example.com:8088\"",
+            "url = \"ftp://x\"",
+        ));
+        assert!(e.starts_with("sinks[0]:"), "{e}");
+        let e = err(&GOOD.replace("[node]", "[node]\ncolour = \"red\""));
+        assert!(e.contains("colour"), "unknown keys are named: {e}");
+        let e = err(&GOOD.replace("type = \"file\"", "type = \"kafka\""));
+        assert!(e.contains("kafka"), "{e}");
+        let e = err(&GOOD.replace(
+            "endpoint = \"https://cn-hangzhou.log.aliyuncs.com\"",
+            "endpoint = \"ftp://x\"",
+        ));
+        assert!(e.starts_with("source.endpoint:"), "{e}");
+    }
+}

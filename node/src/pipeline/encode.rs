@@ -1,0 +1,200 @@
+//! Encoded events and the business view.
+//!
+//! Each sink brings an [`EventEncoder`]; the enricher calls every encoder for
+//! every event that passes, on its own thread, so sinks receive bytes ready
+//! to batch. A batch's events for one sink travel as one [`EventSlab`]: a
+//! single buffer plus end offsets, so a sink can send, split or resend any
+//! run of events without copying them one by one.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::pipeline::enrich::View;
+
+/// Writes one event in a sink's format.
+pub trait EventEncoder: Send + Sync + 'static {
+    fn encode(&self, view: &View<'_>, out: &mut Vec<u8>);
+}
+
+/// Events being encoded.
+#[derive(Debug, Default)]
+pub struct EncodedEvents {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl EncodedEvents {
+    pub fn push_with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        f(&mut self.buf);
+        self.ends.push(self.buf.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn freeze(self) -> EventSlab {
+        EventSlab {
+            bytes: Bytes::from(self.buf),
+            ends: self.ends,
+        }
+    }
+}
+
+/// Encoded events, frozen: cheap to clone and slice.
+#[derive(Debug, Clone, Default)]
+pub struct EventSlab {
+    bytes: Bytes,
+    ends: Vec<usize>,
+}
+
+impl EventSlab {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of all events.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
+    /// Event `i`.
+    pub fn event(&self, i: usize) -> Bytes {
+        self.bytes.slice(self.start(i)..self.ends[i])
+    }
+
+    /// Events `r`, contiguous.
+    pub fn range(&self, r: Range<usize>) -> Bytes {
+        if r.is_empty() {
+            return Bytes::new();
+        }
+        self.bytes.slice(self.start(r.start)..self.ends[r.end - 1])
+    }
+
+    /// Bytes of events `r`.
+    pub fn range_len(&self, r: Range<usize>) -> usize {
+        if r.is_empty() {
+            0
+        } else {
+            self.ends[r.end - 1] - self.start(r.start)
+        }
+    }
+}
+
+/// The business-view fields of an event, by name, skipping empty ones.
+/// ActionTrail's names are kept for both trails (`acsRegion` holds a CloudTrail
+/// `awsRegion`), so one dashboard reads both.
+pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static str, &'v str)> {
+    let e = v.event;
+    [
+        ("eventId", Some(&*e.event_id)),
+        ("eventName", e.event_name.as_deref()),
+        ("eventRW", e.event_rw.as_deref()),
+        ("eventSource", e.event_source.as_deref()),
+        ("eventTime", e.event_time.as_deref()),
+        ("eventType", e.event_type.as_deref()),
+        ("acsRegion", e.region.as_deref()),
+        ("serviceName", e.service_name.as_deref()),
+        ("resourceType", e.resource_type.as_deref()),
+        ("resourceName", e.resource_name.as_deref()),
+        ("accountId", e.owner_account()),
+        ("principalId", e.principal_id.as_deref()),
+        ("userName", e.user_name.as_deref()),
+        ("userType", e.user_type.as_deref()),
+        ("sourceIpAddress", e.source_ip.as_deref()),
+        ("errorCode", e.error_code.as_deref()),
+        ("requestId", e.request_id.as_deref()),
+        ("logstore", Some(&*v.provenance.logstore)),
+        ("cursor", Some(v.cursor)),
+        ("tag_status", Some(v.tag_status.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(k, val)| val.filter(|s| !s.is_empty()).map(|s| (k, s)))
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends a number of seconds with millisecond precision.
+pub fn write_time(out: &mut Vec<u8>, t: f64) {
+    use std::io::Write;
+    let _ = write!(out, "{:.3}", t);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_exactly() {
+        for s in [
+            "plain",
+            "quote\" back\\slash",
+            "nl\n tab\t cr\r",
+            "ctl\u{1}\u{1f}",
+            "ü 用户 ☃",
+            "",
+        ] {
+            let mut out = Vec::new();
+            write_json_str(&mut out, s);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn slab_ranges() {
+        let mut e = EncodedEvents::default();
+        for w in ["aa", "b", "cccc"] {
+            e.push_with(|b| b.extend_from_slice(w.as_bytes()));
+        }
+        let s = e.freeze();
+        assert_eq!(s.len(), 3);
+        assert_eq!(&s.event(1)[..], b"b");
+        assert_eq!(&s.range(1..3)[..], b"bcccc");
+        assert_eq!(s.range_len(0..2), 3);
+        assert!(s.range(2..2).is_empty());
+    }
+}

@@ -1,0 +1,449 @@
+//! A node's pipeline, assembled from its config and run.
+//!
+//! Inside the actix `System` (on a multi-thread tokio runtime): the dead-letter
+//! sink and each configured sink on an `Arbiter` of its own, the `Enricher`
+//! pool on `enrich.threads` OS threads, and one `ShardConsumer` per shard on a
+//! consumers' arbiter. Each shard starts from, in order: its local checkpoint,
+//! the SLS consumer group's checkpoint, the configured `source.start`.
+//! Shards are listed again every `shard_rescan_secs`; new ones (splits) get a
+//! consumer, and a consumer whose shard turned read-only reads it to the end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, SinkConfig};
+use crate::event::EventFilter;
+use crate::pipeline::checkpoint::{CheckpointStore, StoreError};
+use crate::pipeline::encode::EventEncoder;
+use crate::pipeline::enrich::{Enrichment, Provenance};
+use crate::pipeline::enricher::Enricher;
+use crate::pipeline::shard_consumer::{
+    ConsumerSettings, Progress, ShardConsumer, ShardStats, StopPulling,
+};
+use crate::sink::dead_letter::DeadLetterSink;
+use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
+use crate::sink::hec::service::HecService;
+use crate::sink::hec::{HecEncoder, HecSink};
+use crate::sink::sls::{SlsLogEncoder, SlsSink};
+use crate::sink::{SinkHandle, SinkStats};
+use crate::sls::{
+    Compression, Credentials, Cursor, CursorPosition, Endpoint, ShardStatus, SlsClient, SlsError,
+};
+use crate::tags::{builtin_kinds, ResourceKind, StaticTags, TagCache, TagsFileError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("checkpoints: {0}")]
+    Store(#[from] StoreError),
+    #[error("tags: {0}")]
+    Tags(#[from] TagsFileError),
+    #[error("{key}: {message}")]
+    Sink { key: String, message: String },
+    #[error("source: {0}")]
+    Source(#[from] SlsError),
+}
+
+/// What a running node exposes: stats for metrics, the demo and status.
+#[derive(Clone, Default)]
+pub struct NodeStats {
+    pub shards: Arc<Mutex<BTreeMap<u32, Arc<ShardStats>>>>,
+    pub sinks: Arc<Mutex<Vec<SinkHandle>>>,
+    pub dead_letters: Arc<SinkStats>,
+}
+
+impl NodeStats {
+    pub fn sum(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
+        self.shards.lock().values().map(|s| f(s)).sum()
+    }
+}
+
+/// A running pipeline.
+pub struct RunningNode {
+    pub stats: NodeStats,
+    consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
+    stop: CancellationToken,
+}
+
+fn sls_client(
+    endpoint: &str,
+    address: Option<&str>,
+    key_id: &str,
+    secret: &crate::secret::SecretSource,
+    token: Option<&crate::secret::SecretSource>,
+    key: &str,
+) -> Result<SlsClient, StartError> {
+    let mut ep = Endpoint::parse(endpoint).map_err(|e| StartError::Sink {
+        key: format!("{key}.endpoint"),
+        message: e.to_string(),
+    })?;
+    if let Some(a) = address {
+        ep = ep.with_address(a).map_err(|e| StartError::Sink {
+            key: format!("{key}.address"),
+            message: e.to_string(),
+        })?;
+    }
+    let mut creds = Credentials::new(
+        key_id,
+        secret
+            .resolve(&format!("{key}.access_key_secret"))
+            .map_err(ConfigError::from)?
+            .expose(),
+    );
+    if let Some(t) = token {
+        creds = creds.with_security_token(
+            t.resolve(&format!("{key}.security_token"))
+                .map_err(ConfigError::from)?
+                .expose(),
+        );
+    }
+    Ok(SlsClient::builder(ep, creds).build()?)
+}
+
+impl RunningNode {
+    /// Builds and starts everything. Call inside an actix `System`.
+    pub async fn start(config: Config) -> Result<RunningNode, StartError> {
+        config.validate()?;
+        let stats = NodeStats::default();
+        let stop = CancellationToken::new();
+        let store = CheckpointStore::open(&config.node.data_dir)?;
+        let s = &config.source;
+        let client = sls_client(
+            &s.endpoint,
+            s.address.as_deref(),
+            &s.access_key_id,
+            &s.access_key_secret,
+            s.security_token.as_ref(),
+            "source",
+        )?;
+
+        // Dead letters.
+        let dl_file = RotatingFile::open(
+            &config.dead_letter.path,
+            config.dead_letter.max_bytes,
+            config.dead_letter.keep,
+        )
+        .map_err(|e| StartError::Sink {
+            key: "dead_letter.path".into(),
+            message: e.to_string(),
+        })?;
+        let dl_stats = stats.dead_letters.clone();
+        let dead_letters = DeadLetterSink::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            DeadLetterSink::new(dl_file, dl_stats)
+        });
+
+        // Sinks, each with its encoder.
+        let mut encoders: Vec<Arc<dyn EventEncoder>> = Vec::new();
+        let mut handles = Vec::new();
+        for (i, sink) in config.sinks.iter().enumerate() {
+            let key = format!("sinks[{i}]");
+            let sink_stats = Arc::new(SinkStats::default());
+            let arbiter = Arbiter::new().handle();
+            let name = format!("{}#{i}", sink.kind());
+            let deliver = match sink {
+                SinkConfig::Hec(h) => {
+                    let token = h
+                        .token
+                        .resolve(&format!("{key}.token"))
+                        .map_err(ConfigError::from)?;
+                    encoders.push(Arc::new(HecEncoder {
+                        host: h.host.clone().unwrap_or_else(|| config.node.id.clone()),
+                        source: h.source.clone(),
+                        sourcetype: h.sourcetype.clone(),
+                        index: h.index.clone(),
+                        tag_prefix: h
+                            .tag_prefix
+                            .clone()
+                            .unwrap_or_else(|| config.tags.prefix.clone()),
+                    }));
+                    let cfg = Arc::new(h.clone());
+                    let service = HecService::new(
+                        cfg.clone(),
+                        token,
+                        sink_stats.clone(),
+                        dead_letters.clone().recipient(),
+                    )
+                    .map_err(|message| StartError::Sink {
+                        key: key.clone(),
+                        message,
+                    })?;
+                    HecSink::start_in_arbiter(&arbiter, move |_| HecSink::new(service, cfg))
+                        .recipient()
+                }
+                SinkConfig::File(f) => {
+                    encoders.push(Arc::new(JsonLinesEncoder {
+                        tag_prefix: f
+                            .tag_prefix
+                            .clone()
+                            .unwrap_or_else(|| config.tags.prefix.clone()),
+                    }));
+                    let file = RotatingFile::open(&f.path, f.max_bytes, f.keep).map_err(|e| {
+                        StartError::Sink {
+                            key: format!("{key}.path"),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    let st = sink_stats.clone();
+                    FileSink::start_in_arbiter(&arbiter, move |_| FileSink::new(file, st))
+                        .recipient()
+                }
+                SinkConfig::Sls(x) => {
+                    encoders.push(Arc::new(SlsLogEncoder {
+                        tag_prefix: x
+                            .tag_prefix
+                            .clone()
+                            .unwrap_or_else(|| config.tags.prefix.clone()),
+                        include_event: x.include_event,
+                    }));
+                    let c = sls_client(
+                        &x.endpoint,
+                        x.address.as_deref(),
+                        &x.access_key_id,
+                        &x.access_key_secret,
+                        x.security_token.as_ref(),
+                        &key,
+                    )?;
+                    let cfg = Arc::new(x.clone());
+                    let st = sink_stats.clone();
+                    let dl = dead_letters.clone().recipient();
+                    SlsSink::start_in_arbiter(&arbiter, move |_| SlsSink::new(c, cfg, st, dl))
+                        .recipient()
+                }
+            };
+            handles.push(SinkHandle {
+                name,
+                kind: sink.kind(),
+                deliver,
+                stats: sink_stats,
+            });
+        }
+        *stats.sinks.lock() = handles.clone();
+        let sinks: Arc<[SinkHandle]> = handles.into();
+
+        // Enrichment.
+        let tags = match &config.tags.file {
+            Some(path) => {
+                let provider = StaticTags::open(path, Duration::from_secs(5))?;
+                tracing::info!(resources = provider.len(), path = %path.display(), "static tags loaded");
+                Some(TagCache::new(
+                    Arc::new(provider),
+                    config.tags.cache_capacity,
+                    Duration::from_secs(config.tags.ttl_secs),
+                ))
+            }
+            None => None,
+        };
+        let mut kinds = builtin_kinds();
+        for (t, k) in &config.tags.resource_types {
+            kinds.insert(
+                t.clone(),
+                ResourceKind {
+                    product: k.product.clone(),
+                    arn_type: k.arn_type.clone(),
+                    global: k.global,
+                },
+            );
+        }
+        let enrichment = Arc::new(Enrichment {
+            filter: EventFilter::new(&config.filter),
+            tags,
+            kinds,
+            max_event_bytes: config.enrich.max_event_bytes,
+        });
+        let encoders: Arc<[Arc<dyn EventEncoder>]> = encoders.into();
+        let enricher = SyncArbiter::start(config.enrich.threads, move || {
+            Enricher::new(enrichment.clone(), encoders.clone())
+        });
+
+        let settings = Arc::new(ConsumerSettings {
+            pull_count: s.pull_count,
+            in_flight_batches: s.in_flight_batches,
+            compression: Compression::Lz4,
+            empty_backoff_max: Duration::from_millis(s.empty_backoff_max_ms),
+            checkpoint_interval: Duration::from_millis(s.checkpoint_interval_ms),
+            mirror_group: s.consumer_group.clone(),
+            mirror_interval: Duration::from_secs(s.mirror_interval_secs),
+        });
+        if let Some(group) = &s.consumer_group {
+            if let Err(e) = client
+                .ensure_consumer_group(&s.project, &s.logstore, group, 60)
+                .await
+            {
+                tracing::warn!(error = %e, group, "cannot create the SLS consumer group; checkpoints will not be mirrored");
+            }
+        }
+
+        let node = RunningNode {
+            stats,
+            consumers: Arc::default(),
+            stop,
+        };
+        let spawner = Spawner {
+            config: Arc::new(config),
+            client,
+            store,
+            settings,
+            enricher,
+            sinks,
+            dead_letters: dead_letters.recipient(),
+            arbiter: Arbiter::new().handle(),
+            stats: node.stats.clone(),
+            consumers: node.consumers.clone(),
+            stop: node.stop.clone(),
+        };
+        spawner.rescan().await?;
+        let every = Duration::from_secs(spawner.config.source.shard_rescan_secs.max(1));
+        let stop = node.stop.clone();
+        actix::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
+                if let Err(e) = spawner.rescan().await {
+                    tracing::warn!(error = %e, "listing shards failed");
+                }
+            }
+        });
+        Ok(node)
+    }
+
+    /// Stops pulling, waits up to `grace` for what is in flight to be
+    /// acknowledged, saves checkpoints.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.cancel();
+        let consumers: Vec<Addr<ShardConsumer>> = self.consumers.lock().values().cloned().collect();
+        for c in &consumers {
+            let _ = c.send(StopPulling).await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let mut in_flight = 0;
+            for c in &consumers {
+                in_flight += c.send(Progress).await.map(|(n, _)| n).unwrap_or(0);
+            }
+            if in_flight == 0 || tokio::time::Instant::now() >= deadline {
+                if in_flight > 0 {
+                    tracing::warn!(
+                        in_flight,
+                        "stopping with batches unacknowledged; they will be read again"
+                    );
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for c in &consumers {
+            let _ = c.send(StopPulling).await; // saves the final checkpoint
+        }
+    }
+
+    /// Batches in flight over all shards.
+    pub async fn in_flight(&self) -> usize {
+        let consumers: Vec<Addr<ShardConsumer>> = self.consumers.lock().values().cloned().collect();
+        let mut n = 0;
+        for c in consumers {
+            n += c.send(Progress).await.map(|(n, _)| n).unwrap_or(0);
+        }
+        n
+    }
+}
+
+struct Spawner {
+    config: Arc<Config>,
+    client: SlsClient,
+    store: CheckpointStore,
+    settings: Arc<ConsumerSettings>,
+    enricher: Addr<Enricher>,
+    sinks: Arc<[SinkHandle]>,
+    dead_letters: Recipient<crate::sink::dead_letter::DeadLetters>,
+    arbiter: ArbiterHandle,
+    stats: NodeStats,
+    consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
+    stop: CancellationToken,
+}
+
+impl Spawner {
+    async fn rescan(&self) -> Result<(), StartError> {
+        let s = &self.config.source;
+        for shard in self.client.list_shards(&s.project, &s.logstore).await? {
+            if self.consumers.lock().contains_key(&shard.shard_id) {
+                continue;
+            }
+            let readonly = shard.status == ShardStatus::ReadOnly;
+            let start = self.start_cursor(shard.shard_id).await?;
+            let shard_stats = Arc::new(ShardStats::default());
+            self.stats
+                .shards
+                .lock()
+                .insert(shard.shard_id, shard_stats.clone());
+            let provenance = Arc::new(Provenance {
+                project: s.project.as_str().into(),
+                logstore: s.logstore.as_str().into(),
+                shard: shard.shard_id,
+            });
+            let consumer = ShardConsumer::new(
+                shard.shard_id,
+                readonly,
+                provenance,
+                self.client.clone(),
+                self.settings.clone(),
+                self.enricher.clone(),
+                self.sinks.clone(),
+                self.dead_letters.clone(),
+                self.store.clone(),
+                shard_stats,
+                start,
+                self.stop.child_token(),
+            );
+            let addr = ShardConsumer::start_in_arbiter(&self.arbiter, move |_| consumer);
+            self.consumers.lock().insert(shard.shard_id, addr);
+        }
+        Ok(())
+    }
+
+    async fn start_cursor(&self, shard: u32) -> Result<Cursor, StartError> {
+        let s = &self.config.source;
+        if let Some(saved) = self
+            .store
+            .get(&CheckpointStore::key(&s.project, &s.logstore, shard))
+        {
+            return Ok(Cursor::new(saved.cursor));
+        }
+        if let Some(group) = &s.consumer_group {
+            match self
+                .client
+                .get_checkpoints(&s.project, &s.logstore, group, Some(shard))
+                .await
+            {
+                Ok(cps) => {
+                    if let Some(cp) = cps
+                        .into_iter()
+                        .find(|c| c.shard == shard && !c.checkpoint.is_empty())
+                    {
+                        tracing::info!(shard, "starting from the SLS consumer group's checkpoint");
+                        return Ok(Cursor::new(cp.checkpoint));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "reading the consumer group checkpoint failed")
+                }
+            }
+        }
+        let position = match s.start.as_str() {
+            "begin" => CursorPosition::Begin,
+            "end" => CursorPosition::End,
+            t => CursorPosition::Time(t.parse().unwrap_or(0)),
+        };
+        Ok(self
+            .client
+            .get_cursor(&s.project, &s.logstore, shard, position)
+            .await?)
+    }
+}

@@ -1,0 +1,570 @@
+//! The `ShardConsumer`: one per owned shard. It pulls with bounded credits,
+//! has each batch enriched, hands the parts to the sinks in order, and moves
+//! the shard's checkpoint only past batches every sink acknowledged.
+//!
+//! * Credits: a batch in flight holds a permit of the shard's semaphore
+//!   (`in_flight_batches`); it returns when the batch leaves the tracker.
+//!   Memory is bounded by credits × batch size, whatever the backlog.
+//! * Pulls back off on empty reads (growing to `empty_backoff_max`), on quota
+//!   errors and on 5xx (the client retries first). A body that does not decode
+//!   is pulled again; if it still does not, it is dead-lettered whole and the
+//!   shard moves on.
+//! * A read-only shard (split or merged) is read to its end, its final
+//!   checkpoint committed, and the consumer stops.
+//! * Any failure (a sink reporting a part lost, the pull loop dying) restarts
+//!   the shard's chain from its last checkpoint, with capped backoff.
+//! * Checkpoints are saved locally at most every `checkpoint_interval` (and on
+//!   stop), and mirrored to the SLS consumer group every `mirror_interval`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::checkpoint::{CheckpointStore, Saved, Tracker};
+use crate::pipeline::enrich::{DeadLetter, EnrichStats, Provenance};
+use crate::pipeline::enricher::{Enrich, Enricher};
+use crate::sink::dead_letter::DeadLetters;
+use crate::sink::{Ack, BatchAck, Deliver, SinkHandle};
+use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient};
+
+/// How a shard is consumed (`[source]` in the config).
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub pull_count: u32,
+    pub in_flight_batches: usize,
+    pub compression: Compression,
+    pub empty_backoff_max: Duration,
+    pub checkpoint_interval: Duration,
+    /// The SLS consumer group Trail mirrors its checkpoints to.
+    pub mirror_group: Option<String>,
+    pub mirror_interval: Duration,
+}
+
+/// What a shard did, for metrics, the demo and status.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    pub groups: AtomicU64,
+    pub logs: AtomicU64,
+    pub raw_bytes: AtomicU64,
+    pub passed: AtomicU64,
+    pub tagged: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub pull_errors: AtomicU64,
+    pub restarts: AtomicU64,
+    pub dropped: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Receive time (unix s) at the committed checkpoint; 0 if unknown.
+    pub checkpoint_time: AtomicU64,
+    /// 1 once caught up with the shard's end at least once since the last pull with data.
+    pub caught_up: AtomicU64,
+    /// 1 when a read-only shard is finished.
+    pub finished: AtomicU64,
+    pub committed: Mutex<String>,
+}
+
+impl ShardStats {
+    fn add(&self, s: &EnrichStats) {
+        self.logs.fetch_add(s.logs, Ordering::Relaxed);
+        self.raw_bytes.fetch_add(s.raw_bytes, Ordering::Relaxed);
+        self.passed.fetch_add(s.passed, Ordering::Relaxed);
+        self.tagged.fetch_add(s.tagged, Ordering::Relaxed);
+        self.dead_lettered
+            .fetch_add(s.dead_lettered, Ordering::Relaxed);
+        let mut d = self.dropped.lock();
+        for (k, v) in &s.dropped {
+            *d.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Everything a consumer is made of.
+pub struct ShardConsumer {
+    pub shard: u32,
+    pub readonly: bool,
+    pub provenance: Arc<Provenance>,
+    pub client: SlsClient,
+    pub settings: Arc<ConsumerSettings>,
+    pub enricher: Addr<Enricher>,
+    pub sinks: Arc<[SinkHandle]>,
+    pub dead_letters: Recipient<DeadLetters>,
+    pub store: CheckpointStore,
+    pub stats: Arc<ShardStats>,
+    /// Where to start: the committed checkpoint.
+    pub committed: Cursor,
+    pub stop: CancellationToken,
+    tracker: Tracker,
+    committed_time: Option<u32>,
+    dirty: bool,
+    mirrored: Option<Cursor>,
+    loop_stop: CancellationToken,
+    next_seq: Arc<AtomicU64>,
+    restarts: u32,
+    read_only_end: Option<Cursor>,
+    /// Bumped at each (re)start; messages of older pull loops are ignored.
+    generation: u64,
+}
+
+impl ShardConsumer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shard: u32,
+        readonly: bool,
+        provenance: Arc<Provenance>,
+        client: SlsClient,
+        settings: Arc<ConsumerSettings>,
+        enricher: Addr<Enricher>,
+        sinks: Arc<[SinkHandle]>,
+        dead_letters: Recipient<DeadLetters>,
+        store: CheckpointStore,
+        stats: Arc<ShardStats>,
+        start: Cursor,
+        stop: CancellationToken,
+    ) -> Self {
+        *stats.committed.lock() = start.to_string();
+        ShardConsumer {
+            shard,
+            readonly,
+            provenance,
+            client,
+            settings,
+            enricher,
+            sinks,
+            dead_letters,
+            store,
+            stats,
+            committed: start,
+            stop,
+            tracker: Tracker::default(),
+            committed_time: None,
+            dirty: false,
+            mirrored: None,
+            loop_stop: CancellationToken::new(),
+            next_seq: Arc::new(AtomicU64::new(1)),
+            restarts: 0,
+            read_only_end: None,
+            generation: 0,
+        }
+    }
+
+    fn key(&self) -> String {
+        CheckpointStore::key(
+            &self.provenance.project,
+            &self.provenance.logstore,
+            self.shard,
+        )
+    }
+
+    fn start_loop(&mut self, ctx: &mut Context<Self>) {
+        self.loop_stop = self.stop.child_token();
+        self.generation += 1;
+        let l = PullLoop {
+            generation: self.generation,
+            shard: self.shard,
+            readonly: self.readonly,
+            provenance: self.provenance.clone(),
+            client: self.client.clone(),
+            settings: self.settings.clone(),
+            enricher: self.enricher.clone(),
+            sinks: self.sinks.clone(),
+            dead_letters: self.dead_letters.clone(),
+            stats: self.stats.clone(),
+            credits: Arc::new(Semaphore::new(self.settings.in_flight_batches.max(1))),
+            me: ctx.address(),
+            stop: self.loop_stop.clone(),
+            next_seq: self.next_seq.clone(),
+        };
+        let cursor = self.committed.clone();
+        let me = ctx.address();
+        let generation = self.generation;
+        actix::spawn(async move {
+            if let Err(reason) = l.run(cursor).await {
+                me.do_send(Failed(generation, reason));
+            }
+        });
+    }
+
+    fn persist(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let saved = Saved {
+            cursor: self.committed.to_string(),
+            updated: unix_now(),
+            cursor_time: self.committed_time,
+        };
+        match self.store.save(&self.key(), saved) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                tracing::error!(shard = self.shard, error = %e, "saving the checkpoint failed; will retry")
+            }
+        }
+    }
+
+    fn mirror(&mut self, ctx: &mut Context<Self>) {
+        let Some(group) = self.settings.mirror_group.clone() else {
+            return;
+        };
+        if self.mirrored.as_ref() == Some(&self.committed) {
+            return;
+        }
+        let cursor = self.committed.clone();
+        let client = self.client.clone();
+        let p = self.provenance.clone();
+        let shard = self.shard;
+        ctx.spawn(
+            async move {
+                client.update_checkpoint(&p.project, &p.logstore, &group, shard, &cursor, None, true).await.map(|()| cursor)
+            }
+            .into_actor(self)
+            .map(move |res, act, _| match res {
+                Ok(cursor) => act.mirrored = Some(cursor),
+                Err(e) => tracing::warn!(shard, error = %e, "mirroring the checkpoint to the SLS consumer group failed"),
+            }),
+        );
+    }
+
+    fn reached(&mut self, cursor: Cursor, cursor_time: Option<u32>, ctx: &mut Context<Self>) {
+        self.committed = cursor;
+        if cursor_time.is_some() {
+            self.committed_time = cursor_time;
+            self.stats
+                .checkpoint_time
+                .store(u64::from(cursor_time.unwrap_or(0)), Ordering::Relaxed);
+        }
+        *self.stats.committed.lock() = self.committed.to_string();
+        self.dirty = true;
+        if self.read_only_end.as_ref() == Some(&self.committed) && self.tracker.in_flight() == 0 {
+            self.finish(ctx);
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(shard = self.shard, "read-only shard finished");
+        self.persist();
+        self.mirror(ctx);
+        self.stats.finished.store(1, Ordering::Relaxed);
+        self.loop_stop.cancel();
+    }
+
+    fn restart(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        self.loop_stop.cancel();
+        self.tracker.clear();
+        self.restarts += 1;
+        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        let pause = Duration::from_millis(500u64.saturating_mul(1 << self.restarts.min(7)))
+            .min(Duration::from_secs(60));
+        tracing::error!(shard = self.shard, %reason, ?pause, checkpoint = %self.committed, "restarting the shard from its checkpoint");
+        ctx.run_later(pause, |act, ctx| {
+            if !act.stop.is_cancelled() {
+                act.start_loop(ctx);
+            }
+        });
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Actor for ShardConsumer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Acks arrive at most once per sink per batch in flight.
+        ctx.set_mailbox_capacity(self.settings.in_flight_batches * (self.sinks.len() + 2) + 16);
+        tracing::info!(shard = self.shard, cursor = %self.committed, readonly = self.readonly, "shard consumer started");
+        self.start_loop(ctx);
+        ctx.run_interval(self.settings.checkpoint_interval, |act, _| act.persist());
+        ctx.run_interval(self.settings.mirror_interval, |act, ctx| act.mirror(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.loop_stop.cancel();
+        self.persist();
+    }
+}
+
+/// The pull loop registers a batch before its parts go out.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Track {
+    generation: u64,
+    seq: u64,
+    next_cursor: Cursor,
+    cursor_time: Option<u32>,
+    parts: usize,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Handler<Track> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, m: Track, ctx: &mut Self::Context) {
+        if m.generation != self.generation {
+            return; // a loop from before a restart; its credit returns with `m`
+        }
+        if let Some(r) =
+            self.tracker
+                .register(m.seq, m.next_cursor, m.cursor_time, m.parts, Some(m.permit))
+        {
+            self.reached(r.cursor, r.cursor_time, ctx);
+        }
+    }
+}
+
+impl Handler<BatchAck> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, m: BatchAck, ctx: &mut Self::Context) {
+        if !m.ok {
+            self.restart(
+                &format!("sink {} lost a part of batch {}", m.sink, m.seq),
+                ctx,
+            );
+            return;
+        }
+        match self.tracker.ack(m.seq) {
+            Ok(Some(r)) => self.reached(r.cursor, r.cursor_time, ctx),
+            Ok(None) => {}
+            Err(e) => self.restart(&e.to_string(), ctx),
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Failed(u64, String);
+
+impl Handler<Failed> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, m: Failed, ctx: &mut Self::Context) {
+        if m.0 == self.generation {
+            self.restart(&m.1, ctx);
+        }
+    }
+}
+
+/// A read-only shard was read to `end`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReadToEnd(Cursor);
+
+impl Handler<ReadToEnd> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, m: ReadToEnd, ctx: &mut Self::Context) {
+        self.read_only_end = Some(m.0.clone());
+        if self.committed == m.0 && self.tracker.in_flight() == 0 {
+            self.dirty = true;
+            self.finish(ctx);
+        }
+    }
+}
+
+/// Batches in flight and the committed cursor, for a graceful stop.
+#[derive(Message)]
+#[rtype(result = "(usize, String)")]
+pub struct Progress;
+
+impl Handler<Progress> for ShardConsumer {
+    type Result = MessageResult<Progress>;
+
+    fn handle(&mut self, _m: Progress, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult((self.tracker.in_flight(), self.committed.to_string()))
+    }
+}
+
+/// Stops pulling (sinks keep delivering what is in flight).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPulling;
+
+impl Handler<StopPulling> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, _m: StopPulling, _ctx: &mut Self::Context) {
+        self.loop_stop.cancel();
+        self.persist();
+    }
+}
+
+/// The async side of a consumer: pull, decode, enrich, hand to sinks.
+struct PullLoop {
+    generation: u64,
+    shard: u32,
+    readonly: bool,
+    provenance: Arc<Provenance>,
+    client: SlsClient,
+    settings: Arc<ConsumerSettings>,
+    enricher: Addr<Enricher>,
+    sinks: Arc<[SinkHandle]>,
+    dead_letters: Recipient<DeadLetters>,
+    stats: Arc<ShardStats>,
+    credits: Arc<Semaphore>,
+    me: Addr<ShardConsumer>,
+    stop: CancellationToken,
+    next_seq: Arc<AtomicU64>,
+}
+
+impl PullLoop {
+    async fn run(self, mut cursor: Cursor) -> Result<(), String> {
+        let p = &self.provenance;
+        let mut empty_pause = Duration::from_millis(50);
+        let mut decode_failures = 0u32;
+        loop {
+            let permit = tokio::select! {
+                p = self.credits.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
+                _ = self.stop.cancelled() => return Ok(()),
+            };
+            let req = PullRequest {
+                count: self.settings.pull_count,
+                compression: self.settings.compression,
+                ..PullRequest::new(&cursor)
+            };
+            let resp = tokio::select! {
+                r = self.client.pull_logs(&p.project, &p.logstore, self.shard, &req) => r,
+                _ = self.stop.cancelled() => return Ok(()),
+            };
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    self.stats.pull_errors.fetch_add(1, Ordering::Relaxed);
+                    let pause = match e.class() {
+                        ErrorClass::Quota => Duration::from_secs(2),
+                        ErrorClass::Transient => Duration::from_secs(1),
+                        ErrorClass::Permanent => return Err(format!("PullLogs: {e}")),
+                    };
+                    tracing::warn!(shard = self.shard, error = %e, ?pause, "PullLogs failed");
+                    drop(permit);
+                    self.sleep(pause).await;
+                    continue;
+                }
+            };
+            if resp.caught_up(&cursor) {
+                drop(permit);
+                self.stats.caught_up.store(1, Ordering::Relaxed);
+                if self.readonly {
+                    self.me.do_send(ReadToEnd(cursor.clone()));
+                    return Ok(());
+                }
+                self.sleep(empty_pause).await;
+                empty_pause = (empty_pause * 2).min(self.settings.empty_backoff_max);
+                continue;
+            }
+            empty_pause = Duration::from_millis(50);
+            self.stats.caught_up.store(0, Ordering::Relaxed);
+            let first = cursor
+                .sequence()
+                .ok_or_else(|| format!("cursor {cursor} is not a number"))?;
+            let next = resp.next_cursor.clone();
+            let cursor_time = resp.cursor_time.filter(|t| *t > 0);
+            let raw_body = resp.body.bytes.clone();
+            let decoded = tokio::task::spawn_blocking(move || resp.body.decode())
+                .await
+                .map_err(|e| format!("decode task: {e}"))?;
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            let (parts, dead) = match decoded {
+                Ok(list) => {
+                    decode_failures = 0;
+                    self.stats
+                        .groups
+                        .fetch_add(list.log_group_list.len() as u64, Ordering::Relaxed);
+                    let cursors = (0..list.log_group_list.len() as i64)
+                        .map(|i| Cursor::from_sequence(first + i).to_string())
+                        .collect();
+                    let out = self
+                        .enricher
+                        .send(Enrich {
+                            list,
+                            cursors,
+                            provenance: p.clone(),
+                        })
+                        .await
+                        .map_err(|e| format!("enricher: {e}"))?;
+                    self.stats.add(&out.stats);
+                    (out.parts, out.dead_letters)
+                }
+                Err(e) if decode_failures < 3 => {
+                    decode_failures += 1;
+                    tracing::warn!(shard = self.shard, error = %e, attempt = decode_failures, "a PullLogs body did not decode; pulling it again");
+                    drop(permit);
+                    self.sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => {
+                    decode_failures = 0;
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    let letter = DeadLetter {
+                        reason: format!("PullLogs body does not decode after 4 reads: {e}"),
+                        kind: "undecodable_body",
+                        project: p.project.clone(),
+                        logstore: p.logstore.clone(),
+                        shard: self.shard,
+                        cursor: cursor.to_string(),
+                        raw: raw_body,
+                    };
+                    (Vec::new(), vec![letter])
+                }
+            };
+            // Dead letters are written before the batch can complete.
+            if !dead.is_empty() {
+                loop {
+                    match self.dead_letters.send(DeadLetters(dead.clone())).await {
+                        Ok(Ok(())) => break,
+                        Ok(Err(e)) => {
+                            tracing::error!(shard = self.shard, error = %e, "dead-letter sink refused; retrying")
+                        }
+                        Err(e) => return Err(format!("dead-letter sink: {e}")),
+                    }
+                    self.sleep(Duration::from_secs(1)).await;
+                }
+            }
+            let live = parts.iter().filter(|s| !s.is_empty()).count();
+            self.me
+                .send(Track {
+                    generation: self.generation,
+                    seq,
+                    next_cursor: next.clone(),
+                    cursor_time,
+                    parts: live,
+                    permit,
+                })
+                .await
+                .map_err(|e| format!("consumer: {e}"))?;
+            for (i, events) in parts.into_iter().enumerate() {
+                if events.is_empty() {
+                    continue;
+                }
+                let sink = &self.sinks[i];
+                let part = Deliver {
+                    shard: self.shard,
+                    seq,
+                    provenance: p.clone(),
+                    events,
+                    ack: Ack::new(self.me.clone().recipient(), self.shard, seq, i),
+                };
+                // `send` waits while the sink's mailbox is full: backpressure.
+                sink.deliver
+                    .send(part)
+                    .await
+                    .map_err(|e| format!("sink {}: {e}", sink.name))?;
+            }
+            cursor = next;
+        }
+    }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! One event as an HEC envelope: `time` from `eventTime`, `host`, `source`,
+//! `sourcetype`, optional `index`, indexed `fields` (business view, shard and
+//! tags, flat strings) and the original event, untouched, as `event`. No other
+//! envelope key is ever written (Splunk silently drops objects after one).
+
+use std::io::Write;
+
+use crate::event::Format;
+use crate::pipeline::encode::{business_fields, write_json_str, write_time, EventEncoder};
+use crate::pipeline::enrich::View;
+
+pub struct HecEncoder {
+    pub host: String,
+    pub source: Option<String>,
+    pub sourcetype: Option<String>,
+    pub index: Option<String>,
+    pub tag_prefix: String,
+}
+
+impl EventEncoder for HecEncoder {
+    fn encode(&self, v: &View<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":");
+        write_time(out, v.time);
+        out.extend_from_slice(b",\"host\":");
+        write_json_str(out, &self.host);
+        out.extend_from_slice(b",\"source\":");
+        write_json_str(
+            out,
+            self.source.as_deref().unwrap_or(&v.provenance.logstore),
+        );
+        out.extend_from_slice(b",\"sourcetype\":");
+        let sourcetype = self.sourcetype.as_deref().unwrap_or(match v.event.format {
+            Format::ActionTrail => "alibaba:actiontrail",
+            Format::CloudTrail => "aws:cloudtrail",
+        });
+        write_json_str(out, sourcetype);
+        if let Some(index) = &self.index {
+            out.extend_from_slice(b",\"index\":");
+            write_json_str(out, index);
+        }
+        out.extend_from_slice(b",\"fields\":{");
+        let mut first = true;
+        for (k, val) in business_fields(v) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            write_json_str(out, val);
+        }
+        let _ = write!(out, ",\"shard\":\"{}\"", v.provenance.shard);
+        for (k, val) in v.tags.iter() {
+            out.push(b',');
+            let mut key = String::with_capacity(self.tag_prefix.len() + k.len());
+            key.push_str(&self.tag_prefix);
+            key.push_str(k);
+            write_json_str(out, &key);
+            out.push(b':');
+            write_json_str(out, val);
+        }
+        out.extend_from_slice(b"},\"event\":");
+        out.extend_from_slice(v.raw);
+        out.push(b'}');
+    }
+}

@@ -1,0 +1,373 @@
+//! Delivering parts to HEC: chunking under the request limits, retries, the
+//! partial-resend rule, dead letters, and indexer acknowledgement.
+//!
+//! * Events go out in order, in chunks of at most `batch_max_bytes` /
+//!   `batch_max_events` (uncompressed), gzip on by default.
+//! * 408, 429, 5xx (not 501) and transport errors: the same chunk again after
+//!   a jittered, growing pause (`Retry-After` honoured). Never dropped.
+//! * 400 with `invalid-event-number` N: events before N are delivered, event N
+//!   goes to the dead-letter sink with Splunk's reason, the rest is resent.
+//! * 401/403: the sink stops sending (status and metrics say why) and keeps
+//!   the chunk; it probes again every `retry_max`. The checkpoint holds.
+//! * 413: the chunk is halved; a single event too large is dead-lettered.
+//! * With `indexer_ack`, a chunk counts as delivered only once its ack id
+//!   polls true; after `ack_timeout` it is sent again (duplicates possible,
+//!   loss not).
+//!
+//! A part is acknowledged to its shard once all of its events are settled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use bytes::Bytes;
+use serde_json::json;
+use url::Url;
+
+use crate::pipeline::encode::EventSlab;
+use crate::pipeline::enrich::{DeadLetter, Provenance};
+use crate::secret::Secret;
+use crate::sink::dead_letter::DeadLetters;
+use crate::sink::hec::config::HecSinkConfig;
+use crate::sink::hec::retry::{classify, Action};
+use crate::sink::{Ack, Deliver, SinkStats};
+
+pub struct HecService {
+    http: reqwest::Client,
+    event_url: Url,
+    ack_url: Url,
+    token: Secret,
+    channel: String,
+    cfg: Arc<HecSinkConfig>,
+    stats: Arc<SinkStats>,
+    dead_letters: Recipient<DeadLetters>,
+}
+
+/// How a chunk ended.
+enum Settled {
+    Delivered,
+    Partial { at: usize, reason: String },
+    DeadLetterAll { reason: String },
+    Split,
+}
+
+struct Part {
+    provenance: Arc<Provenance>,
+    events: EventSlab,
+    ack: Option<Ack>,
+}
+
+impl HecService {
+    pub fn new(
+        cfg: Arc<HecSinkConfig>,
+        token: Secret,
+        stats: Arc<SinkStats>,
+        dead_letters: Recipient<DeadLetters>,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(cfg.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HecService {
+            http,
+            event_url: cfg.event_url()?,
+            ack_url: cfg.ack_url()?,
+            token,
+            channel: random_guid(),
+            cfg,
+            stats,
+            dead_letters,
+        })
+    }
+
+    /// Delivers `parts` in order and acknowledges each once settled.
+    pub async fn deliver(&self, parts: Vec<Deliver>) {
+        let mut parts: Vec<Part> = parts
+            .into_iter()
+            .map(|d| Part {
+                provenance: d.provenance,
+                events: d.events,
+                ack: Some(d.ack),
+            })
+            .collect();
+        // Every event as (part, index), in order.
+        let order: Vec<(usize, usize)> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(p, part)| (0..part.events.len()).map(move |i| (p, i)))
+            .collect();
+        let mut at = 0usize;
+        let mut max_events = self.cfg.batch_max_events;
+        let mut acked_upto = 0usize; // parts before this are acknowledged
+        loop {
+            // Acknowledge parts whose events are all settled.
+            let next_part = order.get(at).map_or(parts.len(), |(p, _)| *p);
+            while acked_upto < next_part {
+                if let Some(ack) = parts[acked_upto].ack.take() {
+                    ack.done();
+                }
+                acked_upto += 1;
+            }
+            if at >= order.len() {
+                break;
+            }
+            // The next chunk: as many events as fit.
+            let mut end = at;
+            let mut bytes = 0usize;
+            while end < order.len() && end - at < max_events {
+                let (p, i) = order[end];
+                let len = parts[p].events.range_len(i..i + 1) + 1;
+                if end > at && bytes + len > self.cfg.batch_max_bytes {
+                    break;
+                }
+                bytes += len;
+                end += 1;
+            }
+            let chunk = &order[at..end];
+            match self.send_until_settled(&parts, chunk).await {
+                Settled::Delivered => {
+                    SinkStats::add(&self.stats.events, chunk.len() as u64);
+                    SinkStats::add(&self.stats.bytes, bytes as u64);
+                    at = end;
+                    max_events = self.cfg.batch_max_events;
+                }
+                Settled::Partial { at: n, reason } => {
+                    let n = n.min(chunk.len() - 1);
+                    SinkStats::add(&self.stats.events, n as u64);
+                    self.dead_letter(&parts, &chunk[n..=n], &reason).await;
+                    at += n + 1;
+                }
+                Settled::DeadLetterAll { reason } => {
+                    self.dead_letter(&parts, chunk, &reason).await;
+                    at = end;
+                }
+                Settled::Split if chunk.len() == 1 => {
+                    self.dead_letter(
+                        &parts,
+                        chunk,
+                        "HEC 413: the event alone exceeds the request size limit",
+                    )
+                    .await;
+                    at = end;
+                }
+                Settled::Split => max_events = (chunk.len() / 2).max(1),
+            }
+        }
+        for p in &mut parts {
+            if let Some(ack) = p.ack.take() {
+                ack.done();
+            }
+        }
+    }
+
+    /// Writes events to the dead-letter sink, retrying until it has them:
+    /// their part must not be acknowledged before.
+    async fn dead_letter(&self, parts: &[Part], events: &[(usize, usize)], reason: &str) {
+        let letters: Vec<DeadLetter> = events
+            .iter()
+            .map(|&(p, i)| DeadLetter {
+                reason: reason.to_owned(),
+                kind: "hec_rejected",
+                project: parts[p].provenance.project.clone(),
+                logstore: parts[p].provenance.logstore.clone(),
+                shard: parts[p].provenance.shard,
+                cursor: String::new(),
+                raw: parts[p].events.event(i),
+            })
+            .collect();
+        SinkStats::add(&self.stats.dead_lettered, letters.len() as u64);
+        let mut pause = self.cfg.retry_initial();
+        loop {
+            match self.dead_letters.send(DeadLetters(letters.clone())).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => tracing::error!(error = %e, "dead-letter sink refused; retrying"),
+                Err(e) => tracing::error!(error = %e, "dead-letter sink unreachable; retrying"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.cfg.retry_max());
+        }
+    }
+
+    fn body(&self, parts: &[Part], chunk: &[(usize, usize)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut i = 0;
+        while i < chunk.len() {
+            // Runs of one part are contiguous in its slab.
+            let (p, first) = chunk[i];
+            let mut j = i;
+            while j + 1 < chunk.len() && chunk[j + 1].0 == p {
+                j += 1;
+            }
+            let last = chunk[j].1;
+            body.extend_from_slice(&parts[p].events.range(first..last + 1));
+            i = j + 1;
+        }
+        body
+    }
+
+    async fn send_until_settled(&self, parts: &[Part], chunk: &[(usize, usize)]) -> Settled {
+        let raw = self.body(parts, chunk);
+        let body: Bytes = if self.cfg.gzip {
+            match tokio::task::spawn_blocking(move || gzip(&raw)).await {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    tracing::error!(error = %e, "gzip task failed");
+                    return Settled::DeadLetterAll {
+                        reason: format!("could not compress the request: {e}"),
+                    };
+                }
+            }
+        } else {
+            Bytes::from(raw)
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            SinkStats::add(&self.stats.requests, 1);
+            let mut req = self
+                .http
+                .post(self.event_url.clone())
+                .header("Authorization", format!("Splunk {}", self.token.expose()))
+                .header("X-Splunk-Request-Channel", &self.channel)
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+            if self.cfg.gzip {
+                req = req.header("Content-Encoding", "gzip");
+            }
+            let action = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    // Drain the body so the connection can be reused.
+                    let text = resp.bytes().await.unwrap_or_default();
+                    classify(status, retry_after.as_deref(), &text)
+                }
+                Err(e) => Action::Retry {
+                    reason: format!("transport: {e}"),
+                    after: None,
+                },
+            };
+            match action {
+                Action::Delivered { ack_id } => {
+                    self.stats
+                        .stopped
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    match (self.cfg.indexer_ack, ack_id) {
+                        (true, Some(id)) => {
+                            if self.wait_for_ack(id).await {
+                                return Settled::Delivered;
+                            }
+                            SinkStats::add(&self.stats.retries, 1);
+                            tracing::warn!(
+                                ack_id = id,
+                                "indexer acknowledgement timed out; sending again"
+                            );
+                        }
+                        _ => return Settled::Delivered,
+                    }
+                }
+                Action::Partial { at, code, text } => {
+                    return Settled::Partial {
+                        at,
+                        reason: format!("HEC 400 code {code}: {text}"),
+                    }
+                }
+                Action::DeadLetterAll { reason } => return Settled::DeadLetterAll { reason },
+                Action::Split => return Settled::Split,
+                Action::Retry { reason, after } => {
+                    SinkStats::add(&self.stats.retries, 1);
+                    SinkStats::add(&self.stats.errors, 1);
+                    let pause = after.unwrap_or_else(|| self.backoff(attempt));
+                    tracing::warn!(%reason, attempt, ?pause, "HEC request failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Action::Stop { reason } => {
+                    SinkStats::add(&self.stats.errors, 1);
+                    self.stats
+                        .stopped
+                        .store(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(%reason, "HEC refuses the token; holding the checkpoint and probing again");
+                    tokio::time::sleep(self.cfg.retry_max()).await;
+                }
+            }
+        }
+    }
+
+    /// Full jitter over an exponential ceiling.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(16))
+            .unwrap_or(u32::MAX);
+        let ceiling = self
+            .cfg
+            .retry_initial()
+            .saturating_mul(factor)
+            .min(self.cfg.retry_max());
+        ceiling
+            .mul_f64(fastrand::f64())
+            .max(Duration::from_millis(5))
+    }
+
+    /// Polls the ack id until it is true or `ack_timeout` passes.
+    async fn wait_for_ack(&self, id: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.ack_timeout_secs);
+        let every = Duration::from_millis(self.cfg.ack_poll_interval_ms);
+        while Instant::now() < deadline {
+            tokio::time::sleep(every).await;
+            let resp = self
+                .http
+                .post(self.ack_url.clone())
+                .header("Authorization", format!("Splunk {}", self.token.expose()))
+                .header("X-Splunk-Request-Channel", &self.channel)
+                .header("Content-Type", "application/json")
+                .body(json!({"acks": [id]}).to_string())
+                .send()
+                .await;
+            let acked = match resp {
+                Ok(r) if r.status().is_success() => r
+                    .bytes()
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v["acks"][id.to_string()].as_bool())
+                    .unwrap_or(false),
+                // An error answer proves nothing: keep polling until the deadline.
+                _ => false,
+            };
+            if acked {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(raw).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+/// A random channel GUID (8-4-4-4-12 hex).
+pub fn random_guid() -> String {
+    let h = format!("{:032x}", fastrand::u128(..));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}

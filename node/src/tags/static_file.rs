@@ -1,0 +1,204 @@
+//! Tags from a file: JSON (`{"resources":[{"arn":…,"tags":{…}}]}`, what
+//! `trail-devstack gen --tags-out` writes) or CSV (`arn,key,value` rows).
+//! The file is re-read when its modification time changes (checked at most
+//! once per `recheck` interval), so operators can edit it in place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::RwLock;
+use serde::Deserialize;
+
+use crate::tags::{Lookup, ResourceKey, TagProvider, TagSet};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TagsFileError {
+    #[error("tags file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tags file {path}: {message}")]
+    Format { path: PathBuf, message: String },
+}
+
+#[derive(Deserialize)]
+struct JsonFile {
+    resources: Vec<JsonResource>,
+}
+
+#[derive(Deserialize)]
+struct JsonResource {
+    arn: String,
+    tags: BTreeMap<String, String>,
+}
+
+struct Loaded {
+    by_arn: HashMap<Arc<str>, TagSet>,
+    modified: Option<SystemTime>,
+    checked: Instant,
+}
+
+/// A [`TagProvider`] over a tags file.
+pub struct StaticTags {
+    path: PathBuf,
+    recheck: Duration,
+    loaded: RwLock<Loaded>,
+}
+
+impl StaticTags {
+    pub fn open(path: &Path, recheck: Duration) -> Result<Self, TagsFileError> {
+        let (by_arn, modified) = load(path)?;
+        Ok(StaticTags {
+            path: path.to_owned(),
+            recheck,
+            loaded: RwLock::new(Loaded {
+                by_arn,
+                modified,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.loaded.read().by_arn.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn maybe_reload(&self) {
+        if self.loaded.read().checked.elapsed() < self.recheck {
+            return;
+        }
+        let mut l = self.loaded.write();
+        l.checked = Instant::now();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == l.modified {
+            return;
+        }
+        match load(&self.path) {
+            Ok((by_arn, modified)) => {
+                tracing::info!(path = %self.path.display(), resources = by_arn.len(), "tags file reloaded");
+                l.by_arn = by_arn;
+                l.modified = modified;
+            }
+            // Keep serving the last good file.
+            Err(e) => tracing::warn!(error = %e, "tags file not reloaded"),
+        }
+    }
+}
+
+impl TagProvider for StaticTags {
+    fn lookup(&self, key: &ResourceKey) -> Lookup {
+        self.maybe_reload();
+        match self.loaded.read().by_arn.get(&key.0) {
+            Some(t) if !t.is_empty() => Lookup::Tags(t.clone()),
+            _ => Lookup::None,
+        }
+    }
+}
+
+type Table = HashMap<Arc<str>, TagSet>;
+
+fn load(path: &Path) -> Result<(Table, Option<SystemTime>), TagsFileError> {
+    let io = |source| TagsFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let format = |message: String| TagsFileError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let is_json =
+        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let mut table: HashMap<Arc<str>, BTreeMap<String, String>> = HashMap::new();
+    if is_json {
+        let f: JsonFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+        for r in f.resources {
+            table.entry(r.arn.into()).or_default().extend(r.tags);
+        }
+    } else {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("arn,")) {
+                continue;
+            }
+            let mut cols = line.splitn(3, ',');
+            let (Some(arn), Some(k), Some(v)) = (cols.next(), cols.next(), cols.next()) else {
+                return Err(format(format!("line {}: expected arn,key,value", n + 1)));
+            };
+            table
+                .entry(arn.trim().into())
+                .or_default()
+                .insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    Ok((
+        table.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        modified,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_csv_and_reload() {
+        let dir = std::env::temp_dir().join(format!("trail-tags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("t.json");
+        std::fs::write(
+            &json,
+            r#"{"resources":[{"arn":"arn:acs:ecs:r:1:instance/i-1","tags":{"project":"p1"}}]}"#,
+        )
+        .unwrap();
+        let t = StaticTags::open(&json, Duration::ZERO).unwrap();
+        let key = ResourceKey("arn:acs:ecs:r:1:instance/i-1".into());
+        assert_eq!(
+            t.lookup(&key),
+            Lookup::Tags(Arc::new([("project".into(), "p1".into())].into()))
+        );
+        assert_eq!(t.lookup(&ResourceKey("nope".into())), Lookup::None);
+
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(
+            &json,
+            r#"{"resources":[{"arn":"arn:acs:ecs:r:1:instance/i-1","tags":{"project":"p2"}}]}"#,
+        )
+        .unwrap();
+        let f = std::fs::File::options().write(true).open(&json).unwrap();
+        f.set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            t.lookup(&key),
+            Lookup::Tags(Arc::new([("project".into(), "p2".into())].into()))
+        );
+
+        let csv = dir.join("t.csv");
+        std::fs::write(
+            &csv,
+            "arn,key,value\nacs:ram::1:user/bob,team,core\nacs:ram::1:user/bob,env,prod\n",
+        )
+        .unwrap();
+        let c = StaticTags::open(&csv, Duration::from_secs(60)).unwrap();
+        match c.lookup(&ResourceKey("acs:ram::1:user/bob".into())) {
+            Lookup::Tags(t) => assert_eq!(t.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&csv, "only-one-column\n").unwrap();
+        assert!(matches!(
+            StaticTags::open(&csv, Duration::ZERO),
+            Err(TagsFileError::Format { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
