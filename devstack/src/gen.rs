@@ -357,7 +357,13 @@ impl Generator {
                 } else {
                     rng.usize(..SERVICES.len())
                 };
-                touched.push(self.resources[o][rng.usize(..self.resources[o].len())].clone());
+                let mut r = self.resources[o][rng.usize(..self.resources[o].len())].clone();
+                // Resources named together live in one account (and region).
+                r.account = primary.account.clone();
+                if !r.region.is_empty() {
+                    r.region = primary.region.clone();
+                }
+                touched.push(r);
             }
         }
         let name = if write {
@@ -371,16 +377,19 @@ impl Generator {
             primary.region.clone()
         };
 
+        // The event is recorded in the account that owns the resource: the
+        // caller is a user of that account or a role assumed into it.
+        let a = &primary.account;
         let identity = match rng.u8(..100) {
             0..=59 => {
-                let (a, p, u) = &self.users[rng.usize(..self.users.len())];
+                let (_, p, u) = &self.users[rng.usize(..self.users.len())];
                 format!(
                     r#"{{"type":"ram-user","accountId":"{a}","principalId":"{p}","userName":"{u}","accessKeyId":"LTAI5t{}"}}"#,
                     alnum(rng, 18)
                 )
             }
             60..=89 => {
-                let (a, rid, role) = &self.roles[rng.usize(..self.roles.len())];
+                let (_, rid, role) = &self.roles[rng.usize(..self.roles.len())];
                 let session =
                     ["ci-pipeline", "terraform-apply", "oncall-42", "etl-nightly"][rng.usize(..4)];
                 format!(
@@ -638,6 +647,41 @@ mod tests {
         let w = writes as f64 / n as f64;
         assert!((0.10..0.25).contains(&w), "write ratio {w}");
         assert!(multi > n / 20, "some events name several resources");
+    }
+
+    #[test]
+    fn events_name_the_account_and_region_their_resources_live_in() {
+        let mut g = Generator::new(5);
+        let arns: std::collections::HashSet<String> =
+            g.resources.iter().flatten().map(|r| r.arn()).collect();
+        let (mut found, mut total) = (0, 0);
+        for _ in 0..2000 {
+            let v: serde_json::Value = serde_json::from_str(&g.next_event()).unwrap();
+            let (Some(t), Some(id)) = (v["resourceType"].as_str(), v["resourceName"].as_str())
+            else {
+                continue;
+            };
+            let account = v["userIdentity"]["accountId"].as_str().unwrap_or("");
+            let region = v["acsRegion"].as_str().unwrap();
+            let first = t.split(';').next().unwrap();
+            let kind = SERVICES
+                .iter()
+                .flat_map(|s| s.kinds.iter())
+                .find(|k| k.0 == first)
+                .unwrap();
+            let id = id.split([';', ',']).next().unwrap();
+            let arn = if kind.1 == "ram" {
+                format!("acs:ram::{account}:{}/{id}", kind.2)
+            } else {
+                format!("arn:acs:{}:{region}:{account}:{}/{id}", kind.1, kind.2)
+            };
+            total += 1;
+            found += arns.contains(&arn) as usize;
+        }
+        assert!(
+            found as f64 > total as f64 * 0.9,
+            "{found} of {total} primary resources resolvable"
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn default_rescan_secs() -> u64 {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TagsConfig {
     /// A tags file (JSON or CSV), reloaded when it changes.
     pub file: Option<PathBuf>,

@@ -1,8 +1,16 @@
 //! The `trail-node` binary: `run` a node from a config file, or `demo` Trail
 //! end to end on this machine against devstack.
+//!
+//! Runtime: an actix `System` on a multi-thread tokio runtime, so actors,
+//! tonic and plain tokio tasks share one runtime (cluster design notes §2).
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
+use trail_node::config::Config;
+use trail_node::pipeline::node::RunningNode;
 
 #[derive(Parser)]
 #[command(name = "trail-node", version, about = "A Trail cluster node")]
@@ -13,10 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node from a TOML config file.
+    /// Run a node from a TOML config file (see deploy/trail.toml).
     Run {
         #[arg(long, short)]
-        config: std::path::PathBuf,
+        config: PathBuf,
+    },
+    /// Check a config file and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Run Trail against devstack on this machine, with nothing to set up.
     #[cfg(feature = "demo")]
@@ -25,23 +38,48 @@ enum Command {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Run { config } => anyhow::bail!(
-            "`trail-node run` needs the pipeline, which is not built yet \
-             (config {} not read); use `trail-node demo` to see devstack",
-            config.display()
-        ),
-        #[cfg(feature = "demo")]
-        Command::Demo(args) => runtime.block_on(demo::run(args)),
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    });
+    let result = system.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(&config).await,
+            Command::Check { config } => {
+                Config::load(&config)?;
+                println!("{}: ok", config.display());
+                Ok(())
+            }
+            #[cfg(feature = "demo")]
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    actix::System::current().stop();
+    result
+}
+
+async fn run(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    tracing::info!(node = %config.node.id, project = %config.source.project, logstore = %config.source.logstore, "starting");
+    let node = RunningNode::start(config)
+        .await
+        .context("starting the node")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
+    tracing::info!("stopping: draining what is in flight");
+    node.shutdown(Duration::from_secs(30)).await;
+    Ok(())
 }
 
 #[cfg(feature = "demo")]
