@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `tests/sls_trail_client.rs` | Trail's SLS client against devstack: 100k logs round trip, faults, cursors, checkpoints, errors |
 //! | `tests/sls_official_rust_sdk.rs` | Alibaba's `aliyun-log-rust-sdk` against devstack through an HTTP proxy |
+//! | `tests/pipeline_e2e.rs` | devstack SLS → `trail-node run` → devstack HEC, file, SLS and dead-letter sinks: faults, malformed input, SIGKILL and restart, a refused token |
 //! | `tests/hec_receiver.rs` | devstack's HEC receiver against the HEC checklist: routes, tokens, batches, gzip, acks, faults |
 //! | `conformance/` | Alibaba's Python SDK against devstack, one test per checklist item (pytest) |
 //!
@@ -118,6 +119,62 @@ impl Devstack {
 }
 
 impl Drop for Devstack {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `trail-node run --config FILE` process; its log goes to `FILE.log`.
+pub struct TrailNode {
+    child: Child,
+}
+
+impl TrailNode {
+    pub fn spawn(config: &std::path::Path) -> TrailNode {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(config.with_extension("log"))
+            .expect("node log file");
+        let child = Command::new(binary("trail-node"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn trail-node");
+        TrailNode { child }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for TrailNode {
     fn drop(&mut self) {
         self.kill();
     }

@@ -71,6 +71,9 @@ pub struct SlsConfig {
     /// Shards of that logstore.
     #[arg(long, default_value_t = 2)]
     pub shards: u32,
+    /// More logstores to create in the project at start (repeatable).
+    #[arg(long = "extra-logstore")]
+    pub extra_logstores: Vec<String>,
     /// Keep data here across restarts (in memory if absent).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -127,19 +127,21 @@ fn seed(store: &mut Store, config: &SlsConfig) -> Result<(), ApiError> {
     if !store.projects.contains_key(&config.project) {
         store.create_project(&config.project, "created by trail-devstack", now)?;
     }
-    if !config.logstore.is_empty()
-        && !store
+    let wanted = std::iter::once(&config.logstore).chain(&config.extra_logstores);
+    for logstore in wanted.filter(|l| !l.is_empty()) {
+        if !store
             .project(&config.project)?
             .logstores
-            .contains_key(&config.logstore)
-    {
-        store.create_logstore(
-            &config.project,
-            &config.logstore,
-            config.shards,
-            LogstoreConfig::default(),
-            now,
-        )?;
+            .contains_key(logstore)
+        {
+            store.create_logstore(
+                &config.project,
+                logstore,
+                config.shards,
+                LogstoreConfig::default(),
+                now,
+            )?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,501 @@
+//! The pipeline end to end, in real processes on loopback:
+//! `trail-devstack sls` → `trail-node run` → `trail-devstack hec` (plus file,
+//! SLS and dead-letter sinks), with faults, malformed input, SIGKILL and a
+//! refused token. Each test asserts that every event that passes the filters
+//! arrives, and bounds the duplicates.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use trail_devstack::gen::Generator;
+use trail_node::sls::{Credentials, CursorPosition, Endpoint, PullRequest, PutTarget, SlsClient};
+use trail_proto::sls::{Log, LogContent, LogGroup};
+use trail_tests::{Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
+
+const PROJECT: &str = "e2e";
+const LOGSTORE: &str = "actiontrail_e2e";
+const PER_GROUP: usize = 32;
+
+struct Setup {
+    dir: PathBuf,
+    sls: Devstack,
+    hec: Devstack,
+    /// eventIds that pass the filters (writes).
+    expected: Vec<String>,
+    malformed: usize,
+}
+
+fn client(sls: &Devstack) -> SlsClient {
+    SlsClient::builder(
+        Endpoint::parse("http://sls.test")
+            .unwrap()
+            .with_address(&sls.addr.to_string())
+            .unwrap(),
+        Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET),
+    )
+    .build()
+    .unwrap()
+}
+
+/// devstack SLS (4 shards) and HEC with `hec_args`; `events` generated events
+/// loaded, every `malformed_every`th one broken.
+async fn setup(
+    name: &str,
+    events: usize,
+    malformed_every: usize,
+    sls_args: &[&str],
+    hec_args: &[&str],
+) -> Setup {
+    let dir = std::env::temp_dir().join(format!("trail-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = vec![
+        "--project",
+        PROJECT,
+        "--logstore",
+        LOGSTORE,
+        "--shards",
+        "4",
+    ];
+    args.extend_from_slice(sls_args);
+    let sls = Devstack::sls(&args);
+    let hec = Devstack::hec(hec_args);
+    let mut g = Generator::new(7);
+    std::fs::write(
+        dir.join("tags.json"),
+        serde_json::to_vec(&g.tags_file()).unwrap(),
+    )
+    .unwrap();
+    let c = client(&sls);
+    let mut expected = Vec::new();
+    let mut malformed = 0;
+    let mut logs = Vec::new();
+    for i in 0..events {
+        let mut json = g.next_event();
+        if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
+            json.truncate(json.len() / 3);
+            malformed += 1;
+        } else {
+            let v: Value = serde_json::from_str(&json).unwrap();
+            if v["eventRW"] == "Write" {
+                expected.push(v["eventId"].as_str().unwrap().to_owned());
+            }
+        }
+        logs.push(Log {
+            time: 1_795_000_000,
+            contents: vec![LogContent {
+                key: Bytes::from_static(b"event"),
+                value: Bytes::from(json),
+            }],
+            time_ns: None,
+        });
+        if logs.len() == PER_GROUP || i + 1 == events {
+            let group = LogGroup {
+                logs: std::mem::take(&mut logs),
+                topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+                ..Default::default()
+            };
+            c.put_logs(PROJECT, LOGSTORE, &group, PutTarget::LoadBalanced)
+                .await
+                .unwrap();
+        }
+    }
+    Setup {
+        dir,
+        sls,
+        hec,
+        expected,
+        malformed,
+    }
+}
+
+impl Setup {
+    /// A config for this setup; `extra` is appended (more sinks, say).
+    fn config(&self, token: &str, extra: &str) -> PathBuf {
+        let path = self.dir.join("trail.toml");
+        let text = format!(
+            r#"
+[node]
+id = "e2e-node"
+data_dir = {data:?}
+
+[source]
+endpoint = "http://sls.test"
+address = "{sls}"
+project = "{PROJECT}"
+logstore = "{LOGSTORE}"
+access_key_id = "{ACCESS_KEY_ID}"
+access_key_secret = {{ env = "E2E_SLS_SECRET" }}
+consumer_group = "trail"
+pull_count = 10
+in_flight_batches = 2
+checkpoint_interval_ms = 100
+empty_backoff_max_ms = 200
+
+[tags]
+file = {tags:?}
+
+[enrich]
+threads = 2
+
+[[sinks]]
+type = "hec"
+url = "http://{hec}"
+token = "{token}"
+flush_interval_ms = 100
+retry_initial_ms = 20
+retry_max_ms = 500
+
+[dead_letter]
+path = {dead:?}
+{extra}
+"#,
+            data = self.dir.join("data").display().to_string(),
+            sls = self.sls.addr,
+            tags = self.dir.join("tags.json").display().to_string(),
+            hec = self.hec.addr,
+            dead = self.dir.join("dead.jsonl").display().to_string(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn node(&self, config: &Path) -> TrailNode {
+        std::env::set_var("E2E_SLS_SECRET", ACCESS_KEY_SECRET);
+        TrailNode::spawn(config)
+    }
+
+    /// eventId → times HEC indexed it.
+    async fn hec_ids(&self) -> HashMap<String, u32> {
+        let text = reqwest::get(format!("http://{}/_devstack/events", self.hec.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut ids = HashMap::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            *ids.entry(v["event"]["eventId"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        ids
+    }
+
+    async fn wait_delivered(
+        &self,
+        node: &mut TrailNode,
+        timeout: Duration,
+    ) -> HashMap<String, u32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ids = self.hec_ids().await;
+            if self.expected.iter().all(|e| ids.contains_key(e)) {
+                return ids;
+            }
+            assert!(
+                node.alive(),
+                "trail-node died; see {}",
+                self.dir.join("trail.log").display()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {} events arrived; log: {}",
+                ids.len(),
+                self.expected.len(),
+                self.dir.join("trail.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn dead_letters(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("dead.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Batches in flight can be delivered again after a crash: shards ×
+/// in_flight_batches × pull_count groups × events per group.
+const DUPLICATE_WINDOW: usize = 4 * 2 * 10 * PER_GROUP;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_event_arrives_through_hec_and_sls_faults() {
+    let s = setup(
+        "faults",
+        6000,
+        0,
+        &["--fault-5xx-every", "13"],
+        &["--busy-every", "5", "--drop-conn-every", "7"],
+    )
+    .await;
+    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    let ids = s.wait_delivered(&mut node, Duration::from_secs(120)).await;
+    assert_eq!(ids.len(), s.expected.len(), "only writes pass the filter");
+    let dups = ids.values().filter(|&&n| n > 1).count();
+    assert_eq!(
+        dups, 0,
+        "busy and dropped requests are resent, never duplicated"
+    );
+    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", s.hec.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        stats["answers"]["503"].as_u64().unwrap_or(0) > 0,
+        "faults were injected: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_are_dead_lettered_with_their_reason_and_nothing_stalls() {
+    let s = setup("malformed", 3000, 250, &[], &[]).await;
+    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    s.wait_delivered(&mut node, Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.dead_letters().len() < s.malformed {
+        assert!(
+            Instant::now() < deadline,
+            "dead letters: {} of {}",
+            s.dead_letters().len(),
+            s.malformed
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dl = s.dead_letters();
+    assert_eq!(dl.len(), s.malformed);
+    for d in &dl {
+        assert_eq!(d["kind"], "invalid_json");
+        assert!(d["reason"].as_str().unwrap().contains("not valid JSON"));
+        assert!(
+            d["cursor"].as_str().is_some_and(|c| !c.is_empty()),
+            "provenance names the cursor"
+        );
+        assert_eq!(d["logstore"], LOGSTORE);
+        assert!(
+            d["raw"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("{\"eventId\"")),
+            "the raw payload is kept"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_then_restart_resumes_from_the_checkpoint() {
+    let s = setup("sigkill", 8000, 0, &[], &["--busy-every", "3"]).await;
+    let config = s.config(HEC_TOKEN, "");
+    let mut node = s.node(&config);
+    // Kill once part of the trail is through.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = s.hec_ids().await.len();
+        if n > s.expected.len() / 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && node.alive(),
+            "no progress before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.kill();
+    let before = s.hec_ids().await.len();
+    assert!(
+        before < s.expected.len(),
+        "killed mid-stream ({before} of {})",
+        s.expected.len()
+    );
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("data/checkpoints.json")).unwrap())
+            .unwrap();
+    assert!(
+        saved.as_object().is_some_and(|m| !m.is_empty()),
+        "checkpoints were saved before the kill"
+    );
+
+    let mut node = s.node(&config);
+    let ids = s.wait_delivered(&mut node, Duration::from_secs(120)).await;
+    let dups: usize = ids.values().map(|&n| n as usize - 1).sum();
+    assert!(
+        dups <= DUPLICATE_WINDOW,
+        "{dups} duplicates exceed the in-flight window {DUPLICATE_WINDOW}"
+    );
+    assert_eq!(
+        node.terminate().map(|s| s.success()),
+        Some(true),
+        "SIGTERM stops the node cleanly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_holds_the_checkpoint_until_a_good_one_delivers() {
+    let s = setup("token", 1500, 0, &[], &[]).await;
+    let mut node = s.node(&s.config("wrong-token", ""));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(node.alive());
+    assert!(
+        s.hec_ids().await.is_empty(),
+        "nothing is indexed with a refused token"
+    );
+    node.kill();
+    // Nothing was acknowledged, so no checkpoint moved past the start.
+    let c = client(&s.sls);
+    let cps = c
+        .get_checkpoints(PROJECT, LOGSTORE, "trail", None)
+        .await
+        .unwrap();
+    for cp in &cps {
+        let begin = c
+            .get_cursor(PROJECT, LOGSTORE, cp.shard, CursorPosition::Begin)
+            .await
+            .unwrap();
+        assert!(
+            cp.checkpoint.is_empty() || cp.checkpoint == begin.as_str(),
+            "shard {} moved to {}",
+            cp.shard,
+            cp.checkpoint
+        );
+    }
+    let local = std::fs::read_to_string(s.dir.join("data/checkpoints.json")).unwrap_or_default();
+    let begin = c
+        .get_cursor(PROJECT, LOGSTORE, 0, CursorPosition::Begin)
+        .await
+        .unwrap();
+    for (_, v) in serde_json::from_str::<serde_json::Map<String, Value>>(&local).unwrap_or_default()
+    {
+        assert_eq!(
+            v["cursor"].as_str(),
+            Some(begin.as_str()),
+            "local checkpoints stay at the start"
+        );
+    }
+
+    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    let ids = s.wait_delivered(&mut node, Duration::from_secs(60)).await;
+    assert_eq!(ids.len(), s.expected.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_and_sls_sinks_receive_the_business_view() {
+    let s = setup(
+        "sinks",
+        2000,
+        0,
+        &["--extra-logstore", "business_view"],
+        &[],
+    )
+    .await;
+    let c = client(&s.sls);
+    let out = s.dir.join("out.jsonl");
+    let extra = format!(
+        r#"
+[[sinks]]
+type = "file"
+path = {out:?}
+
+[[sinks]]
+type = "sls"
+endpoint = "http://sls.test"
+address = "{sls}"
+project = "{PROJECT}"
+logstore = "business_view"
+access_key_id = "{ACCESS_KEY_ID}"
+access_key_secret = "{ACCESS_KEY_SECRET}"
+"#,
+        out = out.display().to_string(),
+        sls = s.sls.addr
+    );
+    let mut node = s.node(&s.config(HEC_TOKEN, &extra));
+    s.wait_delivered(&mut node, Duration::from_secs(60)).await;
+
+    // File: one JSON line per write event, tags as fields.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if lines >= s.expected.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "file sink has {lines} of {}",
+            s.expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["eventRW"], "Write");
+    assert!(
+        first["event"]["eventId"].is_string(),
+        "the original event rides along"
+    );
+
+    // SLS: the business view in the target logstore.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut logs = 0;
+        let mut tagged = 0;
+        for shard in c.list_shards(PROJECT, "business_view").await.unwrap() {
+            let mut cursor = c
+                .get_cursor(
+                    PROJECT,
+                    "business_view",
+                    shard.shard_id,
+                    CursorPosition::Begin,
+                )
+                .await
+                .unwrap();
+            loop {
+                let r = c
+                    .pull_logs(
+                        PROJECT,
+                        "business_view",
+                        shard.shard_id,
+                        &PullRequest::new(&cursor),
+                    )
+                    .await
+                    .unwrap();
+                if r.caught_up(&cursor) {
+                    break;
+                }
+                for g in r.body.decode().unwrap().log_group_list {
+                    assert_eq!(g.topic.as_deref(), Some(&b"trail_business_view"[..]));
+                    for l in g.logs {
+                        logs += 1;
+                        tagged +=
+                            l.contents.iter().any(|c| c.key.starts_with(b"tag_project")) as usize;
+                    }
+                }
+                cursor = r.next_cursor;
+            }
+        }
+        if logs >= s.expected.len() {
+            assert!(tagged > 0, "tags are fields of the business view");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SLS sink has {logs} of {}",
+            s.expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
