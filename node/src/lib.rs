@@ -9,14 +9,20 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`config`] | the TOML config, validated at start; errors name the key |
+//! | [`secret`] | secrets inline, from env or files; never printed |
 //! | [`sls`] | the SLS wire protocol: signing, addressing, ListShards, GetCursor, PullLogs, PutLogs, consumer-group checkpoints, body codecs |
+//! | [`event`] | ActionTrail / CloudTrail → `AuditEvent` (borrowed), resources, filters |
+//! | [`tags`] | `TagCache` (moka) and its providers |
+//! | [`pipeline`] | the actors: `ShardConsumer` → `Enricher` → sinks; checkpoints; assembling a node |
+//! | [`sink`] | HEC, SLS, file and dead-letter sinks |
+//! | [`control`] | `/metrics`, `/healthz`, `/readyz` |
 //!
-//! The house plan (`ARCHITECTURE.md` in the shared docs) adds, as they land:
-//! `config`, `event`, `pipeline` (the `ShardConsumer` → `Enricher` → sink
-//! actors), `sink/{hec,sls,file}`, `tags`, `cluster` (openraft) and `control`
-//! (gRPC, `/metrics`).
+//! The cluster (`cluster`: openraft, leases, assignment) and the gRPC control
+//! API join with their issue.
 
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod pipeline;
 pub mod secret;

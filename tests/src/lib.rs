@@ -32,12 +32,15 @@ pub fn binary(name: &str) -> PathBuf {
     )) {
         return PathBuf::from(p);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/{profile}/deps/test-xxxx -> target/{profile}/NAME
-    let dir = exe
+    let exe = std::env::current_exe().expect("executable path");
+    // Tests run from target/{profile}/deps/, binaries from target/{profile}/.
+    let mut dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in target/{profile}/deps");
+        .expect("executable has a directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -151,6 +154,10 @@ impl TrailNode {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Still running?

@@ -67,6 +67,8 @@ impl NodeStats {
 /// A running pipeline.
 pub struct RunningNode {
     pub stats: NodeStats,
+    /// Where `/metrics`, `/healthz` and `/readyz` answer, if configured.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
     stop: CancellationToken,
 }
@@ -279,8 +281,23 @@ impl RunningNode {
             }
         }
 
+        let metrics_addr = match config.metrics.listen {
+            Some(listen) => Some(
+                crate::control::serve(listen, stats.clone(), stop.clone())
+                    .await
+                    .map_err(|e| StartError::Sink {
+                        key: "metrics.listen".into(),
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(addr) = metrics_addr {
+            tracing::info!(%addr, "metrics at /metrics, /healthz, /readyz");
+        }
         let node = RunningNode {
             stats,
+            metrics_addr,
             consumers: Arc::default(),
             stop,
         };

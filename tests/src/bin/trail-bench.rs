@@ -1,0 +1,254 @@
+//! `trail-bench`: the end-to-end benchmark. Real processes on loopback:
+//! `trail-devstack sls` → `trail-node run` → `trail-devstack hec`.
+//!
+//! It loads `--events` generated ActionTrail events into devstack SLS, starts
+//! a node with every event passing the filter (so each is parsed, tagged,
+//! HEC-encoded and gzipped), waits until HEC has indexed them all, and reports
+//! events/s, MB/s of raw event JSON, the node's CPU seconds, MB per
+//! CPU-second and peak RSS (from /proc), appending a row to BENCHMARKS.md.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use trail_devstack::gen::Generator;
+use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
+use trail_proto::sls::{Log, LogContent, LogGroup};
+use trail_tests::{Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
+
+#[derive(Parser)]
+#[command(about = "End-to-end benchmark: devstack SLS → trail-node → devstack HEC")]
+struct Args {
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    /// Append the result to this file (a row of its table).
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// A note for the row (what changed).
+    #[arg(long, default_value = "")]
+    note: String,
+    /// Turn enrichment (the tags file) off, to see its cost.
+    #[arg(long)]
+    no_tags: bool,
+}
+
+fn proc_stat(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    (ticks / 100.0, hwm_kb)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    let dir = std::env::temp_dir().join(format!("trail-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let shards = a.shards.to_string();
+    let sls = Devstack::sls(&[
+        "--project",
+        "bench",
+        "--logstore",
+        "actiontrail_bench",
+        "--shards",
+        &shards,
+    ]);
+    let hec = Devstack::hec(&["--ids-only"]);
+
+    // Load.
+    let client = SlsClient::builder(
+        Endpoint::parse("http://sls.test")?.with_address(&sls.addr.to_string())?,
+        Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET),
+    )
+    .build()?;
+    let mut g = Generator::new(a.seed);
+    std::fs::write(dir.join("tags.json"), serde_json::to_vec(&g.tags_file())?)?;
+    let mut raw = 0u64;
+    let load = Instant::now();
+    let mut n = 0;
+    while n < a.events {
+        let k = 64.min(a.events - n);
+        let logs: Vec<Log> = (0..k)
+            .map(|_| {
+                let e = g.next_event();
+                raw += e.len() as u64;
+                Log {
+                    time: 1_795_000_000,
+                    contents: vec![LogContent {
+                        key: Bytes::from_static(b"event"),
+                        value: Bytes::from(e),
+                    }],
+                    time_ns: None,
+                }
+            })
+            .collect();
+        let group = LogGroup {
+            logs,
+            topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+            ..Default::default()
+        };
+        client
+            .put_logs(
+                "bench",
+                "actiontrail_bench",
+                &group,
+                PutTarget::LoadBalanced,
+            )
+            .await?;
+        n += k;
+    }
+    eprintln!(
+        "loaded {} events ({:.1} MB) in {:.1}s",
+        a.events,
+        raw as f64 / 1e6,
+        load.elapsed().as_secs_f64()
+    );
+
+    let tags = if a.no_tags {
+        String::new()
+    } else {
+        format!(
+            "[tags]\nfile = {:?}\n",
+            dir.join("tags.json").display().to_string()
+        )
+    };
+    let config = dir.join("trail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[node]
+id = "bench"
+data_dir = {data:?}
+
+[source]
+endpoint = "http://sls.test"
+address = "{sls}"
+project = "bench"
+logstore = "actiontrail_bench"
+access_key_id = "{ACCESS_KEY_ID}"
+access_key_secret = "{ACCESS_KEY_SECRET}"
+pull_count = 100
+in_flight_batches = 4
+
+[filter]
+event_rw = "all"
+
+{tags}
+[enrich]
+threads = 2
+
+[[sinks]]
+type = "hec"
+url = "http://{hec}"
+token = "{HEC_TOKEN}"
+
+[dead_letter]
+path = {dead:?}
+"#,
+            data = dir.join("data").display().to_string(),
+            sls = sls.addr,
+            hec = hec.addr,
+            dead = dir.join("dead.jsonl").display().to_string(),
+        ),
+    )?;
+    let mut node = TrailNode::spawn(&config);
+    let pid = node.pid();
+    let started = Instant::now();
+    let stats_url = format!("http://{}/_devstack/stats", hec.addr);
+    let mut peak_rss = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, rss) = proc_stat(pid);
+        peak_rss = peak_rss.max(rss);
+        let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
+        let indexed = stats["indexed"].as_u64().unwrap_or(0);
+        if indexed >= a.events {
+            break;
+        }
+        if !node.alive() {
+            bail!(
+                "trail-node died; see {}",
+                config.with_extension("log").display()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("not done after an hour ({indexed} of {})", a.events);
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu, hwm) = proc_stat(pid);
+    node.kill();
+    let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
+    let mb = raw as f64 / 1e6;
+    let peak_mb = hwm.max(peak_rss) as f64 / 1024.0;
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!("events            {}", a.events);
+    println!("raw event JSON    {mb:.1} MB");
+    println!(
+        "wall              {wall:.1} s  ({:.0} events/s, {:.1} MB/s)",
+        a.events as f64 / wall,
+        mb / wall
+    );
+    println!(
+        "node CPU          {cpu:.1} s   ({:.1} MB per CPU-second)",
+        mb / cpu
+    );
+    println!("node peak RSS     {peak_mb:.0} MB");
+    println!(
+        "HEC               {} indexed, {} distinct, {} wire bytes (gzip)",
+        stats["indexed"], stats["distinct_event_ids"], stats["wire_bytes"]
+    );
+    if let Some(path) = a.write {
+        let date = std::process::Command::new("date")
+            .arg("+%Y-%m-%d")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| path.display().to_string())?;
+        writeln!(
+            f,
+            "| {date} | {} | {mb:.0} | {wall:.1} | {:.0} | {:.1} | {cpu:.1} | **{:.1}** | {peak_mb:.0} | {cores}× {cpu_model} | {}{} |",
+            a.events,
+            a.events as f64 / wall,
+            mb / wall,
+            mb / cpu,
+            if a.no_tags { "enrichment off; " } else { "" },
+            a.note
+        )?;
+        eprintln!("appended to {}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
