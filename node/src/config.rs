@@ -56,8 +56,13 @@ pub struct SourceConfig {
     pub start: String,
     /// The SLS consumer group Trail mirrors checkpoints to (console lag, recovery).
     pub consumer_group: Option<String>,
+    /// The most log groups one PullLogs asks for (1..=1000).
     #[serde(default = "default_pull_count")]
     pub pull_count: u32,
+    /// Pulls aim at this many decompressed bytes; with `in_flight_batches`
+    /// and the shard count it bounds memory, whatever the group sizes.
+    #[serde(default = "default_pull_target_bytes")]
+    pub pull_target_bytes: usize,
     #[serde(default = "default_in_flight")]
     pub in_flight_batches: usize,
     #[serde(default = "default_checkpoint_ms")]
@@ -74,7 +79,10 @@ fn default_start() -> String {
     "begin".into()
 }
 fn default_pull_count() -> u32 {
-    100
+    1000
+}
+fn default_pull_target_bytes() -> usize {
+    2 * 1024 * 1024
 }
 fn default_in_flight() -> usize {
     4
@@ -239,6 +247,9 @@ impl Config {
         if !(1..=1000).contains(&s.pull_count) {
             return Err(invalid("source.pull_count", "must be 1..=1000"));
         }
+        if s.pull_target_bytes < 1024 {
+            return Err(invalid("source.pull_target_bytes", "must be at least 1024"));
+        }
         if s.in_flight_batches == 0 {
             return Err(invalid("source.in_flight_batches", "must be at least 1"));
         }
@@ -318,11 +329,22 @@ path = "/tmp/trail/dead.jsonl"
 "#;
 
     #[test]
+    fn the_deploy_example_is_complete_and_valid() {
+        let text = include_str!("../../deploy/trail.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        std::env::set_var("TRAIL_SLS_ACCESS_KEY_SECRET", "x");
+        std::env::set_var("TRAIL_HEC_TOKEN", "y");
+        c.validate().unwrap();
+        assert_eq!(c.sinks.len(), 3);
+        assert!(c.metrics.listen.is_some());
+    }
+
+    #[test]
     fn a_complete_config_parses_and_validates() {
         let c: Config = toml::from_str(GOOD).unwrap();
         c.validate().unwrap();
         assert_eq!(c.sinks.len(), 2);
-        assert_eq!(c.source.pull_count, 100);
+        assert_eq!(c.source.pull_count, 1000);
         assert_eq!(c.tags.prefix, "tag_");
         assert!(
             !format!("{c:?}").contains("s3cret"),

@@ -115,6 +115,11 @@ async fn setup(
 impl Setup {
     /// A config for this setup; `extra` is appended (more sinks, say).
     fn config(&self, token: &str, extra: &str) -> PathBuf {
+        self.config_with(token, "", extra)
+    }
+
+    /// `hec` is appended to the HEC sink's table.
+    fn config_with(&self, token: &str, hec: &str, extra: &str) -> PathBuf {
         let path = self.dir.join("trail.toml");
         let text = format!(
             r#"
@@ -148,6 +153,7 @@ token = "{token}"
 flush_interval_ms = 100
 retry_initial_ms = 20
 retry_max_ms = 500
+{hec_extra}
 
 [dead_letter]
 path = {dead:?}
@@ -158,6 +164,7 @@ path = {dead:?}
             tags = self.dir.join("tags.json").display().to_string(),
             hec = self.hec.addr,
             dead = self.dir.join("dead.jsonl").display().to_string(),
+            hec_extra = hec,
         );
         std::fs::write(&path, text).unwrap();
         path
@@ -498,4 +505,48 @@ access_key_secret = "{ACCESS_KEY_SECRET}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexer_acks_gate_delivery_and_withheld_acks_are_resent() {
+    let s = setup(
+        "acks",
+        2000,
+        0,
+        &[],
+        &["--ack", "--withhold-ack-every", "3"],
+    )
+    .await;
+    let config = s.config_with(
+        HEC_TOKEN,
+        "indexer_ack = true\nack_poll_interval_ms = 50\nack_timeout_secs = 1",
+        "",
+    );
+    let mut node = s.node(&config);
+    s.wait_delivered(&mut node, Duration::from_secs(120)).await;
+    // devstack indexes a request before withholding its ack, so every id is
+    // there early; the resend comes once the sink's ack timeout (1 s) passes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dups = loop {
+        let dups: usize = s.hec_ids().await.values().map(|&n| n as usize - 1).sum();
+        if dups > 0 {
+            break dups;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests whose ack was withheld were never sent again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", s.hec.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requests = stats["requests"].as_u64().unwrap() as usize;
+    assert!(
+        dups <= requests * 10 * PER_GROUP,
+        "duplicates come only from resent requests"
+    );
 }

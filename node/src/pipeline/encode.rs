@@ -129,29 +129,48 @@ pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static st
     .filter_map(|(k, val)| val.filter(|s| !s.is_empty()).map(|s| (k, s)))
 }
 
-/// Appends `s` as a JSON string literal.
+/// Bytes that need escaping in a JSON string: `"`, `\\` and controls.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !NEEDS_ESCAPE[b as usize] {
+            i += 1;
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+        }
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -160,7 +179,8 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// Appends a number of seconds with millisecond precision.
 pub fn write_time(out: &mut Vec<u8>, t: f64) {
     use std::io::Write;
-    let _ = write!(out, "{:.3}", t);
+    let ms = (t * 1000.0).round() as i64;
+    let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
 }
 
 #[cfg(test)]
@@ -182,6 +202,13 @@ mod tests {
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
         }
+    }
+
+    #[test]
+    fn times_have_milliseconds() {
+        let mut out = Vec::new();
+        write_time(&mut out, 1715653867.5);
+        assert_eq!(out, b"1715653867.500");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use trail_proto::sls::LogGroupList;
 
 use crate::event::{self, AuditEvent, DropReason, EventFilter};
 use crate::pipeline::encode::{EncodedEvents, EventEncoder};
-use crate::tags::{arn_parts, Lookup, ResourceKey, ResourceKind, TagCache, TagSet};
+use crate::tags::{arn_into, Lookup, ResourceKind, TagCache, TagSet};
 
 /// Where an event came from.
 #[derive(Debug, Clone)]
@@ -282,14 +282,18 @@ impl Enrichment {
         let region = ev.region.as_deref().unwrap_or("");
         let account = ev.owner_account().unwrap_or("");
         let mut looked_up = false;
+        let mut buf = String::with_capacity(96);
         for r in ev.resources() {
-            let arn = match (r.arn, self.kinds.get(r.resource_type)) {
-                (Some(arn), _) => arn.to_owned(),
-                (None, Some(kind)) => arn_parts(kind, region, account, r.id),
+            let arn: &str = match (r.arn, self.kinds.get(r.resource_type)) {
+                (Some(arn), _) => arn,
+                (None, Some(kind)) => {
+                    arn_into(&mut buf, kind, region, account, r.id);
+                    &buf
+                }
                 (None, None) => continue,
             };
             looked_up = true;
-            if let Lookup::Tags(set) = cache.get(&ResourceKey(arn.into())) {
+            if let Lookup::Tags(set) = cache.get(arn) {
                 tags.add(set);
             }
         }

@@ -35,7 +35,11 @@ use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient};
 /// How a shard is consumed (`[source]` in the config).
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
+    /// The most log groups one PullLogs asks for.
     pub pull_count: u32,
+    /// The size a pull aims at: the count adapts to the groups' size, so a
+    /// batch stays near this many decompressed bytes whatever producers do.
+    pub pull_target_bytes: usize,
     pub in_flight_batches: usize,
     pub compression: Compression,
     pub empty_backoff_max: Duration,
@@ -419,13 +423,14 @@ impl PullLoop {
         let p = &self.provenance;
         let mut empty_pause = Duration::from_millis(50);
         let mut decode_failures = 0u32;
+        let mut count = self.settings.pull_count.clamp(1, 10);
         loop {
             let permit = tokio::select! {
                 p = self.credits.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
                 _ = self.stop.cancelled() => return Ok(()),
             };
             let req = PullRequest {
-                count: self.settings.pull_count,
+                count,
                 compression: self.settings.compression,
                 ..PullRequest::new(&cursor)
             };
@@ -467,6 +472,12 @@ impl PullLoop {
             let next = resp.next_cursor.clone();
             let cursor_time = resp.cursor_time.filter(|t| *t > 0);
             let raw_body = resp.body.bytes.clone();
+            if resp.count > 0 {
+                // Aim the next pull at the target size.
+                let per_group = (resp.body.raw_size / resp.count as usize).max(1);
+                count = ((self.settings.pull_target_bytes / per_group) as u32)
+                    .clamp(1, self.settings.pull_count);
+            }
             let decoded = tokio::task::spawn_blocking(move || resp.body.decode())
                 .await
                 .map_err(|e| format!("decode task: {e}"))?;

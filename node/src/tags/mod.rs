@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use resource_types::{arn_parts, builtin as builtin_kinds, ResourceKind};
+pub use resource_types::{arn_into, arn_parts, builtin as builtin_kinds, ResourceKind};
 pub use static_file::{StaticTags, TagsFileError};
 
 /// A resource's tags, shared (cheap to clone).
@@ -27,8 +27,7 @@ pub type TagSet = Arc<BTreeMap<String, String>>;
 
 /// What identifies a resource for tag lookups: its ARN
 /// (`arn:acs:ecs:cn-hangzhou:123:instance/i-1`, or a RAM `acs:ram::123:user/x`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ResourceKey(pub Arc<str>);
+pub type ResourceKey = str;
 
 /// The outcome of one lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +40,13 @@ pub enum Lookup {
 /// A source of tags. Lookups must be cheap or cached by the implementation;
 /// the enricher calls them on its own thread.
 pub trait TagProvider: Send + Sync + 'static {
-    fn lookup(&self, key: &ResourceKey) -> Lookup;
+    fn lookup(&self, arn: &ResourceKey) -> Lookup;
 }
 
 /// moka in front of a provider: one entry per resource, bounded, with TTLs.
 #[derive(Clone)]
 pub struct TagCache {
-    cache: moka::sync::Cache<ResourceKey, Lookup>,
+    cache: moka::sync::Cache<Arc<str>, Lookup>,
     provider: Arc<dyn TagProvider>,
 }
 
@@ -63,14 +62,17 @@ impl TagCache {
     }
 
     /// The tags of a resource. Concurrent misses for one key fetch once.
-    pub fn get(&self, key: &ResourceKey) -> Lookup {
+    pub fn get(&self, arn: &ResourceKey) -> Lookup {
+        if let Some(hit) = self.cache.get(arn) {
+            return hit;
+        }
         self.cache
-            .get_with_by_ref(key, || self.provider.lookup(key))
+            .get_with(Arc::from(arn), || self.provider.lookup(arn))
     }
 
     /// Drops a cached entry (a tag change seen in the trail).
-    pub fn invalidate(&self, key: &ResourceKey) {
-        self.cache.invalidate(key);
+    pub fn invalidate(&self, arn: &ResourceKey) {
+        self.cache.invalidate(arn);
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -87,7 +89,7 @@ mod tests {
     impl TagProvider for Counting {
         fn lookup(&self, key: &ResourceKey) -> Lookup {
             self.0.fetch_add(1, Ordering::Relaxed);
-            if key.0.ends_with("tagged") {
+            if key.ends_with("tagged") {
                 Lookup::Tags(Arc::new([("project".to_string(), "x".to_string())].into()))
             } else {
                 Lookup::None
@@ -99,14 +101,14 @@ mod tests {
     fn cache_calls_the_provider_once_per_key() {
         let p = Arc::new(Counting(AtomicU64::new(0)));
         let c = TagCache::new(p.clone(), 1000, Duration::from_secs(60));
-        let k = ResourceKey("a/tagged".into());
+        let k = "a/tagged";
         for _ in 0..10 {
-            assert!(matches!(c.get(&k), Lookup::Tags(_)));
-            assert_eq!(c.get(&ResourceKey("b".into())), Lookup::None);
+            assert!(matches!(c.get(k), Lookup::Tags(_)));
+            assert_eq!(c.get("b"), Lookup::None);
         }
         assert_eq!(p.0.load(Ordering::Relaxed), 2);
-        c.invalidate(&k);
-        c.get(&k);
+        c.invalidate(k);
+        c.get(k);
         assert_eq!(p.0.load(Ordering::Relaxed), 3);
     }
 }

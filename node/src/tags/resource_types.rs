@@ -59,14 +59,29 @@ pub fn builtin() -> HashMap<String, ResourceKind> {
 /// `arn:acs:{product}:{region}:{account}:{type}/{id}`, or for global kinds
 /// `acs:ram::{account}:{type}/{id}`.
 pub fn arn_parts(kind: &ResourceKind, region: &str, account: &str, id: &str) -> String {
-    if kind.global {
-        format!("acs:{}::{account}:{}/{id}", kind.product, kind.arn_type)
-    } else {
-        format!(
-            "arn:acs:{}:{region}:{account}:{}/{id}",
-            kind.product, kind.arn_type
-        )
+    let mut s = String::new();
+    arn_into(&mut s, kind, region, account, id);
+    s
+}
+
+/// [`arn_parts`] into a reused buffer (cleared first).
+pub fn arn_into(out: &mut String, kind: &ResourceKind, region: &str, account: &str, id: &str) {
+    out.clear();
+    if !kind.global {
+        out.push_str("arn:");
     }
+    out.push_str("acs:");
+    out.push_str(&kind.product);
+    out.push(':');
+    if !kind.global {
+        out.push_str(region);
+    }
+    out.push(':');
+    out.push_str(account);
+    out.push(':');
+    out.push_str(&kind.arn_type);
+    out.push('/');
+    out.push_str(id);
 }
 
 #[cfg(test)]

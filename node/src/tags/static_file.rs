@@ -95,9 +95,9 @@ impl StaticTags {
 }
 
 impl TagProvider for StaticTags {
-    fn lookup(&self, key: &ResourceKey) -> Lookup {
+    fn lookup(&self, arn: &ResourceKey) -> Lookup {
         self.maybe_reload();
-        match self.loaded.read().by_arn.get(&key.0) {
+        match self.loaded.read().by_arn.get(arn) {
             Some(t) if !t.is_empty() => Lookup::Tags(t.clone()),
             _ => Lookup::None,
         }
@@ -162,12 +162,12 @@ mod tests {
         )
         .unwrap();
         let t = StaticTags::open(&json, Duration::ZERO).unwrap();
-        let key = ResourceKey("arn:acs:ecs:r:1:instance/i-1".into());
+        let key = "arn:acs:ecs:r:1:instance/i-1";
         assert_eq!(
-            t.lookup(&key),
+            t.lookup(key),
             Lookup::Tags(Arc::new([("project".into(), "p1".into())].into()))
         );
-        assert_eq!(t.lookup(&ResourceKey("nope".into())), Lookup::None);
+        assert_eq!(t.lookup("nope"), Lookup::None);
 
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(
@@ -179,7 +179,7 @@ mod tests {
         f.set_modified(SystemTime::now() + Duration::from_secs(5))
             .unwrap();
         assert_eq!(
-            t.lookup(&key),
+            t.lookup(key),
             Lookup::Tags(Arc::new([("project".into(), "p2".into())].into()))
         );
 
@@ -190,7 +190,7 @@ mod tests {
         )
         .unwrap();
         let c = StaticTags::open(&csv, Duration::from_secs(60)).unwrap();
-        match c.lookup(&ResourceKey("acs:ram::1:user/bob".into())) {
+        match c.lookup("acs:ram::1:user/bob") {
             Lookup::Tags(t) => assert_eq!(t.len(), 2),
             other => panic!("{other:?}"),
         }
