@@ -550,3 +550,58 @@ async fn indexer_acks_gate_delivery_and_withheld_acks_are_resent() {
         "duplicates come only from resent requests"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hec_refusing_single_events_dead_letters_them_and_resends_the_rest() {
+    // Envelopes over 4 KB are refused (400 code 6, invalid-event-number N):
+    // events before N count as delivered, N is dead-lettered, the rest resent.
+    let s = setup("partial", 3000, 0, &[], &["--max-event-size", "4000"]).await;
+    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (ids, dead) = loop {
+        let ids = s.hec_ids().await;
+        let dead: Vec<String> = s
+            .dead_letters()
+            .iter()
+            .filter(|d| d["kind"] == "hec_rejected")
+            .map(|d| {
+                let envelope: Value = serde_json::from_str(d["raw"].as_str().unwrap()).unwrap();
+                envelope["event"]["eventId"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        if s.expected
+            .iter()
+            .all(|e| ids.contains_key(e) || dead.contains(e))
+        {
+            break (ids, dead);
+        }
+        assert!(
+            node.alive() && Instant::now() < deadline,
+            "{} delivered + {} dead of {}",
+            ids.len(),
+            dead.len(),
+            s.expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!dead.is_empty(), "some envelopes exceed 4 KB");
+    assert!(
+        dead.len() < s.expected.len() / 4,
+        "only the large ones are refused"
+    );
+    assert!(
+        dead.iter().all(|d| !ids.contains_key(d)),
+        "a refused event is not also indexed"
+    );
+    assert!(
+        ids.values().all(|&n| n == 1),
+        "the rest is resent once, not duplicated"
+    );
+    let reason = s
+        .dead_letters()
+        .iter()
+        .find(|d| d["kind"] == "hec_rejected")
+        .unwrap()["reason"]
+        .clone();
+    assert!(reason.as_str().unwrap().contains("code 6"), "{reason}");
+}
