@@ -23,7 +23,7 @@ use crate::pipeline::encode::EventEncoder;
 use crate::pipeline::enrich::{Enrichment, Provenance};
 use crate::pipeline::enricher::Enricher;
 use crate::pipeline::shard_consumer::{
-    ConsumerSettings, Progress, ShardConsumer, ShardStats, StopPulling,
+    ConsumerSettings, MarkReadOnly, Progress, ShardConsumer, ShardStats, StopPulling,
 };
 use crate::sink::dead_letter::DeadLetterSink;
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
@@ -391,7 +391,11 @@ impl Spawner {
     async fn rescan(&self) -> Result<(), StartError> {
         let s = &self.config.source;
         for shard in self.client.list_shards(&s.project, &s.logstore).await? {
-            if self.consumers.lock().contains_key(&shard.shard_id) {
+            let running = self.consumers.lock().get(&shard.shard_id).cloned();
+            if let Some(consumer) = running {
+                if shard.status == ShardStatus::ReadOnly {
+                    consumer.do_send(MarkReadOnly);
+                }
                 continue;
             }
             let readonly = shard.status == ShardStatus::ReadOnly;

@@ -16,7 +16,7 @@
 //! * Checkpoints are saved locally at most every `checkpoint_interval` (and on
 //!   stop), and mirrored to the SLS consumer group every `mirror_interval`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,7 +88,8 @@ impl ShardStats {
 /// Everything a consumer is made of.
 pub struct ShardConsumer {
     pub shard: u32,
-    pub readonly: bool,
+    /// Set at start, or later by a shard rescan that finds the shard split or merged.
+    readonly: Arc<AtomicBool>,
     pub provenance: Arc<Provenance>,
     pub client: SlsClient,
     pub settings: Arc<ConsumerSettings>,
@@ -131,7 +132,7 @@ impl ShardConsumer {
         *stats.committed.lock() = start.to_string();
         ShardConsumer {
             shard,
-            readonly,
+            readonly: Arc::new(AtomicBool::new(readonly)),
             provenance,
             client,
             settings,
@@ -168,7 +169,7 @@ impl ShardConsumer {
         let l = PullLoop {
             generation: self.generation,
             shard: self.shard,
-            readonly: self.readonly,
+            readonly: self.readonly.clone(),
             provenance: self.provenance.clone(),
             client: self.client.clone(),
             settings: self.settings.clone(),
@@ -283,7 +284,7 @@ impl Actor for ShardConsumer {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Acks arrive at most once per sink per batch in flight.
         ctx.set_mailbox_capacity(self.settings.in_flight_batches * (self.sinks.len() + 2) + 16);
-        tracing::info!(shard = self.shard, cursor = %self.committed, readonly = self.readonly, "shard consumer started");
+        tracing::info!(shard = self.shard, cursor = %self.committed, readonly = self.readonly.load(Ordering::Relaxed), "shard consumer started");
         self.start_loop(ctx);
         ctx.run_interval(self.settings.checkpoint_interval, |act, _| act.persist());
         ctx.run_interval(self.settings.mirror_interval, |act, ctx| act.mirror(ctx));
@@ -373,6 +374,24 @@ impl Handler<ReadToEnd> for ShardConsumer {
     }
 }
 
+/// A rescan found the shard read-only (split or merged): read it to its end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MarkReadOnly;
+
+impl Handler<MarkReadOnly> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, _m: MarkReadOnly, _ctx: &mut Self::Context) {
+        if !self.readonly.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                shard = self.shard,
+                "shard turned read-only; reading it to its end"
+            );
+        }
+    }
+}
+
 /// Batches in flight and the committed cursor, for a graceful stop.
 #[derive(Message)]
 #[rtype(result = "(usize, String)")]
@@ -404,7 +423,7 @@ impl Handler<StopPulling> for ShardConsumer {
 struct PullLoop {
     generation: u64,
     shard: u32,
-    readonly: bool,
+    readonly: Arc<AtomicBool>,
     provenance: Arc<Provenance>,
     client: SlsClient,
     settings: Arc<ConsumerSettings>,
@@ -456,7 +475,7 @@ impl PullLoop {
             if resp.caught_up(&cursor) {
                 drop(permit);
                 self.stats.caught_up.store(1, Ordering::Relaxed);
-                if self.readonly {
+                if self.readonly.load(Ordering::Relaxed) {
                     self.me.do_send(ReadToEnd(cursor.clone()));
                     return Ok(());
                 }
