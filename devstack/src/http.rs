@@ -157,6 +157,17 @@ async fn serve_connection<H: Handler>(
     }
 }
 
+/// The decoded `k=v` pairs of a request's query string.
+pub fn query_pairs(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A response with a JSON body.
 pub fn json_response(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(

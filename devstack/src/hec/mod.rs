@@ -270,15 +270,7 @@ impl Handler for HecState {
     async fn call(&self, req: Request<Incoming>, _peer: SocketAddr) -> Answer {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().trim_end_matches('/').to_owned();
-        let query: Vec<(String, String)> = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query: Vec<(String, String)> = crate::http::query_pairs(&parts.uri);
         if let Some(admin) = path.strip_prefix("/_devstack/") {
             let bytes = read(body, self.config.max_content_length)
                 .await

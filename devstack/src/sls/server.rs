@@ -192,15 +192,7 @@ async fn handle(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        let query: Vec<(String, String)> = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query: Vec<(String, String)> = crate::http::query_pairs(&parts.uri);
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()
