@@ -165,7 +165,7 @@ impl Handler<Deliver> for SlsSink {
                 .unwrap_or_else(|| part.provenance.logstore.to_string());
             let key = format!(
                 "{:032x}",
-                md5_like(&format!("{}/{}", part.provenance.logstore, part.shard))
+                route_hash(&format!("{}/{}", part.provenance.logstore, part.shard))
             );
             let mut from = 0;
             while from < part.events.len() {
@@ -235,8 +235,8 @@ impl Handler<Deliver> for SlsSink {
     }
 }
 
-/// A stable 128-bit hash of a string (FNV-1a widened); only its spread matters.
-fn md5_like(s: &str) -> u128 {
+/// A stable 128-bit FNV-1a hash: the route key of a source shard (only its spread matters).
+fn route_hash(s: &str) -> u128 {
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
     for b in s.bytes() {
         h ^= u128::from(b);
