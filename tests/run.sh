@@ -2,7 +2,8 @@
 # Runs every test of Trail from a fresh clone:
 #   1. a Python venv (.venv) with the pinned official Alibaba SDKs
 #      (tests/conformance/requirements.txt), made or refreshed when the pins change;
-#   2. the workspace binaries (the cross-process tests start them);
+#   2. every target once: the binaries the cross-process tests start, and the
+#      tests themselves (one feature set, so nothing is compiled twice);
 #   3. Rust unit, integration and cross-process tests (benches run once as tests);
 #   4. devstack's conformance suite, driven by the official Python SDK.
 set -euo pipefail
@@ -17,8 +18,8 @@ if [ ! -x "$venv/bin/pytest" ] || ! cmp -s "$pins" "$venv/.pins"; then
   cp "$pins" "$venv/.pins"
 fi
 
-echo "==> building the binaries"
-cargo build --workspace --bins --locked
+echo "==> building the binaries and the tests"
+cargo build --workspace --all-targets --locked
 
 echo "==> Rust tests"
 cargo test --workspace --all-targets --locked
