@@ -85,7 +85,7 @@ fn default_pull_target_bytes() -> usize {
     2 * 1024 * 1024
 }
 fn default_in_flight() -> usize {
-    4
+    2
 }
 fn default_checkpoint_ms() -> u64 {
     1000

@@ -158,7 +158,6 @@ access_key_id = "{ak}"
 access_key_secret = "{sk}"
 consumer_group = "trail"
 start = "begin"
-in_flight_batches = 4
 empty_backoff_max_ms = 200
 
 [filter]

@@ -146,7 +146,6 @@ project = "bench"
 logstore = "actiontrail_bench"
 access_key_id = "{ACCESS_KEY_ID}"
 access_key_secret = "{ACCESS_KEY_SECRET}"
-in_flight_batches = 4
 
 [filter]
 event_rw = "all"
