@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::pipeline::enrich::View;
+use crate::pipeline::enrich::{Tags, View};
 
 /// Writes one event in a sink's format.
 pub trait EventEncoder: Send + Sync + 'static {
@@ -144,9 +144,32 @@ const NEEDS_ESCAPE: [bool; 256] = {
 
 /// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    write_json_str_parts(out, &[s]);
+}
+
+/// Appends the concatenation of `parts` as one JSON string literal, without
+/// building the concatenation (a prefixed field name, say).
+pub fn write_json_str_parts(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
+    for s in parts {
+        escape_into(out, s);
+    }
+    out.push(b'"');
+}
+
+/// Appends `,"{prefix}{key}":"{value}"` for every tag.
+pub fn write_tag_fields(out: &mut Vec<u8>, prefix: &str, tags: &Tags) {
+    for (k, v) in tags.iter() {
+        out.push(b',');
+        write_json_str_parts(out, &[prefix, k]);
+        out.push(b':');
+        write_json_str(out, v);
+    }
+}
+
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len());
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -173,7 +196,6 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
         start = i;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Appends a number of seconds with millisecond precision.
@@ -202,6 +224,13 @@ mod tests {
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
         }
+    }
+
+    #[test]
+    fn string_parts_escape_as_one_string() {
+        let mut out = Vec::new();
+        write_json_str_parts(&mut out, &["tag_", "a\"b"]);
+        assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), "tag_a\"b");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::Deserialize;
 
-use crate::pipeline::encode::{business_fields, write_json_str, write_time, EventEncoder};
+use crate::pipeline::encode::{
+    business_fields, write_json_str, write_tag_fields, write_time, EventEncoder,
+};
 use crate::pipeline::enrich::View;
 use crate::sink::{Deliver, SinkStats};
 
@@ -116,12 +118,7 @@ impl EventEncoder for JsonLinesEncoder {
             write_json_str(out, val);
         }
         let _ = write!(out, ",\"shard\":{}", v.provenance.shard);
-        for (k, val) in v.tags.iter() {
-            out.push(b',');
-            write_json_str(out, &format!("{}{k}", self.tag_prefix));
-            out.push(b':');
-            write_json_str(out, val);
-        }
+        write_tag_fields(out, &self.tag_prefix, v.tags);
         out.extend_from_slice(b",\"event\":");
         out.extend_from_slice(v.raw);
         out.extend_from_slice(b"}\n");

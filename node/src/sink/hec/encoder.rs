@@ -6,7 +6,9 @@
 use std::io::Write;
 
 use crate::event::Format;
-use crate::pipeline::encode::{business_fields, write_json_str, write_time, EventEncoder};
+use crate::pipeline::encode::{
+    business_fields, write_json_str, write_tag_fields, write_time, EventEncoder,
+};
 use crate::pipeline::enrich::View;
 
 pub struct HecEncoder {
@@ -51,15 +53,7 @@ impl EventEncoder for HecEncoder {
             write_json_str(out, val);
         }
         let _ = write!(out, ",\"shard\":\"{}\"", v.provenance.shard);
-        for (k, val) in v.tags.iter() {
-            out.push(b',');
-            let mut key = String::with_capacity(self.tag_prefix.len() + k.len());
-            key.push_str(&self.tag_prefix);
-            key.push_str(k);
-            write_json_str(out, &key);
-            out.push(b':');
-            write_json_str(out, val);
-        }
+        write_tag_fields(out, &self.tag_prefix, v.tags);
         out.extend_from_slice(b"},\"event\":");
         out.extend_from_slice(v.raw);
         out.push(b'}');

@@ -65,12 +65,20 @@ pub struct SlsLogEncoder {
 }
 
 fn content(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    let inner = 1 + varint_len(key.len()) + key.len() + 1 + varint_len(value.len()) + value.len();
+    content_parts(out, &[key], value);
+}
+
+/// A `LogContent` whose key is the concatenation of `key` (a prefixed tag name).
+fn content_parts(out: &mut Vec<u8>, key: &[&[u8]], value: &[u8]) {
+    let key_len: usize = key.iter().map(|k| k.len()).sum();
+    let inner = 1 + varint_len(key_len) + key_len + 1 + varint_len(value.len()) + value.len();
     out.put_u8(0x12); // Log.Contents (2), length-delimited
     prost::encoding::encode_varint(inner as u64, out);
     out.put_u8(0x0a); // LogContent.Key (1)
-    prost::encoding::encode_varint(key.len() as u64, out);
-    out.extend_from_slice(key);
+    prost::encoding::encode_varint(key_len as u64, out);
+    for k in key {
+        out.extend_from_slice(k);
+    }
     out.put_u8(0x12); // LogContent.Value (2)
     prost::encoding::encode_varint(value.len() as u64, out);
     out.extend_from_slice(value);
@@ -89,9 +97,9 @@ impl EventEncoder for SlsLogEncoder {
         }
         content(out, b"shard", v.provenance.shard.to_string().as_bytes());
         for (k, val) in v.tags.iter() {
-            content(
+            content_parts(
                 out,
-                format!("{}{k}", self.tag_prefix).as_bytes(),
+                &[self.tag_prefix.as_bytes(), k.as_bytes()],
                 val.as_bytes(),
             );
         }
@@ -256,9 +264,10 @@ mod tests {
         out.put_u8(0x08);
         prost::encoding::encode_varint(1_790_000_000, &mut out);
         content(&mut out, b"eventId", b"e-1");
-        content(&mut out, b"tag_project", "payments ü".as_bytes());
+        content_parts(&mut out, &[b"tag_", b"project"], "payments ü".as_bytes());
         let log = trail_proto::sls::Log::decode(&out[..]).unwrap();
         assert_eq!(log.time, 1_790_000_000);
+        assert_eq!(&log.contents[1].key[..], b"tag_project");
         assert_eq!(&log.contents[1].value[..], "payments ü".as_bytes());
     }
 }
