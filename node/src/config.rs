@@ -177,11 +177,33 @@ impl SinkConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
-    pub path: PathBuf,
+    /// JSON lines here (rotated by size).
+    pub path: Option<PathBuf>,
     #[serde(default = "default_dl_bytes")]
     pub max_bytes: u64,
     #[serde(default = "default_dl_keep")]
     pub keep: u32,
+    /// And/or an SLS logstore (`[dead_letter.sls]`).
+    pub sls: Option<DeadLetterSlsConfig>,
+}
+
+/// `[dead_letter.sls]`: dead letters as logs in an SLS logstore.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSlsConfig {
+    pub endpoint: String,
+    pub address: Option<String>,
+    pub project: String,
+    pub logstore: String,
+    pub access_key_id: String,
+    pub access_key_secret: SecretSource,
+    pub security_token: Option<SecretSource>,
+    #[serde(default = "default_dl_topic")]
+    pub topic: String,
+}
+
+fn default_dl_topic() -> String {
+    "trail_dead_letter".into()
 }
 
 fn default_dl_bytes() -> u64 {
@@ -287,12 +309,36 @@ impl Config {
                     crate::sls::Endpoint::parse(&x.endpoint)
                         .map_err(|e| invalid(key("endpoint"), e.to_string()))?;
                     x.access_key_secret.resolve(&key("access_key_secret"))?;
+                    if x.concurrency == 0 {
+                        return Err(invalid(key("concurrency"), "must be at least 1"));
+                    }
                 }
                 SinkConfig::File(f) => {
                     if f.path.as_os_str().is_empty() {
                         return Err(invalid(key("path"), "must not be empty"));
                     }
                 }
+            }
+        }
+        let dl = &self.dead_letter;
+        if dl.path.is_none() && dl.sls.is_none() {
+            return Err(invalid(
+                "dead_letter",
+                "needs `path` (a file), `[dead_letter.sls]` (a logstore) or both",
+            ));
+        }
+        if let Some(p) = &dl.path {
+            if p.as_os_str().is_empty() {
+                return Err(invalid("dead_letter.path", "must not be empty"));
+            }
+        }
+        if let Some(x) = &dl.sls {
+            crate::sls::Endpoint::parse(&x.endpoint)
+                .map_err(|e| invalid("dead_letter.sls.endpoint", e.to_string()))?;
+            x.access_key_secret
+                .resolve("dead_letter.sls.access_key_secret")?;
+            if let Some(t) = &x.security_token {
+                t.resolve("dead_letter.sls.security_token")?;
             }
         }
         Ok(())
@@ -386,5 +432,13 @@ path = "/tmp/trail/dead.jsonl"
             "endpoint = \"ftp://x\"",
         ));
         assert!(e.starts_with("source.endpoint:"), "{e}");
+        let e = err(&GOOD.replace("path = \"/tmp/trail/dead.jsonl\"", ""));
+        assert!(e.starts_with("dead_letter:"), "{e}");
+        let e = err(&format!(
+            "{GOOD}\n[dead_letter.sls]\nendpoint = \"https://cn-hangzhou.log.aliyuncs.com\"\n\
+             project = \"audit\"\nlogstore = \"dl\"\naccess_key_id = \"LTAI\"\n\
+             access_key_secret = {{ env = \"TRAIL_UNSET_FOR_TEST\" }}\n"
+        ));
+        assert!(e.starts_with("dead_letter.sls.access_key_secret:"), "{e}");
     }
 }

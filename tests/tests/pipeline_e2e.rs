@@ -229,6 +229,45 @@ path = {dead:?}
     }
 }
 
+/// Every log in `logstore`, from the beginning of each shard: (topic, log).
+async fn pull_all(c: &SlsClient, logstore: &str) -> Vec<(Option<Bytes>, Log)> {
+    let mut out = Vec::new();
+    for shard in c.list_shards(PROJECT, logstore).await.unwrap() {
+        let mut cursor = c
+            .get_cursor(PROJECT, logstore, shard.shard_id, CursorPosition::Begin)
+            .await
+            .unwrap();
+        loop {
+            let r = c
+                .pull_logs(
+                    PROJECT,
+                    logstore,
+                    shard.shard_id,
+                    &PullRequest::new(&cursor),
+                )
+                .await
+                .unwrap();
+            if r.caught_up(&cursor) {
+                break;
+            }
+            for g in r.body.decode().unwrap().log_group_list {
+                for l in g.logs {
+                    out.push((g.topic.clone(), l));
+                }
+            }
+            cursor = r.next_cursor;
+        }
+    }
+    out
+}
+
+fn field<'a>(log: &'a Log, key: &str) -> Option<&'a str> {
+    log.contents
+        .iter()
+        .find(|c| &c.key[..] == key.as_bytes())
+        .and_then(|c| std::str::from_utf8(&c.value).ok())
+}
+
 /// Batches in flight can be delivered again after a crash: shards ×
 /// in_flight_batches × pull_count groups × events per group.
 const DUPLICATE_WINDOW: usize = 4 * 2 * 10 * PER_GROUP;
@@ -265,8 +304,28 @@ async fn every_write_event_arrives_through_hec_and_sls_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_events_are_dead_lettered_with_their_reason_and_nothing_stalls() {
-    let s = setup("malformed", 3000, 250, &[], &[]).await;
-    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    let s = setup(
+        "malformed",
+        3000,
+        250,
+        &["--extra-logstore", "dead_letters"],
+        &[],
+    )
+    .await;
+    // Dead letters go to a file and to a logstore.
+    let extra = format!(
+        r#"
+[dead_letter.sls]
+endpoint = "http://sls.test"
+address = "{sls}"
+project = "{PROJECT}"
+logstore = "dead_letters"
+access_key_id = "{ACCESS_KEY_ID}"
+access_key_secret = {{ env = "E2E_SLS_SECRET" }}
+"#,
+        sls = s.sls.addr
+    );
+    let mut node = s.node(&s.config(HEC_TOKEN, &extra));
     s.wait_delivered(&mut node, Duration::from_secs(120)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.dead_letters().len() < s.malformed {
@@ -294,6 +353,19 @@ async fn malformed_events_are_dead_lettered_with_their_reason_and_nothing_stalls
                 .is_some_and(|r| r.starts_with("{\"eventId\"")),
             "the raw payload is kept"
         );
+    }
+
+    // The same letters, as logs in the dead-letter logstore.
+    let logs = pull_all(&client(&s.sls), "dead_letters").await;
+    assert_eq!(logs.len(), s.malformed, "each dead letter once in SLS");
+    for (topic, l) in &logs {
+        assert_eq!(topic.as_deref(), Some(&b"trail_dead_letter"[..]));
+        assert_eq!(field(l, "kind"), Some("invalid_json"));
+        assert_eq!(field(l, "logstore"), Some(LOGSTORE));
+        assert!(field(l, "cursor").is_some_and(|c| !c.is_empty()));
+        assert!(field(l, "shard").is_some_and(|x| x.parse::<u32>().is_ok()));
+        assert!(field(l, "raw").is_some_and(|r| r.starts_with("{\"eventId\"")));
+        assert!(field(l, "reason").is_some_and(|r| r.contains("not valid JSON")));
     }
 }
 
@@ -459,49 +531,32 @@ access_key_secret = "{ACCESS_KEY_SECRET}"
     // SLS: the business view in the target logstore.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut logs = 0;
-        let mut tagged = 0;
-        for shard in c.list_shards(PROJECT, "business_view").await.unwrap() {
-            let mut cursor = c
-                .get_cursor(
-                    PROJECT,
-                    "business_view",
-                    shard.shard_id,
-                    CursorPosition::Begin,
-                )
-                .await
-                .unwrap();
-            loop {
-                let r = c
-                    .pull_logs(
-                        PROJECT,
-                        "business_view",
-                        shard.shard_id,
-                        &PullRequest::new(&cursor),
-                    )
-                    .await
+        let logs = pull_all(&c, "business_view").await;
+        if logs.len() >= s.expected.len() {
+            assert!(logs
+                .iter()
+                .all(|(topic, _)| topic.as_deref() == Some(&b"trail_business_view"[..])));
+            assert!(
+                logs.iter()
+                    .any(|(_, l)| l.contents.iter().any(|c| c.key.starts_with(b"tag_project"))),
+                "tags are fields of the business view"
+            );
+            // Lanes keep each source shard's order: its cursors never go back.
+            let mut last: HashMap<String, i64> = HashMap::new();
+            for (_, l) in &logs {
+                let shard = field(l, "shard").unwrap().to_owned();
+                let seq = trail_node::sls::Cursor::new(field(l, "cursor").unwrap())
+                    .sequence()
                     .unwrap();
-                if r.caught_up(&cursor) {
-                    break;
-                }
-                for g in r.body.decode().unwrap().log_group_list {
-                    assert_eq!(g.topic.as_deref(), Some(&b"trail_business_view"[..]));
-                    for l in g.logs {
-                        logs += 1;
-                        tagged +=
-                            l.contents.iter().any(|c| c.key.starts_with(b"tag_project")) as usize;
-                    }
-                }
-                cursor = r.next_cursor;
+                let prev = last.insert(shard.clone(), seq).unwrap_or(i64::MIN);
+                assert!(prev <= seq, "shard {shard}: cursor {seq} after {prev}");
             }
-        }
-        if logs >= s.expected.len() {
-            assert!(tagged > 0, "tags are fields of the business view");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "SLS sink has {logs} of {}",
+            "SLS sink has {} of {}",
+            logs.len(),
             s.expected.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

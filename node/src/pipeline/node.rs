@@ -25,7 +25,7 @@ use crate::pipeline::enricher::Enricher;
 use crate::pipeline::shard_consumer::{
     ConsumerSettings, MarkReadOnly, Progress, ShardConsumer, ShardStats, StopPulling,
 };
-use crate::sink::dead_letter::DeadLetterSink;
+use crate::sink::dead_letter::{DeadLetterSink, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
 use crate::sink::hec::service::HecService;
 use crate::sink::hec::{HecEncoder, HecSink};
@@ -125,19 +125,36 @@ impl RunningNode {
             "source",
         )?;
 
-        // Dead letters.
-        let dl_file = RotatingFile::open(
-            &config.dead_letter.path,
-            config.dead_letter.max_bytes,
-            config.dead_letter.keep,
-        )
-        .map_err(|e| StartError::Sink {
-            key: "dead_letter.path".into(),
-            message: e.to_string(),
-        })?;
+        // Dead letters: a file, a logstore, or both.
+        let dl = &config.dead_letter;
+        let dl_file = match &dl.path {
+            Some(path) => Some(
+                RotatingFile::open(path, dl.max_bytes, dl.keep).map_err(|e| StartError::Sink {
+                    key: "dead_letter.path".into(),
+                    message: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+        let dl_sls = match &dl.sls {
+            Some(x) => Some(SlsDeadLetters {
+                client: sls_client(
+                    &x.endpoint,
+                    x.address.as_deref(),
+                    &x.access_key_id,
+                    &x.access_key_secret,
+                    x.security_token.as_ref(),
+                    "dead_letter.sls",
+                )?,
+                project: x.project.clone(),
+                logstore: x.logstore.clone(),
+                topic: x.topic.clone(),
+            }),
+            None => None,
+        };
         let dl_stats = stats.dead_letters.clone();
         let dead_letters = DeadLetterSink::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            DeadLetterSink::new(dl_file, dl_stats)
+            DeadLetterSink::new(dl_file, dl_sls, dl_stats)
         });
 
         // Sinks, each with its encoder.

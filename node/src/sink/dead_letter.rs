@@ -1,19 +1,30 @@
 //! The dead-letter sink: every event that cannot be delivered lands here with
 //! its reason, its provenance (project, logstore, shard, cursor) and its raw
-//! payload, as one JSON line. A batch with dead letters counts as delivered
-//! only after they are written (the handler answers after the write).
+//! payload — as a JSON line in a rotating file, as a log in an SLS logstore
+//! (`[dead_letter.sls]`), or both. A batch with dead letters counts as
+//! delivered only after they are stored: the handler answers after the file
+//! write and after SLS accepted the PutLogs, and messages are handled one at
+//! a time.
+//!
+//! A dead letter is never dropped: a failing SLS write is retried with capped
+//! backoff (counted in `errors` and `retries`) while the shards that sent it
+//! hold their checkpoints, as a refused HEC token does.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use base64::Engine as _;
+use bytes::Bytes;
+use trail_proto::sls::{Log, LogContent, LogGroup};
 
 use crate::pipeline::encode::write_json_str;
 use crate::pipeline::enrich::DeadLetter;
 use crate::sink::file::RotatingFile;
 use crate::sink::SinkStats;
+use crate::sls::{PutTarget, SlsClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
@@ -24,20 +35,37 @@ pub enum DeadLetterError {
     },
 }
 
-/// Write these dead letters; answered after they are written.
+/// Write these dead letters; answered after they are stored.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), DeadLetterError>")]
 pub struct DeadLetters(pub Vec<DeadLetter>);
 
-/// Dead letters as JSON lines in a rotating file.
+/// Where `[dead_letter.sls]` writes.
+pub struct SlsDeadLetters {
+    pub client: SlsClient,
+    pub project: String,
+    pub logstore: String,
+    pub topic: String,
+}
+
+/// The dead-letter actor: a file, a logstore, or both.
 pub struct DeadLetterSink {
-    file: RotatingFile,
+    file: Option<RotatingFile>,
+    sls: Option<Arc<SlsDeadLetters>>,
     stats: Arc<SinkStats>,
 }
 
 impl DeadLetterSink {
-    pub fn new(file: RotatingFile, stats: Arc<SinkStats>) -> Self {
-        DeadLetterSink { file, stats }
+    pub fn new(
+        file: Option<RotatingFile>,
+        sls: Option<SlsDeadLetters>,
+        stats: Arc<SinkStats>,
+    ) -> Self {
+        DeadLetterSink {
+            file,
+            sls: sls.map(Arc::new),
+            stats,
+        }
     }
 }
 
@@ -50,10 +78,29 @@ impl Actor for DeadLetterSink {
     }
 }
 
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// The raw payload as text, or base64 when it is not UTF-8: `(key, value)`.
+fn raw_field(raw: &[u8]) -> (&'static str, std::borrow::Cow<'_, str>) {
+    match std::str::from_utf8(raw) {
+        Ok(text) => ("raw", text.into()),
+        Err(_) => (
+            "raw_base64",
+            base64::engine::general_purpose::STANDARD.encode(raw).into(),
+        ),
+    }
+}
+
 /// One dead letter as a JSON line.
 pub fn encode(d: &DeadLetter, now: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":");
     crate::pipeline::encode::write_time(out, now);
+    let (raw_key, raw) = raw_field(&d.raw);
     for (k, v) in [
         ("reason", d.reason.as_str()),
         ("kind", d.kind),
@@ -66,47 +113,168 @@ pub fn encode(d: &DeadLetter, now: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\":");
         write_json_str(out, v);
     }
-    let _ = write!(out, ",\"shard\":{}", d.shard);
-    match std::str::from_utf8(&d.raw) {
-        Ok(text) => {
-            out.extend_from_slice(b",\"raw\":");
-            write_json_str(out, text);
-        }
-        Err(_) => {
-            out.extend_from_slice(b",\"raw_base64\":");
-            write_json_str(
-                out,
-                &base64::engine::general_purpose::STANDARD.encode(&d.raw),
-            );
-        }
-    }
+    let _ = write!(out, ",\"shard\":{},\"{raw_key}\":", d.shard);
+    write_json_str(out, &raw);
     out.extend_from_slice(b"}\n");
 }
 
+/// One dead letter as an SLS log: the same fields as the JSON line.
+pub fn to_log(d: &DeadLetter, now: f64) -> Log {
+    let (raw_key, raw) = raw_field(&d.raw);
+    let shard = d.shard.to_string();
+    let contents = [
+        ("reason", d.reason.as_str()),
+        ("kind", d.kind),
+        ("project", &d.project),
+        ("logstore", &d.logstore),
+        ("shard", &shard),
+        ("cursor", d.cursor.as_str()),
+        (raw_key, &raw),
+    ]
+    .into_iter()
+    .map(|(k, v)| LogContent {
+        key: Bytes::from_static(k.as_bytes()),
+        value: Bytes::copy_from_slice(v.as_bytes()),
+    })
+    .collect();
+    Log {
+        time: now as u32,
+        contents,
+        time_ns: Some((now.fract() * 1e9) as u32),
+    }
+}
+
+/// SLS log groups of at most this many dead letters (far below the 4 MiB
+/// limit: a dead letter is one event, and events are capped well below it).
+const LOGS_PER_GROUP: usize = 512;
+
+impl SlsDeadLetters {
+    /// Writes every letter; retries until SLS takes them (never drops).
+    async fn write(&self, letters: &[DeadLetter], now: f64, stats: &SinkStats) {
+        for chunk in letters.chunks(LOGS_PER_GROUP) {
+            let group = LogGroup {
+                logs: chunk.iter().map(|d| to_log(d, now)).collect(),
+                topic: Some(Bytes::from(self.topic.clone())),
+                source: Some(Bytes::from_static(b"trail")),
+                ..Default::default()
+            };
+            let mut pause = Duration::from_millis(200);
+            loop {
+                SinkStats::add(&stats.requests, 1);
+                match self
+                    .client
+                    .put_logs(
+                        &self.project,
+                        &self.logstore,
+                        &group,
+                        PutTarget::LoadBalanced,
+                    )
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(e) => {
+                        SinkStats::add(&stats.errors, 1);
+                        SinkStats::add(&stats.retries, 1);
+                        tracing::error!(
+                            error = %e, logstore = %self.logstore, ?pause,
+                            "dead-letter logstore refused a write; holding checkpoints and retrying"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Handler<DeadLetters> for DeadLetterSink {
-    type Result = Result<(), DeadLetterError>;
+    type Result = AtomicResponse<Self, Result<(), DeadLetterError>>;
 
     fn handle(&mut self, msg: DeadLetters, _ctx: &mut Self::Context) -> Self::Result {
-        if msg.0.is_empty() {
-            return Ok(());
+        let letters = msg.0;
+        let now = now();
+        let mut written = 0;
+        if !letters.is_empty() {
+            for d in &letters {
+                tracing::warn!(shard = d.shard, cursor = %d.cursor, kind = d.kind, reason = %d.reason, "dead-lettered");
+            }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
-        let mut buf = Vec::with_capacity(msg.0.len() * 512);
-        for d in &msg.0 {
-            tracing::warn!(shard = d.shard, cursor = %d.cursor, kind = d.kind, reason = %d.reason, "dead-lettered");
-            encode(d, now, &mut buf);
+        if let (Some(file), false) = (&mut self.file, letters.is_empty()) {
+            let mut buf = Vec::with_capacity(letters.len() * 512);
+            for d in &letters {
+                encode(d, now, &mut buf);
+            }
+            if let Err(source) = file.write_all(&buf) {
+                SinkStats::add(&self.stats.errors, 1);
+                let err = DeadLetterError::Io {
+                    path: file.path().to_owned(),
+                    source,
+                };
+                return AtomicResponse::new(Box::pin(async move { Err(err) }.into_actor(self)));
+            }
+            written = buf.len();
         }
-        self.file
-            .write_all(&buf)
-            .map_err(|source| DeadLetterError::Io {
-                path: self.file.path().to_owned(),
-                source,
-            })?;
-        SinkStats::add(&self.stats.events, msg.0.len() as u64);
-        SinkStats::add(&self.stats.bytes, buf.len() as u64);
-        Ok(())
+        let sls = self.sls.clone();
+        let stats = self.stats.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let (Some(sls), false) = (sls, letters.is_empty()) {
+                    sls.write(&letters, now, &stats).await;
+                }
+                SinkStats::add(&stats.events, letters.len() as u64);
+                SinkStats::add(&stats.bytes, written as u64);
+                Ok(())
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(raw: &[u8]) -> DeadLetter {
+        DeadLetter {
+            reason: "event JSON: expected value at line 1 column 1".into(),
+            kind: "malformed_json",
+            project: "audit".into(),
+            logstore: "actiontrail".into(),
+            shard: 3,
+            cursor: "MTUwMA==".into(),
+            raw: Bytes::copy_from_slice(raw),
+        }
+    }
+
+    #[test]
+    fn a_json_line_carries_reason_provenance_and_raw() {
+        let mut out = Vec::new();
+        encode(&letter(b"{not json"), 1.5, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["kind"], "malformed_json");
+        assert_eq!(v["shard"], 3);
+        assert_eq!(v["cursor"], "MTUwMA==");
+        assert_eq!(v["raw"], "{not json");
+        let mut out = Vec::new();
+        encode(&letter(&[0xff, 0xfe]), 1.5, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["raw_base64"], "//4=");
+    }
+
+    #[test]
+    fn an_sls_log_has_the_same_fields() {
+        let log = to_log(&letter(b"{not json"), 1_790_000_000.25);
+        assert_eq!(log.time, 1_790_000_000);
+        let get = |k: &str| {
+            log.contents
+                .iter()
+                .find(|c| &c.key[..] == k.as_bytes())
+                .map(|c| String::from_utf8(c.value.to_vec()).unwrap())
+        };
+        assert_eq!(get("kind").as_deref(), Some("malformed_json"));
+        assert_eq!(get("shard").as_deref(), Some("3"));
+        assert_eq!(get("raw").as_deref(), Some("{not json"));
+        assert_eq!(get("logstore").as_deref(), Some("actiontrail"));
     }
 }

@@ -7,7 +7,9 @@
 //! them lz4-compressed. With `route_by_shard`, every source shard writes
 //! through one hash key, so its events keep their order in the target.
 //! Transient and quota errors are retried without end; a permanent refusal
-//! dead-letters the group with SLS's reason.
+//! dead-letters the group with SLS's reason. Writes go through
+//! `concurrency` lanes; a source shard always uses the same one, which
+//! writes its parts one after another, so order holds across retries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,14 @@ pub struct SlsSinkConfig {
     #[serde(default = "yes")]
     pub include_event: bool,
     pub tag_prefix: Option<String>,
+    /// Requests in flight: lanes, each with one PutLogs at a time; a source
+    /// shard always uses the same lane, so its order holds across retries.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    4
 }
 
 fn default_topic() -> String {
@@ -109,8 +119,21 @@ impl EventEncoder for SlsLogEncoder {
     }
 }
 
-/// The `SlsSink` actor. Parts are written one at a time, in arrival order.
+/// The `SlsSink` actor: parts queue in lanes (shard `s` uses lane
+/// `s % concurrency`); a lane writes its parts one after another.
 pub struct SlsSink {
+    writer: Arc<Writer>,
+    lanes: Vec<Lane>,
+}
+
+#[derive(Default)]
+struct Lane {
+    pending: Vec<Deliver>,
+    busy: bool,
+}
+
+/// What a lane needs to write a part.
+struct Writer {
     client: SlsClient,
     cfg: Arc<SlsSinkConfig>,
     stats: Arc<SinkStats>,
@@ -124,19 +147,47 @@ impl SlsSink {
         stats: Arc<SinkStats>,
         dead_letters: Recipient<DeadLetters>,
     ) -> Self {
+        let lanes = (0..cfg.concurrency.max(1))
+            .map(|_| Lane::default())
+            .collect();
         SlsSink {
-            client,
-            cfg,
-            stats,
-            dead_letters,
+            writer: Arc::new(Writer {
+                client,
+                cfg,
+                stats,
+                dead_letters,
+            }),
+            lanes,
         }
     }
+
+    fn flush(&mut self, lane: usize, ctx: &mut Context<Self>) {
+        let l = &mut self.lanes[lane];
+        if l.busy || l.pending.is_empty() {
+            return;
+        }
+        l.busy = true;
+        let parts = std::mem::take(&mut l.pending);
+        let writer = self.writer.clone();
+        let me = ctx.address();
+        actix::spawn(async move {
+            for part in parts {
+                writer.write(part).await;
+            }
+            me.do_send(LaneDone(lane));
+        });
+    }
 }
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LaneDone(usize);
 
 impl Actor for SlsSink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Parts are bounded by the shards' credits; one round fits.
         ctx.set_mailbox_capacity(64);
     }
 }
@@ -158,88 +209,106 @@ fn frame(part: &Deliver, from: usize, to: usize, topic: &str, source: &str) -> V
     g
 }
 
-impl Handler<Deliver> for SlsSink {
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, part: Deliver, _ctx: &mut Self::Context) -> Self::Result {
-        let client = self.client.clone();
-        let cfg = self.cfg.clone();
-        let stats = self.stats.clone();
-        let dead_letters = self.dead_letters.clone();
-        let fut = async move {
-            let source = cfg
-                .source
-                .clone()
-                .unwrap_or_else(|| part.provenance.logstore.to_string());
-            let key = format!(
-                "{:032x}",
-                route_hash(&format!("{}/{}", part.provenance.logstore, part.shard))
-            );
-            let mut from = 0;
-            while from < part.events.len() {
-                let mut to = from;
-                let mut bytes = 0;
-                while to < part.events.len() && to - from < MAX_LOGS {
-                    let len = part.events.range_len(to..to + 1) + 8;
-                    if to > from && bytes + len > MAX_GROUP_BYTES {
+impl Writer {
+    /// Writes one part in ≤ 4096-log, ≤ 4 MiB groups; acknowledges it after
+    /// the last group was accepted or dead-lettered.
+    async fn write(&self, part: Deliver) {
+        let Writer {
+            client,
+            cfg,
+            stats,
+            dead_letters,
+        } = self;
+        let source = cfg
+            .source
+            .clone()
+            .unwrap_or_else(|| part.provenance.logstore.to_string());
+        let key = format!(
+            "{:032x}",
+            route_hash(&format!("{}/{}", part.provenance.logstore, part.shard))
+        );
+        let mut from = 0;
+        while from < part.events.len() {
+            let mut to = from;
+            let mut bytes = 0;
+            while to < part.events.len() && to - from < MAX_LOGS {
+                let len = part.events.range_len(to..to + 1) + 8;
+                if to > from && bytes + len > MAX_GROUP_BYTES {
+                    break;
+                }
+                bytes += len;
+                to += 1;
+            }
+            let group = frame(&part, from, to, &cfg.topic, &source);
+            let target = if cfg.route_by_shard {
+                PutTarget::HashKey(&key)
+            } else {
+                PutTarget::LoadBalanced
+            };
+            let mut pause = Duration::from_millis(200);
+            loop {
+                SinkStats::add(&stats.requests, 1);
+                match client
+                    .put_encoded_logs(&cfg.project, &cfg.logstore, &group, target)
+                    .await
+                {
+                    Ok(()) => {
+                        SinkStats::add(&stats.events, (to - from) as u64);
+                        SinkStats::add(&stats.bytes, group.len() as u64);
                         break;
                     }
-                    bytes += len;
-                    to += 1;
-                }
-                let group = frame(&part, from, to, &cfg.topic, &source);
-                let target = if cfg.route_by_shard {
-                    PutTarget::HashKey(&key)
-                } else {
-                    PutTarget::LoadBalanced
-                };
-                let mut pause = Duration::from_millis(200);
-                loop {
-                    SinkStats::add(&stats.requests, 1);
-                    match client
-                        .put_encoded_logs(&cfg.project, &cfg.logstore, &group, target)
-                        .await
-                    {
-                        Ok(()) => {
-                            SinkStats::add(&stats.events, (to - from) as u64);
-                            SinkStats::add(&stats.bytes, group.len() as u64);
-                            break;
-                        }
-                        Err(e) if e.class() != ErrorClass::Permanent => {
-                            SinkStats::add(&stats.retries, 1);
-                            tracing::warn!(error = %e, ?pause, "SLS sink: PutLogs failed; retrying");
-                            tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_secs(30));
-                        }
-                        Err(e) => {
-                            SinkStats::add(&stats.errors, 1);
-                            let letters: Vec<DeadLetter> = (from..to)
-                                .map(|i| DeadLetter {
-                                    reason: format!("SLS sink refused: {e}"),
-                                    kind: "sls_rejected",
-                                    project: part.provenance.project.clone(),
-                                    logstore: part.provenance.logstore.clone(),
-                                    shard: part.shard,
-                                    cursor: String::new(),
-                                    raw: part.events.event(i),
-                                })
-                                .collect();
-                            SinkStats::add(&stats.dead_lettered, letters.len() as u64);
-                            loop {
-                                match dead_letters.send(DeadLetters(letters.clone())).await {
-                                    Ok(Ok(())) => break,
-                                    _ => tokio::time::sleep(Duration::from_secs(1)).await,
-                                }
+                    Err(e) if e.class() != ErrorClass::Permanent => {
+                        SinkStats::add(&stats.retries, 1);
+                        tracing::warn!(error = %e, ?pause, "SLS sink: PutLogs failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(30));
+                    }
+                    Err(e) => {
+                        SinkStats::add(&stats.errors, 1);
+                        let letters: Vec<DeadLetter> = (from..to)
+                            .map(|i| DeadLetter {
+                                reason: format!("SLS sink refused: {e}"),
+                                kind: "sls_rejected",
+                                project: part.provenance.project.clone(),
+                                logstore: part.provenance.logstore.clone(),
+                                shard: part.shard,
+                                cursor: String::new(),
+                                raw: part.events.event(i),
+                            })
+                            .collect();
+                        SinkStats::add(&stats.dead_lettered, letters.len() as u64);
+                        loop {
+                            match dead_letters.send(DeadLetters(letters.clone())).await {
+                                Ok(Ok(())) => break,
+                                _ => tokio::time::sleep(Duration::from_secs(1)).await,
                             }
-                            break;
                         }
+                        break;
                     }
                 }
-                from = to;
             }
-            part.ack.done();
-        };
-        Box::pin(fut.into_actor(self))
+            from = to;
+        }
+        part.ack.done();
+    }
+}
+
+impl Handler<Deliver> for SlsSink {
+    type Result = ();
+
+    fn handle(&mut self, part: Deliver, ctx: &mut Self::Context) {
+        let lane = part.shard as usize % self.lanes.len();
+        self.lanes[lane].pending.push(part);
+        self.flush(lane, ctx);
+    }
+}
+
+impl Handler<LaneDone> for SlsSink {
+    type Result = ();
+
+    fn handle(&mut self, msg: LaneDone, ctx: &mut Self::Context) {
+        self.lanes[msg.0].busy = false;
+        self.flush(msg.0, ctx);
     }
 }
 
