@@ -313,11 +313,15 @@ impl Generator {
     }
 
     /// The next event, as minified JSON.
+    /// The `eventTime` (unix seconds) of the event `next_event` returns next.
+    pub fn next_time(&self) -> i64 {
+        self.base_time + (self.seq / 20) as i64
+    }
+
     pub fn next_event(&mut self) -> String {
-        let seq = self.seq;
+        let time = self.next_time();
         self.seq += 1;
         let rng = &mut self.rng;
-        let time = self.base_time + (seq / 20) as i64;
         let event_id = uuid(rng);
         let write = rng.f32() < 0.15;
 

@@ -1,6 +1,6 @@
 //! `trail-devstack`: run a local stand-in for a cloud service.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
 
@@ -43,6 +43,26 @@ struct GenArgs {
     /// Where the tags file goes (JSON), if anywhere.
     #[arg(long)]
     tags_out: Option<std::path::PathBuf>,
+    /// Write the events into this SLS endpoint instead of JSON lines
+    /// (`https://cn-hangzhou.log.aliyuncs.com`, or `http://sls.test` with
+    /// `--sls-address` for devstack).
+    #[arg(long, requires_all = ["project", "logstore", "access_key_id"])]
+    sls_endpoint: Option<String>,
+    /// Dial this host:port instead; the Host header keeps `{project}.{endpoint host}`.
+    #[arg(long, requires = "sls_endpoint")]
+    sls_address: Option<String>,
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long)]
+    logstore: Option<String>,
+    #[arg(long, env = "DEVSTACK_ACCESS_KEY_ID")]
+    access_key_id: Option<String>,
+    /// The secret; better from the environment than the command line.
+    #[arg(long, env = "DEVSTACK_ACCESS_KEY_SECRET", hide_env_values = true)]
+    access_key_secret: Option<String>,
+    /// Events per PutLogs (one LogGroup).
+    #[arg(long, default_value_t = 256)]
+    group_size: usize,
 }
 
 #[tokio::main]
@@ -56,12 +76,85 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sls(config) => run_sls(config).await,
         Command::Hec(config) => run_hec(config).await,
-        Command::Gen(args) => gen(args),
+        Command::Gen(args) => gen(args).await,
     }
 }
 
-fn gen(args: GenArgs) -> Result<()> {
+async fn gen(args: GenArgs) -> Result<()> {
     let mut g = Generator::new(args.seed);
+    if let Some(endpoint) = &args.sls_endpoint {
+        gen_into_sls(&mut g, endpoint, &args).await?;
+    } else {
+        gen_json_lines(&mut g, &args)?;
+    }
+    if let Some(path) = &args.tags_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&g.tags_file())?)?;
+        eprintln!(
+            "tags of {} resources written to {}",
+            g.tags_file().resources.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// ActionTrail as SLS delivers it: topic `actiontrail_audit_event`, one key
+/// `event` holding the JSON, the log time from `eventTime`.
+async fn gen_into_sls(g: &mut Generator, endpoint: &str, args: &GenArgs) -> Result<()> {
+    use bytes::Bytes;
+    use trail_proto::sls::{Log, LogContent, LogGroup};
+    let project = args.project.as_deref().unwrap_or_default();
+    let logstore = args.logstore.as_deref().unwrap_or_default();
+    let secret = args.access_key_secret.as_deref().context(
+        "--access-key-secret (or DEVSTACK_ACCESS_KEY_SECRET) is needed with --sls-endpoint",
+    )?;
+    let writer = trail_devstack::sls::writer::Writer::new(
+        endpoint,
+        args.sls_address.as_deref(),
+        project,
+        args.access_key_id.as_deref().unwrap_or_default(),
+        secret,
+    )?;
+    let started = std::time::Instant::now();
+    let (mut sent, mut bytes) = (0u64, 0usize);
+    while sent < args.events {
+        let n = (args.events - sent).min(args.group_size.max(1) as u64);
+        let logs: Vec<Log> = (0..n)
+            .map(|_| {
+                let time = g.next_time() as u32;
+                let json = g.next_event();
+                bytes += json.len();
+                Log {
+                    time,
+                    contents: vec![LogContent {
+                        key: Bytes::from_static(b"event"),
+                        value: Bytes::from(json),
+                    }],
+                    time_ns: None,
+                }
+            })
+            .collect();
+        let group = LogGroup {
+            logs,
+            topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+            source: Some(Bytes::from_static(b"trail-devstack-gen")),
+            ..Default::default()
+        };
+        writer
+            .put_logs(logstore, &group)
+            .await
+            .with_context(|| format!("writing to {project}/{logstore}"))?;
+        sent += n;
+    }
+    eprintln!(
+        "{sent} events ({:.1} MB) written to {project}/{logstore} in {:.1} s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn gen_json_lines(g: &mut Generator, args: &GenArgs) -> Result<()> {
     let mut out: Box<dyn std::io::Write> = if args.out == "-" {
         Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
     } else {
@@ -72,14 +165,6 @@ fn gen(args: GenArgs) -> Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    if let Some(path) = args.tags_out {
-        std::fs::write(&path, serde_json::to_vec_pretty(&g.tags_file())?)?;
-        eprintln!(
-            "tags of {} resources written to {}",
-            g.tags_file().resources.len(),
-            path.display()
-        );
-    }
     Ok(())
 }
 

@@ -440,3 +440,96 @@ async fn read_cap_throttles_without_loss() {
             > 0
     );
 }
+
+/// `trail-devstack gen --sls-endpoint` loads exactly the events it would
+/// print as JSON lines, as ActionTrail does: topic `actiontrail_audit_event`,
+/// key `event`, log time = eventTime; a wrong secret or logstore is an error.
+#[tokio::test]
+async fn gen_loads_the_same_events_into_sls_as_it_prints() {
+    let server = Devstack::sls(&[
+        "--project",
+        PROJECT,
+        "--logstore",
+        LOGSTORE,
+        "--shards",
+        "3",
+    ]);
+    let gen = |extra: &[&str]| {
+        std::process::Command::new(trail_tests::binary("trail-devstack"))
+            .args(["gen", "--events", "3000", "--seed", "11"])
+            .args(extra)
+            .env("DEVSTACK_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
+            .output()
+            .unwrap()
+    };
+    let addr = server.addr.to_string();
+    let sls_args = |logstore: &'static str| {
+        vec![
+            "--sls-endpoint",
+            "http://sls.test",
+            "--sls-address",
+            addr.as_str(),
+            "--project",
+            PROJECT,
+            "--logstore",
+            logstore,
+            "--access-key-id",
+            ACCESS_KEY_ID,
+        ]
+    };
+    let printed = gen(&[]);
+    assert!(printed.status.success());
+    let loaded = gen(&sls_args(LOGSTORE));
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let refused = gen(&sls_args("no_such_logstore"));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("LogStoreNotExist"));
+
+    let mut want: Vec<String> = String::from_utf8(printed.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let c = client(&server, ACCESS_KEY_SECRET, fast_retries());
+    let mut got = Vec::new();
+    for shard in c.list_shards(PROJECT, LOGSTORE).await.unwrap() {
+        let mut cursor = c
+            .get_cursor(PROJECT, LOGSTORE, shard.shard_id, CursorPosition::Begin)
+            .await
+            .unwrap();
+        loop {
+            let r = c
+                .pull_logs(
+                    PROJECT,
+                    LOGSTORE,
+                    shard.shard_id,
+                    &PullRequest::new(&cursor),
+                )
+                .await
+                .unwrap();
+            if r.caught_up(&cursor) {
+                break;
+            }
+            for g in r.body.decode().unwrap().log_group_list {
+                assert_eq!(g.topic.as_deref(), Some(&b"actiontrail_audit_event"[..]));
+                for l in g.logs {
+                    assert_eq!(&l.contents[0].key[..], b"event");
+                    let json = String::from_utf8(l.contents[0].value.to_vec()).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+                    let t = v["eventTime"].as_str().unwrap();
+                    assert_eq!(trail_devstack::gen::iso(i64::from(l.time)), t);
+                    got.push(json);
+                }
+            }
+            cursor = r.next_cursor;
+        }
+    }
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), 3000);
+    assert!(got == want, "the same events, byte for byte");
+}

@@ -13,6 +13,7 @@
 //! | `consumer_group.rs` | server-side shard assignment (±1, transfer, timeout, over) and checkpoints |
 //! | `faults.rs` | injected 5xx, 403 quota errors, a read throughput cap; request stats |
 //! | `persist.rs` | `--data-dir` |
+//! | `writer.rs` | a small signed PutLogs client: `gen --sls-endpoint` |
 
 mod api;
 mod auth;
@@ -23,6 +24,7 @@ mod faults;
 mod persist;
 mod server;
 mod store;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
