@@ -1,0 +1,75 @@
+//! `trail-node demo`, the README's first command, as a user runs it — here
+//! with `--hec-url` pointing at a separately started HEC receiver (standing
+//! in for a user's own Splunk), in both URL forms the flag accepts.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use serde_json::Value;
+use trail_devstack::gen::Generator;
+use trail_tests::{binary, Devstack, HEC_TOKEN};
+
+const EVENTS: u64 = 20_000;
+
+fn demo(hec_url: &str) -> std::process::Output {
+    Command::new(binary("trail-node"))
+        .args(["demo", "--exit-when-done", "--listen", "127.0.0.1:0"])
+        .args(["--events", &EVENTS.to_string(), "--hec-url", hec_url])
+        .env("TRAIL_DEMO_HEC_TOKEN", HEC_TOKEN)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run trail-node demo")
+}
+
+async fn indexed_ids(hec: &Devstack) -> HashMap<String, u32> {
+    let text = reqwest::get(format!("http://{}/_devstack/events", hec.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut ids = HashMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *ids.entry(v["event"]["eventId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_delivers_to_an_external_hec_by_base_or_full_url_and_is_deterministic() {
+    let hec = Devstack::hec(&[]);
+    // The writes of the default seed: what must arrive.
+    let mut g = Generator::new(42);
+    let writes: Vec<String> = (0..EVENTS)
+        .map(|_| serde_json::from_str::<Value>(&g.next_event()).unwrap())
+        .filter(|v| v["eventRW"] == "Write")
+        .map(|v| v["eventId"].as_str().unwrap().to_owned())
+        .collect();
+
+    let out = demo(&format!("http://{}", hec.addr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains(HEC_TOKEN),
+        "the token is never printed: {stdout}"
+    );
+    let ids = indexed_ids(&hec).await;
+    assert_eq!(ids.len(), writes.len(), "every write, nothing else");
+    assert!(writes.iter().all(|id| ids.get(id) == Some(&1)));
+
+    // The full collector URL works too, and a second run sends the same ids.
+    let out = demo(&format!("http://{}/services/collector/event", hec.addr));
+    assert!(out.status.success());
+    let ids = indexed_ids(&hec).await;
+    assert_eq!(ids.len(), writes.len());
+    assert!(
+        writes.iter().all(|id| ids.get(id) == Some(&2)),
+        "same flags, same event ids"
+    );
+}
