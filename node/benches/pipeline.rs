@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
         tags,
         kinds: builtin_kinds(),
         max_event_bytes: 1 << 20,
+        event_key: b"event".to_vec(),
     };
     let with_tags = enrich(Some(tags), &all);
     let without_tags = enrich(None, &all);

@@ -143,6 +143,9 @@ pub struct EnrichConfig {
     pub threads: usize,
     /// Larger events are dead-lettered.
     pub max_event_bytes: usize,
+    /// The log content that holds the event JSON: `event` as ActionTrail
+    /// delivers it; SLS imports (CloudTrail from S3, say) often use `content`.
+    pub event_key: String,
 }
 
 impl Default for EnrichConfig {
@@ -152,6 +155,7 @@ impl Default for EnrichConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             max_event_bytes: 1024 * 1024,
+            event_key: "event".into(),
         }
     }
 }
@@ -290,6 +294,9 @@ impl Config {
                 "tags.prefix",
                 "must not be empty (tags would collide with event fields)",
             ));
+        }
+        if self.enrich.event_key.is_empty() {
+            return Err(invalid("enrich.event_key", "must not be empty"));
         }
         if self.enrich.threads == 0 {
             return Err(invalid("enrich.threads", "must be at least 1"));

@@ -763,3 +763,122 @@ async fn a_shard_split_mid_stream_is_read_to_its_end_and_its_children_are_consum
         "the parent is done"
     );
 }
+
+/// A CloudTrail record as S3 holds it (and an SLS import carries it).
+fn cloudtrail_record(i: usize, read_only: bool) -> String {
+    format!(
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","principalId":"AIDAEXAMPLE{i}","arn":"arn:aws:iam::123456789012:user/alice","accountId":"123456789012","userName":"alice"}},"eventTime":"2026-11-23T09:{m:02}:{s:02}Z","eventSource":"ec2.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.5","userAgent":"aws-cli/2.15","requestParameters":{{"instancesSet":{{"items":[{{"instanceId":"i-0abc{i:04}"}}]}}}},"responseElements":null,"requestID":"req-{i}","eventID":"ct-{i:06}","readOnly":{read_only},"resources":[{{"accountId":"123456789012","type":"AWS::EC2::Instance","ARN":"arn:aws:ec2:us-east-1:123456789012:instance/i-0abc{i:04}"}}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"123456789012","eventCategory":"Management"}}"#,
+        m = i / 60 % 60,
+        s = i % 60,
+        name = if read_only {
+            "DescribeInstances"
+        } else {
+            "StopInstances"
+        },
+    )
+}
+
+/// CloudTrail imported into SLS: one record per log under `content`, and
+/// whole `{"Records": [...]}` files as single logs. Every write record
+/// arrives once with sourcetype `aws:cloudtrail`; reads are filtered; a
+/// broken file is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_imports_by_record_and_by_file_are_delivered() {
+    let s = setup("cloudtrail", 0, 0, &[], &[]).await;
+    let c = client(&s.sls);
+    let log = |text: String| Log {
+        time: 1_795_000_000,
+        contents: vec![LogContent {
+            key: Bytes::from_static(b"content"),
+            value: Bytes::from(text),
+        }],
+        time_ns: None,
+    };
+    let mut expected = Vec::new();
+    let mut logs = Vec::new();
+    // 300 records, one per log; every third is a read.
+    for i in 0..300 {
+        let read = i % 3 == 0;
+        if !read {
+            expected.push(format!("ct-{i:06}"));
+        }
+        logs.push(log(cloudtrail_record(i, read)));
+    }
+    // 20 files of 10 records each, all writes.
+    for f in 0..20 {
+        let records: Vec<String> = (0..10)
+            .map(|k| {
+                let i = 1000 + f * 10 + k;
+                expected.push(format!("ct-{i:06}"));
+                cloudtrail_record(i, false)
+            })
+            .collect();
+        logs.push(log(format!("{{\"Records\":[{}]}}", records.join(","))));
+    }
+    logs.push(log("{\"Records\":[{\"eventID\":\"cut".into()));
+    for chunk in logs.chunks(PER_GROUP) {
+        let group = LogGroup {
+            logs: chunk.to_vec(),
+            topic: Some(Bytes::from_static(b"cloudtrail_import")),
+            ..Default::default()
+        };
+        c.put_logs(PROJECT, LOGSTORE, &group, PutTarget::LoadBalanced)
+            .await
+            .unwrap();
+    }
+    let config = s.config(HEC_TOKEN, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[enrich]\nthreads = 2",
+        "[enrich]\nthreads = 2\nevent_key = \"content\"\n\n[filter]\ntopics = [\"cloudtrail_import\"]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut node = s.node(&config);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let text = reqwest::get(format!("http://{}/_devstack/events", s.hec.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if events.len() >= expected.len() {
+            break events;
+        }
+        assert!(node.alive(), "trail-node died");
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} arrived",
+            events.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["eventID"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    expected.sort();
+    assert_eq!(ids, expected, "every write record once, no read");
+    for e in &events {
+        assert_eq!(e["sourcetype"], "aws:cloudtrail");
+        assert_eq!(e["fields"]["userName"], "alice");
+        assert_eq!(e["fields"]["eventRW"], "Write");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.dead_letters().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file is dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dl = s.dead_letters();
+    assert_eq!(dl.len(), 1);
+    assert!(dl[0]["reason"].as_str().unwrap().contains("Records"));
+}

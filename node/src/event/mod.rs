@@ -180,6 +180,27 @@ struct Raw<'a> {
     resources: Option<Vec<CloudTrailResource<'a>>>,
 }
 
+/// A CloudTrail log file's envelope, `{"Records": [...]}`, as S3 holds it
+/// and an SLS import may carry it in one log: the records' JSON texts, as
+/// slices of `json`. `None` when `json` is not such an envelope (the first
+/// key decides: a single event never starts with `Records`).
+pub fn records(json: &[u8]) -> Option<Result<Vec<&[u8]>, ParseError>> {
+    let rest = json.trim_ascii_start().strip_prefix(b"{")?;
+    if !rest.trim_ascii_start().starts_with(b"\"Records\"") {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "Records", borrow)]
+        records: Vec<&'a serde_json::value::RawValue>,
+    }
+    Some(
+        serde_json::from_slice::<Envelope<'_>>(json)
+            .map(|e| e.records.into_iter().map(|r| r.get().as_bytes()).collect())
+            .map_err(|e| ParseError::Json(format!("CloudTrail Records envelope: {e}"))),
+    )
+}
+
 /// Parses one event from its JSON text.
 pub fn parse(json: &[u8]) -> Result<AuditEvent<'_>, ParseError> {
     // serde would read an array positionally into the struct.
@@ -342,6 +363,19 @@ mod tests {
                 .unwrap();
         assert_eq!(e.event_id, "a\"b");
         assert_eq!(e.user_name.as_deref(), Some("ü"));
+    }
+
+    #[test]
+    fn a_records_envelope_splits_into_slices_of_the_input() {
+        let file = br#" { "Records" : [ {"eventID":"a","awsRegion":"us-east-1"}, {"eventID":"b","awsRegion":"eu-west-1","readOnly":false} ] }"#;
+        let recs = records(file).unwrap().unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0], br#"{"eventID":"a","awsRegion":"us-east-1"}"#);
+        let range = file.as_ptr_range();
+        assert!(range.contains(&recs[1].as_ptr()), "borrowed, not copied");
+        assert_eq!(parse(recs[1]).unwrap().event_id, "b");
+        assert!(records(br#"{"eventId":"x","Records":[]}"#).is_none());
+        assert!(records(br#"{"Records": [1, 2"#).unwrap().is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! events encoded, plus dead letters and counts out. The [`Enricher`](super::Enricher)
 //! actor runs it on its own thread; the criterion bench runs it directly.
 //!
-//! Per log: topic filter → the `event` content → parse ([`crate::event`]) →
+//! Per log: topic filter → the `event` content (or `[enrich] event_key`; a
+//! CloudTrail `{"Records": [...]}` file splits into its records) → parse ([`crate::event`]) →
 //! filters → resources → tags (merged over the event's resources; values of
 //! one key from several resources are joined with `,`) → one encoding per sink.
 
@@ -152,6 +153,37 @@ pub struct Enrichment {
     pub tags: Option<TagCache>,
     pub kinds: HashMap<String, ResourceKind>,
     pub max_event_bytes: usize,
+    /// The log content holding the event (`event` for ActionTrail; imports
+    /// often use `content`).
+    pub event_key: Vec<u8>,
+}
+
+/// What one event needs besides its bytes.
+struct Origin<'a> {
+    cursor: &'a str,
+    log_time: u32,
+    provenance: &'a Provenance,
+    encoders: &'a [Arc<dyn EventEncoder>],
+}
+
+fn dead(
+    out: &mut EnrichOutput,
+    origin: &Origin<'_>,
+    kind: &'static str,
+    reason: String,
+    raw: Bytes,
+) {
+    out.stats.dead_lettered += 1;
+    let p = origin.provenance;
+    out.dead_letters.push(DeadLetter {
+        reason,
+        kind,
+        project: p.project.clone(),
+        logstore: p.logstore.clone(),
+        shard: p.shard,
+        cursor: origin.cursor.to_owned(),
+        raw,
+    });
 }
 
 impl Enrichment {
@@ -168,22 +200,6 @@ impl Enrichment {
             dead_letters: Vec::new(),
             stats: EnrichStats::default(),
         };
-        let dead = |out: &mut EnrichOutput,
-                    kind: &'static str,
-                    reason: String,
-                    cursor: &str,
-                    raw: Bytes| {
-            out.stats.dead_lettered += 1;
-            out.dead_letters.push(DeadLetter {
-                reason,
-                kind,
-                project: provenance.project.clone(),
-                logstore: provenance.logstore.clone(),
-                shard: provenance.shard,
-                cursor: cursor.to_owned(),
-                raw,
-            });
-        };
         for (g, group) in list.log_group_list.iter().enumerate() {
             let cursor = cursors.get(g).map(String::as_str).unwrap_or("");
             let topic = group.topic.as_deref().unwrap_or(b"");
@@ -199,10 +215,16 @@ impl Enrichment {
                         .or_default() += 1;
                     continue;
                 }
+                let origin = Origin {
+                    cursor,
+                    log_time: log.time,
+                    provenance,
+                    encoders,
+                };
                 let Some(raw) = log
                     .contents
                     .iter()
-                    .find(|c| &c.key[..] == b"event")
+                    .find(|c| c.key[..] == self.event_key[..])
                     .map(|c| &c.value)
                 else {
                     let all = log
@@ -217,61 +239,67 @@ impl Enrichment {
                         })
                         .collect::<Vec<_>>()
                         .join(" ");
-                    dead(
-                        &mut out,
-                        "no_event_key",
-                        "the log has no `event` content".into(),
-                        cursor,
-                        Bytes::from(all),
+                    let reason = format!(
+                        "the log has no `{}` content",
+                        String::from_utf8_lossy(&self.event_key)
                     );
+                    dead(&mut out, &origin, "no_event_key", reason, Bytes::from(all));
                     continue;
                 };
                 out.stats.raw_bytes += raw.len() as u64;
-                if raw.len() > self.max_event_bytes {
-                    dead(
-                        &mut out,
-                        "oversize",
-                        format!(
-                            "event of {} bytes exceeds max_event_bytes {}",
-                            raw.len(),
-                            self.max_event_bytes
-                        ),
-                        cursor,
-                        raw.clone(),
-                    );
-                    continue;
-                }
-                let ev = match event::parse(raw) {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        dead(&mut out, e.kind(), e.to_string(), cursor, raw.clone());
-                        continue;
+                match event::records(raw) {
+                    None => self.one(raw.clone(), &origin, &mut out),
+                    Some(Ok(records)) => {
+                        for r in records {
+                            self.one(raw.slice_ref(r), &origin, &mut out);
+                        }
                     }
-                };
-                if let Err(reason) = self.filter.check(&ev) {
-                    *out.stats.dropped.entry(reason.as_str()).or_default() += 1;
-                    continue;
-                }
-                out.stats.passed += 1;
-                let (tags, tag_status) = self.tags_of(&ev);
-                if tag_status == TagStatus::Ok {
-                    out.stats.tagged += 1;
-                }
-                let view = View {
-                    event: &ev,
-                    raw,
-                    tags: &tags,
-                    tag_status,
-                    provenance,
-                    cursor,
-                    time: ev.unix_time().unwrap_or(f64::from(log.time)),
-                };
-                for (enc, part) in encoders.iter().zip(out.parts.iter_mut()) {
-                    part.push_with(|buf| enc.encode(&view, buf));
+                    Some(Err(e)) => dead(&mut out, &origin, e.kind(), e.to_string(), raw.clone()),
                 }
             }
         }
         out
+    }
+
+    /// One event: size check, parse, filters, tags, one encoding per sink.
+    fn one(&self, raw: Bytes, origin: &Origin<'_>, out: &mut EnrichOutput) {
+        if raw.len() > self.max_event_bytes {
+            let reason = format!(
+                "event of {} bytes exceeds max_event_bytes {}",
+                raw.len(),
+                self.max_event_bytes
+            );
+            dead(out, origin, "oversize", reason, raw);
+            return;
+        }
+        let ev = match event::parse(&raw) {
+            Ok(ev) => ev,
+            Err(e) => {
+                dead(out, origin, e.kind(), e.to_string(), raw.clone());
+                return;
+            }
+        };
+        if let Err(reason) = self.filter.check(&ev) {
+            *out.stats.dropped.entry(reason.as_str()).or_default() += 1;
+            return;
+        }
+        out.stats.passed += 1;
+        let (tags, tag_status) = self.tags_of(&ev);
+        if tag_status == TagStatus::Ok {
+            out.stats.tagged += 1;
+        }
+        let view = View {
+            event: &ev,
+            raw: &raw,
+            tags: &tags,
+            tag_status,
+            provenance: origin.provenance,
+            cursor: origin.cursor,
+            time: ev.unix_time().unwrap_or(f64::from(origin.log_time)),
+        };
+        for (enc, part) in origin.encoders.iter().zip(out.parts.iter_mut()) {
+            part.push_with(|buf| enc.encode(&view, buf));
+        }
     }
 
     fn tags_of(&self, ev: &AuditEvent<'_>) -> (Tags, TagStatus) {

@@ -274,6 +274,7 @@ impl RunningNode {
             tags,
             kinds,
             max_event_bytes: config.enrich.max_event_bytes,
+            event_key: config.enrich.event_key.clone().into_bytes(),
         });
         let encoders: Arc<[Arc<dyn EventEncoder>]> = encoders.into();
         let enricher = SyncArbiter::start(config.enrich.threads, move || {
