@@ -13,6 +13,7 @@
 //! [`TagProvider`], and the enrichers keep calling [`TagCache::get`].
 
 mod resource_types;
+pub mod sign;
 mod static_file;
 
 use std::collections::BTreeMap;
