@@ -16,6 +16,7 @@
 //!
 //! The Tag/ECS/SLB/STS server joins with the tag work.
 
+pub mod cloud;
 pub mod gen;
 pub mod hec;
 pub mod http;

@@ -4,6 +4,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
 
+use trail_devstack::cloud::{CloudConfig, CloudServer};
 use trail_devstack::gen::Generator;
 use trail_devstack::hec::{HecConfig, HecServer};
 use trail_devstack::sls::{SlsConfig, SlsServer};
@@ -25,6 +26,8 @@ enum Command {
     Sls(SlsConfig),
     /// A Splunk HTTP Event Collector receiver.
     Hec(HecConfig),
+    /// Alibaba Tag / ECS / SLB / STS APIs and AWS resource tagging, from a tags file.
+    Cloud(CloudConfig),
     /// Generate realistic ActionTrail events (JSON lines) and their resources' tags.
     Gen(GenArgs),
 }
@@ -76,6 +79,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sls(config) => run_sls(config).await,
         Command::Hec(config) => run_hec(config).await,
+        Command::Cloud(config) => run_cloud(config).await,
         Command::Gen(args) => gen(args).await,
     }
 }
@@ -165,6 +169,24 @@ fn gen_json_lines(g: &mut Generator, args: &GenArgs) -> Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    Ok(())
+}
+
+async fn run_cloud(config: CloudConfig) -> Result<()> {
+    let server = CloudServer::start(config.clone()).await?;
+    let addr = server.local_addr();
+    println!("listening on {addr}");
+    println!("endpoint        http://{addr}  (any Host: tag.*, ecs.*, slb.*, sts.*, tagging.*)");
+    println!(
+        "access key      {} (management account {}); members via AssumeRole into role {}",
+        config.access_key_id,
+        server.management_account(),
+        config.role_name
+    );
+    println!("stats           curl http://{addr}/_devstack/stats");
+    tokio::signal::ctrl_c().await?;
+    eprintln!("shutting down");
+    server.shutdown().await;
     Ok(())
 }
 

@@ -85,7 +85,11 @@ pub fn canonical_request(
         .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     h.sort();
-    let signed = h.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
+    let signed = h
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
     let mut s = format!("{method}\n{path}\n{}\n", canonical_query(query));
     for (k, v) in &h {
         s.push_str(k);
@@ -205,7 +209,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const ARN: &str = "arn:acs:ecs:cn-hangzhou:1234567890123456:instance/i-bp1example0001";
@@ -272,7 +278,10 @@ mod tests {
             )
         };
         assert_eq!(
-            sign(&[("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")]),
+            sign(&[
+                ("Host", "example.amazonaws.com"),
+                ("X-Amz-Date", "20150830T123600Z")
+            ]),
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
              SignedHeaders=host;x-amz-date, \
              Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
