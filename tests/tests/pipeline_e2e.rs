@@ -371,7 +371,16 @@ access_key_secret = {{ env = "E2E_SLS_SECRET" }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_resumes_from_the_checkpoint() {
-    let s = setup("sigkill", 8000, 0, &[], &["--busy-every", "3"]).await;
+    // Reads capped at 1 MB/s (~10 s for the trail), so the kill lands
+    // mid-stream however fast the machine is.
+    let s = setup(
+        "sigkill",
+        8000,
+        0,
+        &["--read-cap-bytes-per-sec", "1000000"],
+        &["--busy-every", "3"],
+    )
+    .await;
     let config = s.config(HEC_TOKEN, "");
     let mut node = s.node(&config);
     // Kill once part of the trail is through.
