@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
         kinds: builtin_kinds(),
         max_event_bytes: 1 << 20,
         event_key: b"event".to_vec(),
+        tag_budget: std::time::Duration::from_millis(200),
     };
     let with_tags = enrich(Some(tags), &all);
     let without_tags = enrich(None, &all);

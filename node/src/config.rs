@@ -112,6 +112,76 @@ pub struct TagsConfig {
     pub ttl_secs: u64,
     /// Extra ActionTrail resource types: `"ACS::X::Y" = { product = "x", type = "y" }`.
     pub resource_types: BTreeMap<String, ResourceTypeConfig>,
+    /// Remote providers: an enricher waits at most this long for missing
+    /// tags; then the event goes out with `tag_status` = `pending`.
+    pub budget_ms: u64,
+    /// How long "no tags" / "no such resource" is believed.
+    pub negative_ttl_secs: u64,
+    /// How long a failed lookup is remembered before asking again.
+    pub error_ttl_secs: u64,
+    /// A miss waits this long for others of its account and region.
+    pub batch_window_ms: u64,
+    /// Tag API calls in flight at once.
+    pub concurrency: usize,
+    /// Alibaba Cloud's Tag service (and STS for member accounts).
+    pub alibaba: Option<AlibabaTagsConfig>,
+    /// AWS Resource Groups Tagging API (CloudTrail events).
+    pub aws: Option<AwsTagsConfig>,
+}
+
+/// `[tags.alibaba]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlibabaTagsConfig {
+    #[serde(default = "default_tag_endpoint")]
+    pub tag_endpoint: String,
+    #[serde(default = "default_sts_endpoint")]
+    pub sts_endpoint: String,
+    /// Dial this host:port for every call (devstack, a proxy).
+    pub address: Option<String>,
+    pub access_key_id: String,
+    pub access_key_secret: SecretSource,
+    /// The account the key belongs to; other accounts are assumed into.
+    pub management_account: String,
+    #[serde(default = "default_role_name")]
+    pub role_name: String,
+    #[serde(default = "default_session_secs")]
+    pub session_secs: u64,
+    /// RegionId for global resources (RAM).
+    #[serde(default = "default_tag_region")]
+    pub default_region: String,
+}
+
+fn default_tag_endpoint() -> String {
+    "https://tag.{region}.aliyuncs.com".into()
+}
+fn default_sts_endpoint() -> String {
+    "https://sts.aliyuncs.com".into()
+}
+fn default_role_name() -> String {
+    "ResourceDirectoryAccountAccessRole".into()
+}
+fn default_session_secs() -> u64 {
+    3600
+}
+fn default_tag_region() -> String {
+    "cn-hangzhou".into()
+}
+
+/// `[tags.aws]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsTagsConfig {
+    #[serde(default = "default_aws_endpoint")]
+    pub endpoint: String,
+    pub address: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: SecretSource,
+    pub session_token: Option<SecretSource>,
+}
+
+fn default_aws_endpoint() -> String {
+    "https://tagging.{region}.amazonaws.com".into()
 }
 
 impl Default for TagsConfig {
@@ -122,6 +192,13 @@ impl Default for TagsConfig {
             cache_capacity: 1_000_000,
             ttl_secs: 3600,
             resource_types: BTreeMap::new(),
+            budget_ms: 200,
+            negative_ttl_secs: 300,
+            error_ttl_secs: 10,
+            batch_window_ms: 5,
+            concurrency: 8,
+            alibaba: None,
+            aws: None,
         }
     }
 }
@@ -294,6 +371,37 @@ impl Config {
                 "tags.prefix",
                 "must not be empty (tags would collide with event fields)",
             ));
+        }
+        let t = &self.tags;
+        if t.file.is_some() && (t.alibaba.is_some() || t.aws.is_some()) {
+            return Err(invalid(
+                "tags.file",
+                "a tags file and cloud providers ([tags.alibaba], [tags.aws]) exclude each other",
+            ));
+        }
+        if let Some(a) = &t.alibaba {
+            a.access_key_secret
+                .resolve("tags.alibaba.access_key_secret")?;
+            for (k, v) in [
+                ("tag_endpoint", &a.tag_endpoint),
+                ("sts_endpoint", &a.sts_endpoint),
+            ] {
+                if !(v.starts_with("https://") || v.starts_with("http://")) {
+                    return Err(invalid(
+                        format!("tags.alibaba.{k}"),
+                        "must be an http(s) URL",
+                    ));
+                }
+            }
+            if !(900..=43_200).contains(&a.session_secs) {
+                return Err(invalid("tags.alibaba.session_secs", "must be 900..=43200"));
+            }
+        }
+        if let Some(a) = &t.aws {
+            a.secret_access_key.resolve("tags.aws.secret_access_key")?;
+        }
+        if t.concurrency == 0 {
+            return Err(invalid("tags.concurrency", "must be at least 1"));
         }
         if self.enrich.event_key.is_empty() {
             return Err(invalid("enrich.event_key", "must not be empty"));

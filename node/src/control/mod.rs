@@ -82,6 +82,54 @@ pub fn render(stats: &NodeStats) -> String {
         vec![(String::new(), stats.dead_letters.events.load(Relaxed))],
     );
     counter(
+        "trail_tag_status_events_total",
+        "Events delivered whose tags were incomplete, by tag_status.",
+        vec![
+            (
+                "status=\"pending\"".into(),
+                stats.sum(|s| s.tag_pending.load(Relaxed)),
+            ),
+            (
+                "status=\"unavailable\"".into(),
+                stats.sum(|s| s.tag_unavailable.load(Relaxed)),
+            ),
+        ],
+    );
+    counter(
+        "trail_tag_cache_invalidations_total",
+        "Cache entries dropped because the trail changed a resource's tags.",
+        vec![(
+            String::new(),
+            stats.sum(|s| s.tag_invalidations.load(Relaxed)),
+        )],
+    );
+    if let Some(r) = stats.tag_remote.lock().clone() {
+        for (name, help, v) in [
+            (
+                "trail_tag_api_calls_total",
+                "Batched tag API calls.",
+                &r.calls,
+            ),
+            (
+                "trail_tag_api_arns_total",
+                "Resources asked for in tag API calls.",
+                &r.arns,
+            ),
+            (
+                "trail_tag_api_throttled_total",
+                "Tag API calls answered with throttling.",
+                &r.throttled,
+            ),
+            (
+                "trail_tag_api_errors_total",
+                "Tag API calls failed otherwise.",
+                &r.errors,
+            ),
+        ] {
+            counter(name, help, vec![(String::new(), v.load(Relaxed))]);
+        }
+    }
+    counter(
         "trail_shard_restarts_total",
         "Shard chains restarted from their checkpoint.",
         shards

@@ -34,6 +34,10 @@ pub enum TagStatus {
     None,
     /// The event names no resource we can look up.
     NoResource,
+    /// A remote lookup was not answered within the budget.
+    Pending,
+    /// The provider failed (throttled with nothing cached, denied).
+    Unavailable,
 }
 
 impl TagStatus {
@@ -42,6 +46,8 @@ impl TagStatus {
             TagStatus::Ok => "ok",
             TagStatus::None => "none",
             TagStatus::NoResource => "no_resource",
+            TagStatus::Pending => "pending",
+            TagStatus::Unavailable => "unavailable",
         }
     }
 }
@@ -138,6 +144,11 @@ pub struct EnrichStats {
     pub dropped: BTreeMap<&'static str, u64>,
     pub dead_lettered: u64,
     pub tagged: u64,
+    /// Events sent with `tag_status` = `pending` / `unavailable`.
+    pub tag_pending: u64,
+    pub tag_unavailable: u64,
+    /// Cache entries dropped because the trail itself changed the resource's tags.
+    pub tag_invalidations: u64,
 }
 
 pub struct EnrichOutput {
@@ -156,6 +167,37 @@ pub struct Enrichment {
     /// The log content holding the event (`event` for ActionTrail; imports
     /// often use `content`).
     pub event_key: Vec<u8>,
+    /// Remote tag providers: the longest an enricher waits for missing tags per batch.
+    pub tag_budget: std::time::Duration,
+}
+
+/// An event that passed the filters, waiting for its tags.
+struct Passed<'a> {
+    ev: AuditEvent<'a>,
+    raw: &'a [u8],
+    cursor: &'a str,
+    log_time: u32,
+}
+
+/// Event names that change a resource's tags or end it: the cache entry of
+/// each resource they name is dropped, so the next lookup asks again.
+const TAG_CHANGES: &[&str] = &[
+    "TagResources",
+    "UntagResources",
+    "AddTags",
+    "RemoveTags",
+    "DeleteTags",
+    "CreateTags",
+    "TagResource",
+    "UntagResource",
+    "ModifyTags",
+];
+
+fn changes_tags(name: &str) -> bool {
+    TAG_CHANGES.contains(&name)
+        || ["Delete", "Release", "Remove"]
+            .iter()
+            .any(|p| name.starts_with(p) && !name.ends_with("Tags"))
 }
 
 /// What one event needs besides its bytes.
@@ -163,7 +205,6 @@ struct Origin<'a> {
     cursor: &'a str,
     log_time: u32,
     provenance: &'a Provenance,
-    encoders: &'a [Arc<dyn EventEncoder>],
 }
 
 fn dead(
@@ -200,6 +241,7 @@ impl Enrichment {
             dead_letters: Vec::new(),
             stats: EnrichStats::default(),
         };
+        let mut passed: Vec<Passed<'_>> = Vec::new();
         for (g, group) in list.log_group_list.iter().enumerate() {
             let cursor = cursors.get(g).map(String::as_str).unwrap_or("");
             let topic = group.topic.as_deref().unwrap_or(b"");
@@ -219,7 +261,6 @@ impl Enrichment {
                     cursor,
                     log_time: log.time,
                     provenance,
-                    encoders,
                 };
                 let Some(raw) = log
                     .contents
@@ -248,34 +289,115 @@ impl Enrichment {
                 };
                 out.stats.raw_bytes += raw.len() as u64;
                 match event::records(raw) {
-                    None => self.one(raw.clone(), &origin, &mut out),
+                    None => self.one(raw, raw, &origin, &mut out, &mut passed),
                     Some(Ok(records)) => {
                         for r in records {
-                            self.one(raw.slice_ref(r), &origin, &mut out);
+                            self.one(raw, r, &origin, &mut out, &mut passed);
                         }
                     }
                     Some(Err(e)) => dead(&mut out, &origin, e.kind(), e.to_string(), raw.clone()),
                 }
             }
         }
+        self.tag_and_encode(&passed, provenance, encoders, &mut out);
         out
     }
 
-    /// One event: size check, parse, filters, tags, one encoding per sink.
-    fn one(&self, raw: Bytes, origin: &Origin<'_>, out: &mut EnrichOutput) {
-        if raw.len() > self.max_event_bytes {
+    /// Tags for every passed event — for remote providers, missing ones are
+    /// fetched in batches and waited for at most `tag_budget`, once per
+    /// batch — then one encoding per sink.
+    fn tag_and_encode(
+        &self,
+        passed: &[Passed<'_>],
+        provenance: &Provenance,
+        encoders: &[Arc<dyn EventEncoder>],
+        out: &mut EnrichOutput,
+    ) {
+        if let Some(cache) = &self.tags {
+            let mut buf = String::new();
+            let mut arns: Vec<String> = Vec::new();
+            for p in passed {
+                if p.ev.error_code.as_deref().is_none_or(str::is_empty)
+                    && p.ev.event_name.as_deref().is_some_and(changes_tags)
+                {
+                    for arn in self.arns_of(&p.ev, &mut buf) {
+                        cache.invalidate(&arn);
+                        out.stats.tag_invalidations += 1;
+                    }
+                }
+                arns.extend(self.arns_of(&p.ev, &mut buf));
+            }
+            cache.prefetch(arns.iter().map(String::as_str), self.tag_budget);
+        }
+        for p in passed {
+            let (tags, tag_status) = self.tags_of(&p.ev);
+            match tag_status {
+                TagStatus::Ok => out.stats.tagged += 1,
+                TagStatus::Pending => out.stats.tag_pending += 1,
+                TagStatus::Unavailable => out.stats.tag_unavailable += 1,
+                _ => {}
+            }
+            let view = View {
+                event: &p.ev,
+                raw: p.raw,
+                tags: &tags,
+                tag_status,
+                provenance,
+                cursor: p.cursor,
+                time: p.ev.unix_time().unwrap_or(f64::from(p.log_time)),
+            };
+            for (enc, part) in encoders.iter().zip(out.parts.iter_mut()) {
+                part.push_with(|buf| enc.encode(&view, buf));
+            }
+        }
+    }
+
+    /// The ARNs of an event's resources we know how to name.
+    fn arns_of(&self, ev: &AuditEvent<'_>, buf: &mut String) -> Vec<String> {
+        let region = ev.region.as_deref().unwrap_or("");
+        let account = ev.owner_account().unwrap_or("");
+        ev.resources()
+            .into_iter()
+            .filter_map(|r| match (r.arn, self.kinds.get(r.resource_type)) {
+                (Some(arn), _) => Some(arn.to_owned()),
+                (None, Some(kind)) => {
+                    arn_into(buf, kind, region, account, r.id);
+                    Some(buf.clone())
+                }
+                (None, None) => None,
+            })
+            .collect()
+    }
+
+    /// One event (`json`, within the log content `content`): size check,
+    /// parse, filters; what passes waits in `passed` for its tags.
+    fn one<'a>(
+        &self,
+        content: &Bytes,
+        json: &'a [u8],
+        origin: &Origin<'a>,
+        out: &mut EnrichOutput,
+        passed: &mut Vec<Passed<'a>>,
+    ) {
+        if json.len() > self.max_event_bytes {
             let reason = format!(
                 "event of {} bytes exceeds max_event_bytes {}",
-                raw.len(),
+                json.len(),
                 self.max_event_bytes
             );
-            dead(out, origin, "oversize", reason, raw);
+            dead(out, origin, "oversize", reason, content.slice_ref(json));
             return;
         }
-        let ev = match event::parse(&raw) {
+        let ev = match event::parse(json) {
             Ok(ev) => ev,
             Err(e) => {
-                dead(out, origin, e.kind(), e.to_string(), raw.clone());
+                dead(
+                    out,
+                    origin,
+                    e.kind(),
+                    e.to_string(),
+                    content.slice_ref(json),
+                );
                 return;
             }
         };
@@ -284,22 +406,12 @@ impl Enrichment {
             return;
         }
         out.stats.passed += 1;
-        let (tags, tag_status) = self.tags_of(&ev);
-        if tag_status == TagStatus::Ok {
-            out.stats.tagged += 1;
-        }
-        let view = View {
-            event: &ev,
-            raw: &raw,
-            tags: &tags,
-            tag_status,
-            provenance: origin.provenance,
+        passed.push(Passed {
+            ev,
+            raw: json,
             cursor: origin.cursor,
-            time: ev.unix_time().unwrap_or(f64::from(origin.log_time)),
-        };
-        for (enc, part) in origin.encoders.iter().zip(out.parts.iter_mut()) {
-            part.push_with(|buf| enc.encode(&view, buf));
-        }
+            log_time: origin.log_time,
+        });
     }
 
     fn tags_of(&self, ev: &AuditEvent<'_>) -> (Tags, TagStatus) {
@@ -310,6 +422,7 @@ impl Enrichment {
         let region = ev.region.as_deref().unwrap_or("");
         let account = ev.owner_account().unwrap_or("");
         let mut looked_up = false;
+        let (mut pending, mut unavailable) = (false, false);
         let mut buf = String::with_capacity(96);
         for r in ev.resources() {
             let arn: &str = match (r.arn, self.kinds.get(r.resource_type)) {
@@ -321,11 +434,17 @@ impl Enrichment {
                 (None, None) => continue,
             };
             looked_up = true;
-            if let Lookup::Tags(set) = cache.get(arn) {
-                tags.add(set);
+            match cache.get(arn) {
+                Lookup::Tags(set) => tags.add(set),
+                Lookup::None => {}
+                Lookup::Pending => pending = true,
+                Lookup::Unavailable => unavailable = true,
             }
         }
+        // An event whose tags may be incomplete says so, even if some came.
         let status = match (&tags, looked_up) {
+            _ if pending => TagStatus::Pending,
+            _ if unavailable => TagStatus::Unavailable,
             (Tags::Empty, true) => TagStatus::None,
             (Tags::Empty, false) => TagStatus::NoResource,
             _ => TagStatus::Ok,

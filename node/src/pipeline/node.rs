@@ -56,6 +56,8 @@ pub struct NodeStats {
     pub shards: Arc<Mutex<BTreeMap<u32, Arc<ShardStats>>>>,
     pub sinks: Arc<Mutex<Vec<SinkHandle>>>,
     pub dead_letters: Arc<SinkStats>,
+    /// The remote tag tier's counters, when cloud providers are configured.
+    pub tag_remote: Arc<Mutex<Option<Arc<crate::tags::RemoteStats>>>>,
 }
 
 impl NodeStats {
@@ -106,6 +108,86 @@ fn sls_client(
         );
     }
     Ok(SlsClient::builder(ep, creds).build()?)
+}
+
+/// The cloud tag providers behind a remote cache.
+fn cloud_tags(t: &crate::config::TagsConfig) -> Result<TagCache, StartError> {
+    use crate::tags::alibaba::{AlibabaConfig, AlibabaTags};
+    use crate::tags::aws::{AwsConfig, AwsTags, CloudTags};
+    use crate::tags::{BatchConfig, Ttls};
+    let http_err = |key: &str| {
+        let key = key.to_owned();
+        move |e: reqwest::Error| StartError::Sink {
+            key: key.clone(),
+            message: e.to_string(),
+        }
+    };
+    let alibaba = match &t.alibaba {
+        Some(a) => Some(Arc::new(
+            AlibabaTags::new(AlibabaConfig {
+                tag_endpoint: a.tag_endpoint.clone(),
+                sts_endpoint: a.sts_endpoint.clone(),
+                address: a.address.clone(),
+                access_key_id: a.access_key_id.clone(),
+                access_key_secret: crate::sls::Secret::new(
+                    a.access_key_secret
+                        .resolve("tags.alibaba.access_key_secret")
+                        .map_err(ConfigError::from)?
+                        .expose(),
+                ),
+                management_account: a.management_account.clone(),
+                role_name: a.role_name.clone(),
+                session_secs: a.session_secs,
+                default_region: a.default_region.clone(),
+            })
+            .map_err(http_err("tags.alibaba"))?,
+        )),
+        None => None,
+    };
+    let aws = match &t.aws {
+        Some(a) => Some(Arc::new(
+            AwsTags::new(AwsConfig {
+                endpoint: a.endpoint.clone(),
+                address: a.address.clone(),
+                access_key_id: a.access_key_id.clone(),
+                secret_access_key: crate::sls::Secret::new(
+                    a.secret_access_key
+                        .resolve("tags.aws.secret_access_key")
+                        .map_err(ConfigError::from)?
+                        .expose(),
+                ),
+                session_token: match &a.session_token {
+                    Some(s) => Some(crate::sls::Secret::new(
+                        s.resolve("tags.aws.session_token")
+                            .map_err(ConfigError::from)?
+                            .expose(),
+                    )),
+                    None => None,
+                },
+            })
+            .map_err(http_err("tags.aws"))?,
+        )),
+        None => None,
+    };
+    tracing::info!(
+        alibaba = alibaba.is_some(),
+        aws = aws.is_some(),
+        "cloud tag providers"
+    );
+    Ok(TagCache::remote(
+        Arc::new(CloudTags { alibaba, aws }),
+        t.cache_capacity,
+        Ttls {
+            tags: Duration::from_secs(t.ttl_secs),
+            negative: Duration::from_secs(t.negative_ttl_secs),
+            error: Duration::from_secs(t.error_ttl_secs),
+        },
+        BatchConfig {
+            window: Duration::from_millis(t.batch_window_ms),
+            concurrency: t.concurrency,
+            throttle_backoff: Duration::from_millis(500),
+        },
+    ))
 }
 
 impl RunningNode {
@@ -256,8 +338,12 @@ impl RunningNode {
                     Duration::from_secs(config.tags.ttl_secs),
                 ))
             }
+            None if config.tags.alibaba.is_some() || config.tags.aws.is_some() => {
+                Some(cloud_tags(&config.tags)?)
+            }
             None => None,
         };
+        *stats.tag_remote.lock() = tags.as_ref().and_then(TagCache::remote_stats);
         let mut kinds = builtin_kinds();
         for (t, k) in &config.tags.resource_types {
             kinds.insert(
@@ -275,6 +361,7 @@ impl RunningNode {
             kinds,
             max_event_bytes: config.enrich.max_event_bytes,
             event_key: config.enrich.event_key.clone().into_bytes(),
+            tag_budget: Duration::from_millis(config.tags.budget_ms),
         });
         let encoders: Arc<[Arc<dyn EventEncoder>]> = encoders.into();
         let enricher = SyncArbiter::start(config.enrich.threads, move || {

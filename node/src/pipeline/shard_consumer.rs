@@ -57,6 +57,9 @@ pub struct ShardStats {
     pub raw_bytes: AtomicU64,
     pub passed: AtomicU64,
     pub tagged: AtomicU64,
+    pub tag_pending: AtomicU64,
+    pub tag_unavailable: AtomicU64,
+    pub tag_invalidations: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub pull_errors: AtomicU64,
     pub restarts: AtomicU64,
@@ -76,6 +79,11 @@ impl ShardStats {
         self.raw_bytes.fetch_add(s.raw_bytes, Ordering::Relaxed);
         self.passed.fetch_add(s.passed, Ordering::Relaxed);
         self.tagged.fetch_add(s.tagged, Ordering::Relaxed);
+        self.tag_pending.fetch_add(s.tag_pending, Ordering::Relaxed);
+        self.tag_unavailable
+            .fetch_add(s.tag_unavailable, Ordering::Relaxed);
+        self.tag_invalidations
+            .fetch_add(s.tag_invalidations, Ordering::Relaxed);
         self.dead_lettered
             .fetch_add(s.dead_lettered, Ordering::Relaxed);
         let mut d = self.dropped.lock();

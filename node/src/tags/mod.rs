@@ -12,14 +12,18 @@
 //! raft-replicated tier arrive with their issues; they implement
 //! [`TagProvider`], and the enrichers keep calling [`TagCache::get`].
 
+pub mod alibaba;
+pub mod aws;
+pub mod remote;
 mod resource_types;
 pub mod sign;
 mod static_file;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub use remote::{BatchConfig, Cloud, FetchError, Outcome, Remote, RemoteStats, Scope, TagFetcher};
 pub use resource_types::{arn_into, arn_parts, builtin as builtin_kinds, ResourceKind};
 pub use static_file::{StaticTags, TagsFileError};
 
@@ -36,39 +40,196 @@ pub enum Lookup {
     Tags(TagSet),
     /// The provider knows the resource has no tags (or does not exist).
     None,
+    /// Asked for, not answered within the budget (remote providers).
+    Pending,
+    /// The provider failed (throttled with nothing stale to serve, denied).
+    Unavailable,
 }
 
-/// A source of tags. Lookups must be cheap or cached by the implementation;
-/// the enricher calls them on its own thread.
+/// A source of tags answered on the spot (a file, memory). Remote APIs
+/// implement [`TagFetcher`] instead and are batched.
 pub trait TagProvider: Send + Sync + 'static {
     fn lookup(&self, arn: &ResourceKey) -> Lookup;
 }
 
-/// moka in front of a provider: one entry per resource, bounded, with TTLs.
+/// How long entries count as fresh; after that they are still served (stale)
+/// while a refresh runs, until twice the positive TTL.
+#[derive(Debug, Clone, Copy)]
+pub struct Ttls {
+    pub tags: Duration,
+    /// Resources with no tags, or unknown.
+    pub negative: Duration,
+    /// Failed lookups.
+    pub error: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    lookup: Lookup,
+    at: Instant,
+}
+
+impl Entry {
+    fn fresh(&self, ttls: &Ttls) -> bool {
+        let ttl = match self.lookup {
+            Lookup::Tags(_) => ttls.tags,
+            Lookup::None => ttls.negative,
+            Lookup::Pending | Lookup::Unavailable => ttls.error,
+        };
+        self.at.elapsed() < ttl
+    }
+}
+
+enum Source {
+    Local(Arc<dyn TagProvider>),
+    Remote(Arc<Remote>),
+}
+
+/// moka in front of a provider: one entry per resource, bounded, with TTLs;
+/// for remote providers, misses batched and waited for within a budget.
 #[derive(Clone)]
 pub struct TagCache {
-    cache: moka::sync::Cache<Arc<str>, Lookup>,
-    provider: Arc<dyn TagProvider>,
+    cache: moka::sync::Cache<Arc<str>, Entry>,
+    source: Arc<Source>,
+    ttls: Ttls,
+}
+
+/// The batcher's writer into the cache.
+struct CacheSink {
+    cache: moka::sync::Cache<Arc<str>, Entry>,
+}
+
+impl remote::Sink for CacheSink {
+    fn store(&self, arn: Arc<str>, outcome: Outcome) {
+        let lookup = match outcome {
+            Outcome::Tags(t) => Lookup::Tags(Arc::new(t)),
+            Outcome::None => Lookup::None,
+            Outcome::Failed(_) => {
+                // Serve what we had (stale) rather than nothing.
+                if self.cache.contains_key(&arn) {
+                    return;
+                }
+                Lookup::Unavailable
+            }
+        };
+        self.cache.insert(
+            arn,
+            Entry {
+                lookup,
+                at: Instant::now(),
+            },
+        );
+    }
 }
 
 impl TagCache {
+    fn builder(capacity: u64, ttls: &Ttls) -> moka::sync::Cache<Arc<str>, Entry> {
+        moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttls.tags * 2)
+            .build()
+    }
+
+    /// A cache over a provider answered on the spot (the static file).
     pub fn new(provider: Arc<dyn TagProvider>, capacity: u64, ttl: Duration) -> Self {
+        let ttls = Ttls {
+            tags: ttl,
+            negative: ttl,
+            error: ttl,
+        };
         TagCache {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            provider,
+            cache: Self::builder(capacity, &ttls),
+            source: Arc::new(Source::Local(provider)),
+            ttls,
         }
     }
 
-    /// The tags of a resource. Concurrent misses for one key fetch once.
-    pub fn get(&self, arn: &ResourceKey) -> Lookup {
-        if let Some(hit) = self.cache.get(arn) {
-            return hit;
+    /// A cache over a remote API; starts its batcher on the current tokio runtime.
+    pub fn remote(
+        fetcher: Arc<dyn TagFetcher>,
+        capacity: u64,
+        ttls: Ttls,
+        batch: BatchConfig,
+    ) -> Self {
+        let cache = Self::builder(capacity, &ttls);
+        let remote = Remote::start(
+            fetcher,
+            Arc::new(CacheSink {
+                cache: cache.clone(),
+            }),
+            batch,
+        );
+        TagCache {
+            cache,
+            source: Arc::new(Source::Remote(remote)),
+            ttls,
         }
-        self.cache
-            .get_with(Arc::from(arn), || self.provider.lookup(arn))
+    }
+
+    /// The remote tier's counters, if remote.
+    pub fn remote_stats(&self) -> Option<Arc<RemoteStats>> {
+        match &*self.source {
+            Source::Remote(r) => Some(r.stats.clone()),
+            Source::Local(_) => None,
+        }
+    }
+
+    /// Remote providers: asks for every missing or stale key among `arns` and
+    /// waits until the missing ones are answered or `budget` has passed.
+    /// Stale entries are refreshed in the background, never waited for.
+    pub fn prefetch<'a>(&self, arns: impl IntoIterator<Item = &'a str>, budget: Duration) {
+        let Source::Remote(remote) = &*self.source else {
+            return;
+        };
+        let deadline = Instant::now() + budget;
+        let mut wait: Vec<Arc<str>> = Vec::new();
+        for arn in arns {
+            match self.cache.get(arn) {
+                Some(e) if e.fresh(&self.ttls) => {}
+                Some(_) => {
+                    remote.request(arn);
+                }
+                None => {
+                    if remote.request(arn) {
+                        wait.push(Arc::from(arn));
+                    }
+                }
+            }
+        }
+        if !wait.is_empty() {
+            remote.wait(&wait, deadline);
+        }
+    }
+
+    /// The tags of a resource. Local providers: concurrent misses for one key
+    /// fetch once. Remote providers: what the cache holds (stale entries are
+    /// refreshed in the background), else [`Lookup::Pending`].
+    pub fn get(&self, arn: &ResourceKey) -> Lookup {
+        match &*self.source {
+            Source::Local(provider) => {
+                if let Some(hit) = self.cache.get(arn) {
+                    return hit.lookup;
+                }
+                self.cache
+                    .get_with(Arc::from(arn), || Entry {
+                        lookup: provider.lookup(arn),
+                        at: Instant::now(),
+                    })
+                    .lookup
+            }
+            Source::Remote(remote) => match self.cache.get(arn) {
+                Some(e) => {
+                    if !e.fresh(&self.ttls) {
+                        remote.request(arn);
+                    }
+                    e.lookup
+                }
+                None => {
+                    remote.request(arn);
+                    Lookup::Pending
+                }
+            },
+        }
     }
 
     /// Drops a cached entry (a tag change seen in the trail).
