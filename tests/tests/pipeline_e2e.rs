@@ -891,3 +891,177 @@ async fn cloudtrail_imports_by_record_and_by_file_are_delivered() {
     assert_eq!(dl.len(), 1);
     assert!(dl[0]["reason"].as_str().unwrap().contains("Records"));
 }
+
+/// Tag fields (`tag_*`) and `tag_status` of every event HEC indexed, by eventId.
+async fn hec_tags(hec: &Devstack) -> HashMap<String, (String, Vec<(String, String)>)> {
+    let text = reqwest::get(format!("http://{}/_devstack/events", hec.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let f = v["fields"].as_object().unwrap();
+            let mut tags: Vec<(String, String)> = f
+                .iter()
+                .filter(|(k, _)| k.starts_with("tag_") && *k != "tag_status")
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect();
+            tags.sort();
+            (
+                v["event"]["eventId"].as_str().unwrap().to_owned(),
+                (f["tag_status"].as_str().unwrap_or("").to_owned(), tags),
+            )
+        })
+        .collect()
+}
+
+/// Switches a setup's config from the tags file to devstack's cloud server,
+/// and its HEC sink from `old` to `new`.
+fn use_cloud(config: &Path, cloud: &Devstack, old: &Devstack, new: &Devstack, budget_ms: u64) {
+    let management = Generator::new(7).accounts()[0].clone();
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("[tags]\nfile = ").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let tags = format!(
+        r#"[tags]
+budget_ms = {budget_ms}
+batch_window_ms = 50
+
+[tags.alibaba]
+tag_endpoint = "http://tag.{{region}}.aliyuncs.com"
+sts_endpoint = "http://sts.aliyuncs.com"
+address = "{addr}"
+access_key_id = "cloud-ak"
+access_key_secret = "cloud-secret"
+management_account = "{management}""#,
+        addr = cloud.addr
+    );
+    let text = format!("{}{tags}{}", &text[..start], &text[end..]).replace(
+        &format!("url = \"http://{}\"", old.addr),
+        &format!("url = \"http://{}\"", new.addr),
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+fn cloud(dir: &Path, extra: &[&str]) -> Devstack {
+    let mut args = vec![
+        "--access-key-id",
+        "cloud-ak",
+        "--access-key-secret",
+        "cloud-secret",
+        "--seed",
+        "7",
+    ];
+    let tags = dir.join("tags.json").display().to_string();
+    let management = Generator::new(7).accounts()[0].clone();
+    let mut owned = vec!["--tags".to_owned(), tags, "--management-account".to_owned(), management];
+    owned.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(owned.iter().map(String::as_str));
+    Devstack::spawn("cloud", &args)
+}
+
+/// The cloud tag providers give every event the same tags as the tags file
+/// they serve, through the Tag API and STS AssumeRole, with each resource
+/// asked for once and an STS call per member account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
+    let s = setup("cloudtags", 4000, 0, &[], &[]).await;
+    // Run 1: the tags file.
+    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    s.wait_delivered(&mut node, Duration::from_secs(60)).await;
+    node.kill();
+    let by_file = hec_tags(&s.hec).await;
+
+    // Run 2: devstack's cloud APIs, from the same file, into a fresh receiver.
+    let cloud = cloud(&s.dir, &[]);
+    let hec2 = Devstack::hec(&[]);
+    let config = s.config(HEC_TOKEN, "");
+    use_cloud(&config, &cloud, &s.hec, &hec2, 5000);
+    let _ = std::fs::remove_dir_all(s.dir.join("data"));
+    let mut node = s.node(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let by_cloud = loop {
+        let t = hec_tags(&hec2).await;
+        if t.len() >= s.expected.len() {
+            break t;
+        }
+        assert!(node.alive(), "trail-node died; see {}", s.dir.join("trail.log").display());
+        assert!(Instant::now() < deadline, "{} of {} arrived", t.len(), s.expected.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(by_cloud.len(), by_file.len());
+    let tagged = by_file.values().filter(|(st, _)| st == "ok").count();
+    assert!(tagged > by_file.len() / 2, "most writes touch tagged resources");
+    for (id, (status, tags)) in &by_file {
+        let (cstatus, ctags) = &by_cloud[id];
+        assert_eq!((cstatus, ctags), (status, tags), "event {id}");
+    }
+
+    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = stats["answers"]["tag:ListTagResources"]["200"].as_u64().unwrap();
+    let asked = stats["arns_asked"].as_u64().unwrap();
+    let sts = stats["answers"]["sts:AssumeRole"]["200"].as_u64().unwrap_or(0);
+    let members = Generator::new(7).accounts().len() as u64 - 1;
+    eprintln!("Tag API calls {calls}, ARNs asked {asked}, AssumeRole {sts}");
+    assert!(sts >= 1 && sts <= members, "one AssumeRole per member account: {sts}");
+    // Resources are discovered as the stream goes, so calls sit above the
+    // ideal ceil(R/50) per scope; they must still carry several ARNs each.
+    assert!(calls * 3 <= asked, "batched: {calls} calls for {asked} ARNs");
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+/// With every other Tag API call throttled, nothing stalls: every write is
+/// delivered, and an event either has all its tags (`ok`, the same as the
+/// file gives) or says it does not (`unavailable` / `pending`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_tag_apis_never_stall_a_shard_and_incomplete_tags_say_so() {
+    let s = setup("throttled", 3000, 0, &[], &[]).await;
+    let mut node = s.node(&s.config(HEC_TOKEN, ""));
+    s.wait_delivered(&mut node, Duration::from_secs(60)).await;
+    node.kill();
+    let by_file = hec_tags(&s.hec).await;
+
+    let cloud = cloud(&s.dir, &["--throttle-every", "2"]);
+    let hec2 = Devstack::hec(&[]);
+    let config = s.config(HEC_TOKEN, "");
+    use_cloud(&config, &cloud, &s.hec, &hec2, 300);
+    let _ = std::fs::remove_dir_all(s.dir.join("data"));
+    let mut node = s.node(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let by_cloud = loop {
+        let t = hec_tags(&hec2).await;
+        if t.len() >= s.expected.len() {
+            break t;
+        }
+        assert!(node.alive(), "trail-node died");
+        assert!(Instant::now() < deadline, "stalled: {} of {}", t.len(), s.expected.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut incomplete = 0;
+    for (id, (status, tags)) in &by_cloud {
+        match status.as_str() {
+            "ok" => assert_eq!(tags, &by_file[id].1, "event {id}"),
+            "unavailable" | "pending" => incomplete += 1,
+            _ => assert_eq!(status, &by_file[id].0, "event {id}"),
+        }
+    }
+    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let throttled = stats["answers"]["tag:ListTagResources"]["Throttling.User"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!("throttled calls {throttled}, events with incomplete tags {incomplete}");
+    assert!(throttled > 0, "throttling was injected: {stats}");
+}
