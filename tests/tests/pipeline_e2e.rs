@@ -957,7 +957,12 @@ fn cloud(dir: &Path, extra: &[&str]) -> Devstack {
     ];
     let tags = dir.join("tags.json").display().to_string();
     let management = Generator::new(7).accounts()[0].clone();
-    let mut owned = vec!["--tags".to_owned(), tags, "--management-account".to_owned(), management];
+    let mut owned = vec![
+        "--tags".to_owned(),
+        tags,
+        "--management-account".to_owned(),
+        management,
+    ];
     owned.extend(extra.iter().map(|s| s.to_string()));
     args.extend(owned.iter().map(String::as_str));
     Devstack::spawn("cloud", &args)
@@ -988,13 +993,25 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
         if t.len() >= s.expected.len() {
             break t;
         }
-        assert!(node.alive(), "trail-node died; see {}", s.dir.join("trail.log").display());
-        assert!(Instant::now() < deadline, "{} of {} arrived", t.len(), s.expected.len());
+        assert!(
+            node.alive(),
+            "trail-node died; see {}",
+            s.dir.join("trail.log").display()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} arrived",
+            t.len(),
+            s.expected.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(by_cloud.len(), by_file.len());
     let tagged = by_file.values().filter(|(st, _)| st == "ok").count();
-    assert!(tagged > by_file.len() / 2, "most writes touch tagged resources");
+    assert!(
+        tagged > by_file.len() / 2,
+        "most writes touch tagged resources"
+    );
     for (id, (status, tags)) in &by_file {
         let (cstatus, ctags) = &by_cloud[id];
         assert_eq!((cstatus, ctags), (status, tags), "event {id}");
@@ -1006,15 +1023,25 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
         .json()
         .await
         .unwrap();
-    let calls = stats["answers"]["tag:ListTagResources"]["200"].as_u64().unwrap();
+    let calls = stats["answers"]["tag:ListTagResources"]["200"]
+        .as_u64()
+        .unwrap();
     let asked = stats["arns_asked"].as_u64().unwrap();
-    let sts = stats["answers"]["sts:AssumeRole"]["200"].as_u64().unwrap_or(0);
+    let sts = stats["answers"]["sts:AssumeRole"]["200"]
+        .as_u64()
+        .unwrap_or(0);
     let members = Generator::new(7).accounts().len() as u64 - 1;
     eprintln!("Tag API calls {calls}, ARNs asked {asked}, AssumeRole {sts}");
-    assert!(sts >= 1 && sts <= members, "one AssumeRole per member account: {sts}");
+    assert!(
+        sts >= 1 && sts <= members,
+        "one AssumeRole per member account: {sts}"
+    );
     // Resources are discovered as the stream goes, so calls sit above the
     // ideal ceil(R/50) per scope; they must still carry several ARNs each.
-    assert!(calls * 3 <= asked, "batched: {calls} calls for {asked} ARNs");
+    assert!(
+        calls * 3 <= asked,
+        "batched: {calls} calls for {asked} ARNs"
+    );
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }
 
@@ -1042,7 +1069,12 @@ async fn throttled_tag_apis_never_stall_a_shard_and_incomplete_tags_say_so() {
             break t;
         }
         assert!(node.alive(), "trail-node died");
-        assert!(Instant::now() < deadline, "stalled: {} of {}", t.len(), s.expected.len());
+        assert!(
+            Instant::now() < deadline,
+            "stalled: {} of {}",
+            t.len(),
+            s.expected.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let mut incomplete = 0;

@@ -196,8 +196,8 @@ pub fn verify_sigv4(
     let signed = field(auth, "SignedHeaders")?;
     let given = field(auth, "Signature")?;
     let scope: Vec<&str> = cred
-        .splitn(2, '/')
-        .nth(1)
+        .split_once('/')
+        .map(|x| x.1)
         .unwrap_or("")
         .split('/')
         .collect();

@@ -382,7 +382,7 @@ impl CloudState {
         let every = *self.throttle_every.lock();
         let mut s = self.stats.lock();
         s.calls += 1;
-        every > 0 && s.calls % every == 0
+        every > 0 && s.calls.is_multiple_of(every)
     }
 }
 

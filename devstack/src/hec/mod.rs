@@ -426,10 +426,10 @@ impl HecState {
 
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let faults = self.faults.lock().clone();
-        if faults.drop_conn_every > 0 && n % faults.drop_conn_every == 0 {
+        if faults.drop_conn_every > 0 && n.is_multiple_of(faults.drop_conn_every) {
             return Err(Drop);
         }
-        if faults.busy_every > 0 && n % faults.busy_every == 0 {
+        if faults.busy_every > 0 && n.is_multiple_of(faults.busy_every) {
             return Ok(HecError::ServerBusy.answer(None));
         }
 
@@ -496,7 +496,7 @@ impl HecState {
 
     fn new_ack(&self, channel: &str, withhold_every: u64) -> u64 {
         let k = self.acked_requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let withheld = withhold_every > 0 && k % withhold_every == 0;
+        let withheld = withhold_every > 0 && k.is_multiple_of(withhold_every);
         let mut s = self.store.lock();
         let c = s.channels.entry(channel.to_owned()).or_default();
         let id = c.next_ack;

@@ -77,14 +77,14 @@ impl Faults {
     pub fn before_api(&self) -> Result<(), ApiError> {
         let c = self.config.read();
         let n = self.api_requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let hit = (c.error_every > 0 && n % c.error_every == 0)
+        let hit = (c.error_every > 0 && n.is_multiple_of(c.error_every))
             || (c.error_rate > 0.0 && fastrand::f64() < c.error_rate);
         if !hit {
             return Ok(());
         }
         let k = self.errors_injected.fetch_add(1, Ordering::Relaxed);
         let status = match c.error_status {
-            0 if k % 2 == 0 => 500,
+            0 if k.is_multiple_of(2) => 500,
             0 => 503,
             s => s,
         };
@@ -111,7 +111,7 @@ impl Faults {
         let c = self.config.read();
         let n = self.pulls.fetch_add(1, Ordering::Relaxed) + 1;
         let quota = ApiError::new(403, "ShardReadQuotaExceed", "shard read quota exceeded");
-        if c.read_quota_every > 0 && n % c.read_quota_every == 0 {
+        if c.read_quota_every > 0 && n.is_multiple_of(c.read_quota_every) {
             drop(c);
             self.count("ShardReadQuotaExceed");
             return Err(quota);
@@ -149,7 +149,7 @@ impl Faults {
     pub fn before_put(&self) -> Result<(), ApiError> {
         let every = self.config.read().write_quota_every;
         let n = self.puts.fetch_add(1, Ordering::Relaxed) + 1;
-        if every > 0 && n % every == 0 {
+        if every > 0 && n.is_multiple_of(every) {
             self.count("ShardWriteQuotaExceed");
             return Err(ApiError::new(
                 403,

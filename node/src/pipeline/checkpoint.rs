@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(t.register(4, c(40), None, 0, None).unwrap().cursor, c(40));
         t.register(5, c(50), None, 1, None);
         t.ack(5).unwrap();
-        assert!(matches!(t.register(6, c(60), None, 1, None), None));
+        assert!(t.register(6, c(60), None, 1, None).is_none());
     }
 
     #[test]

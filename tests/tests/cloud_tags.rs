@@ -1,0 +1,215 @@
+//! The remote tag cache over real HTTP against devstack's cloud server
+//! (in process): the enrichment budget, and invalidation by tag changes seen
+//! in the trail itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use trail_devstack::cloud::{CloudConfig, CloudServer};
+use trail_devstack::gen::{Generator, TagsFile};
+use trail_node::event::{EventFilter, FilterConfig, RwFilter};
+use trail_node::pipeline::encode::EventEncoder;
+use trail_node::pipeline::enrich::{Enrichment, Provenance};
+use trail_node::sink::hec::HecEncoder;
+use trail_node::sls::Secret;
+use trail_node::tags::alibaba::{AlibabaConfig, AlibabaTags};
+use trail_node::tags::{builtin_kinds, BatchConfig, TagCache, Ttls};
+use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
+
+/// An ECS instance of the management account with tags, and the server.
+async fn start(latency_ms: u64) -> (CloudServer, String, String, String, std::path::PathBuf) {
+    let g = Generator::new(7);
+    let management = g.accounts()[0].clone();
+    let file: TagsFile = g.tags_file();
+    let dir = std::env::temp_dir().join(format!(
+        "trail-cloudtags-{}-{latency_ms}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tags.json");
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let arn = file
+        .resources
+        .iter()
+        .find(|r| {
+            r.arn.starts_with(&"arn:acs:ecs:".to_string())
+                && r.arn.contains(&format!(":{management}:instance/"))
+        })
+        .unwrap()
+        .arn
+        .clone();
+    let mut cfg = CloudConfig::on("127.0.0.1:0".parse().unwrap());
+    cfg.tags = Some(path.clone());
+    cfg.seed = 7;
+    cfg.management_account = Some(management.clone());
+    cfg.latency_ms = latency_ms;
+    let server = CloudServer::start(cfg.clone()).await.unwrap();
+    (server, management, arn, cfg.access_key_secret, dir)
+}
+
+fn cache(server: &CloudServer, management: &str, secret: &str) -> TagCache {
+    let tags = AlibabaTags::new(AlibabaConfig {
+        tag_endpoint: "http://tag.{region}.aliyuncs.com".into(),
+        sts_endpoint: "http://sts.aliyuncs.com".into(),
+        address: Some(server.local_addr().to_string()),
+        access_key_id: "devstack-cloud-ak".into(),
+        access_key_secret: Secret::new(secret),
+        management_account: management.into(),
+        role_name: "ResourceDirectoryAccountAccessRole".into(),
+        session_secs: 3600,
+        default_region: "cn-hangzhou".into(),
+    })
+    .unwrap();
+    TagCache::remote(
+        Arc::new(tags),
+        10_000,
+        Ttls {
+            tags: Duration::from_secs(3600),
+            negative: Duration::from_secs(300),
+            error: Duration::from_secs(10),
+        },
+        BatchConfig {
+            window: Duration::from_millis(5),
+            concurrency: 4,
+            throttle_backoff: Duration::from_millis(100),
+        },
+    )
+}
+
+/// An ActionTrail write event on the instance `arn`.
+fn event(arn: &str, name: &str, n: u32) -> String {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let (region, account, id) = (parts[3], parts[4], parts[5].rsplit('/').next().unwrap());
+    format!(
+        r#"{{"eventId":"ev-{n}","eventVersion":1,"eventType":"ApiCall","eventRW":"Write","eventName":"{name}","eventSource":"ecs.aliyuncs.com","eventTime":"2026-11-23T10:00:00Z","acsRegion":"{region}","serviceName":"Ecs","userIdentity":{{"type":"ram-user","accountId":"{account}","principalId":"2","userName":"alice"}},"resourceType":"ACS::ECS::Instance","resourceName":"{id}","errorCode":""}}"#
+    )
+}
+
+/// Enriches one batch on a blocking thread (the enricher blocks within its budget).
+async fn run(e: &Arc<Enrichment>, events: Vec<String>) -> Vec<(String, Value)> {
+    let e = e.clone();
+    tokio::task::spawn_blocking(move || {
+        let list = LogGroupList {
+            log_group_list: vec![LogGroup {
+                logs: events
+                    .into_iter()
+                    .map(|j| Log {
+                        time: 1_795_000_000,
+                        contents: vec![LogContent {
+                            key: Bytes::from_static(b"event"),
+                            value: Bytes::from(j),
+                        }],
+                        time_ns: None,
+                    })
+                    .collect(),
+                topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+                ..Default::default()
+            }],
+        };
+        let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder {
+            host: "t".into(),
+            source: None,
+            sourcetype: None,
+            index: None,
+            tag_prefix: "tag_".into(),
+        })];
+        let provenance = Provenance {
+            project: "p".into(),
+            logstore: "l".into(),
+            shard: 0,
+        };
+        let out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
+        let slab = out.parts.into_iter().next().unwrap().freeze();
+        (0..slab.len())
+            .map(|i| {
+                let v: Value = serde_json::from_slice(&slab.event(i)).unwrap();
+                (
+                    v["fields"]["tag_status"].as_str().unwrap().to_owned(),
+                    v["fields"].clone(),
+                )
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+fn enrichment(cache: TagCache, budget: Duration) -> Arc<Enrichment> {
+    Arc::new(Enrichment {
+        filter: EventFilter::new(&FilterConfig {
+            event_rw: RwFilter::All,
+            ..Default::default()
+        }),
+        tags: Some(cache),
+        kinds: builtin_kinds(),
+        max_event_bytes: 1 << 20,
+        event_key: b"event".to_vec(),
+        tag_budget: budget,
+    })
+}
+
+fn asked(server: &CloudServer) -> u64 {
+    server.stats()["arns_asked"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_change_in_the_trail_refreshes_the_resource() {
+    let (server, management, arn, secret, _dir) = start(0).await;
+    let e = enrichment(cache(&server, &management, &secret), Duration::from_secs(5));
+    let out = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(asked(&server), 1);
+    // Cached: no call.
+    let out = run(&e, vec![event(&arn, "StartInstance", 2)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(asked(&server), 1, "served from the cache");
+    // TagResources on it: the entry is dropped and fetched again.
+    let out = run(
+        &e,
+        vec![
+            event(&arn, "TagResources", 3),
+            event(&arn, "StartInstance", 4),
+        ],
+    )
+    .await;
+    assert!(out.iter().all(|(s, _)| s == "ok"));
+    assert_eq!(asked(&server), 2, "refreshed once after the tag change");
+    // A failed TagResources changes nothing.
+    let failed = event(&arn, "TagResources", 5)
+        .replace(r#""errorCode":"""#, r#""errorCode":"NoPermission""#);
+    run(&e, vec![failed]).await;
+    assert_eq!(asked(&server), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_api_costs_at_most_the_budget_then_events_say_pending() {
+    let (server, management, arn, secret, _dir) = start(1500).await;
+    let e = enrichment(
+        cache(&server, &management, &secret),
+        Duration::from_millis(100),
+    );
+    let started = std::time::Instant::now();
+    let out = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
+    let took = started.elapsed();
+    assert_eq!(out[0].0, "pending");
+    assert!(
+        out[0]
+            .1
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("tag_") || k == "tag_status"),
+        "no tags yet"
+    );
+    assert!(
+        took < Duration::from_millis(1200),
+        "waited {took:?}, budget 100 ms"
+    );
+    // The answer lands in the cache; the next event has its tags.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let out = run(&e, vec![event(&arn, "StartInstance", 2)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(asked(&server), 1, "the pending lookup was not asked twice");
+}
