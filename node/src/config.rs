@@ -150,6 +150,10 @@ pub struct AlibabaTagsConfig {
     /// RegionId for global resources (RAM).
     #[serde(default = "default_tag_region")]
     pub default_region: String,
+    /// List each (account, region)'s tagged resources whole, once per
+    /// `ttl_secs`, instead of asking by ARN (far fewer calls on large trails).
+    #[serde(default)]
+    pub sweep: bool,
 }
 
 fn default_tag_endpoint() -> String {

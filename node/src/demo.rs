@@ -18,6 +18,7 @@ use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{ProgressBar, ProgressStyle};
+use trail_devstack::cloud::{CloudConfig, CloudServer};
 use trail_devstack::gen::Generator;
 use trail_devstack::hec::{HecConfig, HecServer};
 use trail_devstack::sls::{SlsConfig, SlsServer};
@@ -99,6 +100,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut generator = Generator::new(args.seed);
     let tags_path = data_dir.join("tags.json");
     std::fs::write(&tags_path, serde_json::to_vec(&generator.tags_file())?)?;
+    // devstack's cloud APIs serve those tags; Trail asks them as it would
+    // ask Alibaba Cloud: the Tag service, and STS for member accounts.
+    let mut cloud_cfg = CloudConfig::on("127.0.0.1:0".parse()?);
+    cloud_cfg.tags = Some(tags_path.clone());
+    cloud_cfg.seed = args.seed;
+    cloud_cfg.management_account = Some(generator.accounts()[0].clone());
+    let cloud = CloudServer::start(cloud_cfg.clone()).await?;
+    println!(
+        "devstack cloud  http://{}   Tag + STS APIs, management account {}, {} member accounts",
+        cloud.local_addr(),
+        cloud.management_account(),
+        generator.accounts().len() - 1
+    );
     let client = SlsClient::builder(
         Endpoint::parse("http://sls.test")?.with_address(&sls.local_addr().to_string())?,
         Credentials::new(&sls_cfg.access_key_id, &sls_cfg.access_key_secret),
@@ -164,7 +178,17 @@ empty_backoff_max_ms = 200
 event_rw = "write"
 
 [tags]
-file = {tags_path:?}
+budget_ms = 1000
+batch_window_ms = 20
+
+[tags.alibaba]
+tag_endpoint = "http://tag.{{region}}.aliyuncs.com"
+sts_endpoint = "http://sts.aliyuncs.com"
+address = "{cloud_addr}"
+access_key_id = "{cloud_ak}"
+access_key_secret = {{ env = "TRAIL_DEMO_CLOUD_SECRET" }}
+management_account = "{management}"
+sweep = true
 
 [[sinks]]
 type = "hec"
@@ -178,12 +202,15 @@ path = {dead:?}
         sls_addr = sls.local_addr(),
         ak = sls_cfg.access_key_id,
         sk = sls_cfg.access_key_secret,
-        tags_path = tags_path.display().to_string(),
+        cloud_addr = cloud.local_addr(),
+        cloud_ak = cloud_cfg.access_key_id,
+        management = cloud.management_account(),
         dead = data_dir.join("dead-letters.jsonl").display().to_string(),
     );
     std::fs::write(data_dir.join("trail.toml"), &config_text)?;
     // The token reaches the config through the environment, as in production.
     std::env::set_var("TRAIL_DEMO_HEC_TOKEN", &hec_token);
+    std::env::set_var("TRAIL_DEMO_CLOUD_SECRET", &cloud_cfg.access_key_secret);
     let config: Config = toml::from_str(&config_text).context("the demo's own config")?;
     let started = Instant::now();
     let cpu_before = cpu_seconds();
@@ -250,6 +277,22 @@ path = {dead:?}
         }
     );
     println!("enriched      {passed} passed the filters, {tagged} with tags");
+    let cs = cloud.stats();
+    let api = |name: &str| -> u64 {
+        cs["answers"][name]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0)
+    };
+    println!(
+        "tags          {} Tag API calls ({} region listings, {} resources asked by ARN), {} STS AssumeRole; {} events sent pending, {} unavailable",
+        api("tag:ListTagResources"),
+        cs["listings"],
+        cs["arns_asked"],
+        api("sts:AssumeRole"),
+        stats.sum(|s| s.tag_pending.load(Relaxed)),
+        stats.sum(|s| s.tag_unavailable.load(Relaxed)),
+    );
     for s in stats.sinks.lock().iter() {
         println!(
             "delivered     {}: {} events, {} requests, {} retries, {} dead-lettered",

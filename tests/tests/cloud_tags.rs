@@ -49,7 +49,7 @@ async fn start(latency_ms: u64) -> (CloudServer, String, String, String, std::pa
     (server, management, arn, cfg.access_key_secret, dir)
 }
 
-fn cache(server: &CloudServer, management: &str, secret: &str) -> TagCache {
+fn cache(server: &CloudServer, management: &str, secret: &str, sweep: bool) -> TagCache {
     let tags = AlibabaTags::new(AlibabaConfig {
         tag_endpoint: "http://tag.{region}.aliyuncs.com".into(),
         sts_endpoint: "http://sts.aliyuncs.com".into(),
@@ -60,6 +60,8 @@ fn cache(server: &CloudServer, management: &str, secret: &str) -> TagCache {
         role_name: "ResourceDirectoryAccountAccessRole".into(),
         session_secs: 3600,
         default_region: "cn-hangzhou".into(),
+        sweep,
+        sweep_ttl: Duration::from_secs(3600),
     })
     .unwrap();
     TagCache::remote(
@@ -157,7 +159,10 @@ fn asked(server: &CloudServer) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_change_in_the_trail_refreshes_the_resource() {
     let (server, management, arn, secret, _dir) = start(0).await;
-    let e = enrichment(cache(&server, &management, &secret), Duration::from_secs(5));
+    let e = enrichment(
+        cache(&server, &management, &secret, false),
+        Duration::from_secs(5),
+    );
     let out = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
     assert_eq!(out[0].0, "ok");
     assert_eq!(asked(&server), 1);
@@ -187,7 +192,7 @@ async fn a_tag_change_in_the_trail_refreshes_the_resource() {
 async fn a_slow_api_costs_at_most_the_budget_then_events_say_pending() {
     let (server, management, arn, secret, _dir) = start(1500).await;
     let e = enrichment(
-        cache(&server, &management, &secret),
+        cache(&server, &management, &secret, false),
         Duration::from_millis(100),
     );
     let started = std::time::Instant::now();
@@ -212,4 +217,31 @@ async fn a_slow_api_costs_at_most_the_budget_then_events_say_pending() {
     let out = run(&e, vec![event(&arn, "StartInstance", 2)]).await;
     assert_eq!(out[0].0, "ok");
     assert_eq!(asked(&server), 1, "the pending lookup was not asked twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_mode_lists_a_scope_once_and_asks_changed_resources_by_arn() {
+    let (server, management, arn, secret, _dir) = start(0).await;
+    let e = enrichment(
+        cache(&server, &management, &secret, true),
+        Duration::from_secs(5),
+    );
+    let listings = |s: &CloudServer| s.stats()["listings"].as_u64().unwrap();
+    let out = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(
+        (listings(&server), asked(&server)),
+        (1, 0),
+        "one listing, no ARN asked"
+    );
+    // Another instance of the same account and region: answered by the listing.
+    let (prefix, _) = arn.rsplit_once('/').unwrap();
+    let other = format!("{prefix}/i-not-tagged");
+    let out = run(&e, vec![event(&other, "StopInstance", 2)]).await;
+    assert_eq!(out[0].0, "none");
+    assert_eq!((listings(&server), asked(&server)), (1, 0));
+    // The trail tags it: asked by ARN, once.
+    let out = run(&e, vec![event(&arn, "TagResources", 3)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!((listings(&server), asked(&server)), (1, 1));
 }

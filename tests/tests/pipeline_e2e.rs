@@ -920,7 +920,14 @@ async fn hec_tags(hec: &Devstack) -> HashMap<String, (String, Vec<(String, Strin
 
 /// Switches a setup's config from the tags file to devstack's cloud server,
 /// and its HEC sink from `old` to `new`.
-fn use_cloud(config: &Path, cloud: &Devstack, old: &Devstack, new: &Devstack, budget_ms: u64) {
+fn use_cloud(
+    config: &Path,
+    cloud: &Devstack,
+    old: &Devstack,
+    new: &Devstack,
+    budget_ms: u64,
+    sweep: bool,
+) {
     let management = Generator::new(7).accounts()[0].clone();
     let text = std::fs::read_to_string(config).unwrap();
     let start = text.find("[tags]\nfile = ").unwrap();
@@ -936,7 +943,8 @@ sts_endpoint = "http://sts.aliyuncs.com"
 address = "{addr}"
 access_key_id = "cloud-ak"
 access_key_secret = "cloud-secret"
-management_account = "{management}""#,
+management_account = "{management}"
+sweep = {sweep}"#,
         addr = cloud.addr
     );
     let text = format!("{}{tags}{}", &text[..start], &text[end..]).replace(
@@ -946,7 +954,7 @@ management_account = "{management}""#,
     std::fs::write(config, text).unwrap();
 }
 
-fn cloud(dir: &Path, extra: &[&str]) -> Devstack {
+fn cloud_server(dir: &Path, extra: &[&str]) -> Devstack {
     let mut args = vec![
         "--access-key-id",
         "cloud-ak",
@@ -981,10 +989,10 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
     let by_file = hec_tags(&s.hec).await;
 
     // Run 2: devstack's cloud APIs, from the same file, into a fresh receiver.
-    let cloud = cloud(&s.dir, &[]);
+    let cloud = cloud_server(&s.dir, &[]);
     let hec2 = Devstack::hec(&[]);
     let config = s.config(HEC_TOKEN, "");
-    use_cloud(&config, &cloud, &s.hec, &hec2, 5000);
+    use_cloud(&config, &cloud, &s.hec, &hec2, 5000, false);
     let _ = std::fs::remove_dir_all(s.dir.join("data"));
     let mut node = s.node(&config);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1043,6 +1051,48 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
         "batched: {calls} calls for {asked} ARNs"
     );
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+
+    // Run 3: sweep mode — each (account, region) listed once — same tags.
+    let cloud = cloud_server(&s.dir, &[]);
+    let hec3 = Devstack::hec(&[]);
+    let config = s.config(HEC_TOKEN, "");
+    use_cloud(&config, &cloud, &s.hec, &hec3, 5000, true);
+    let _ = std::fs::remove_dir_all(s.dir.join("data"));
+    let mut node = s.node(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let by_sweep = loop {
+        let t = hec_tags(&hec3).await;
+        if t.len() >= s.expected.len() {
+            break t;
+        }
+        assert!(node.alive(), "trail-node died");
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} arrived",
+            t.len(),
+            s.expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (id, (status, tags)) in &by_file {
+        assert_eq!(&by_sweep[id], &(status.clone(), tags.clone()), "event {id}");
+    }
+    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sweep_calls = stats["answers"]["tag:ListTagResources"]["200"]
+        .as_u64()
+        .unwrap();
+    let listings = stats["listings"].as_u64().unwrap();
+    eprintln!("sweep: {sweep_calls} Tag API calls ({listings} listings) instead of {calls}");
+    assert_eq!(sweep_calls, listings, "only listings: nothing changed tags");
+    assert!(
+        sweep_calls * 4 < calls,
+        "{sweep_calls} calls in sweep mode vs {calls} by ARN"
+    );
 }
 
 /// With every other Tag API call throttled, nothing stalls: every write is
@@ -1056,10 +1106,10 @@ async fn throttled_tag_apis_never_stall_a_shard_and_incomplete_tags_say_so() {
     node.kill();
     let by_file = hec_tags(&s.hec).await;
 
-    let cloud = cloud(&s.dir, &["--throttle-every", "2"]);
+    let cloud = cloud_server(&s.dir, &["--throttle-every", "2"]);
     let hec2 = Devstack::hec(&[]);
     let config = s.config(HEC_TOKEN, "");
-    use_cloud(&config, &cloud, &s.hec, &hec2, 300);
+    use_cloud(&config, &cloud, &s.hec, &hec2, 300, false);
     let _ = std::fs::remove_dir_all(s.dir.join("data"));
     let mut node = s.node(&config);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -129,6 +129,25 @@ fn list_tag_resources(state: &CloudState, call: &Call, account: &str) -> Reply {
         return ali_error(403, "InvalidParameter.Category", "Category is invalid.");
     }
     state.stats.lock().arns_asked += arns.len() as u64;
+    // No ARNs: every tagged resource of the caller in the region (and its
+    // global ones), in a stable order for paging.
+    let arns = if arns.is_empty() {
+        state.stats.lock().listings += 1;
+        let mut all: Vec<String> = state
+            .tags
+            .keys()
+            .filter(|a| {
+                arn_fields(a)
+                    .is_some_and(|(_, r, acct, _)| acct == account && (r == region || r.is_empty()))
+                    && !a.starts_with("arn:aws:")
+            })
+            .cloned()
+            .collect();
+        all.sort();
+        all
+    } else {
+        arns
+    };
     let mut found = Vec::new();
     for arn in &arns {
         let Some((_, arn_region, arn_account, _)) = arn_fields(arn) else {

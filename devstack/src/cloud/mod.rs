@@ -120,6 +120,8 @@ struct Stats {
     /// API → answer code → count.
     answers: BTreeMap<String, BTreeMap<String, u64>>,
     arns_asked: u64,
+    /// ListTagResources calls without ARNs (whole-region listings).
+    listings: u64,
     sessions_issued: u64,
 }
 
@@ -273,6 +275,7 @@ impl CloudState {
             "calls": s.calls,
             "answers": s.answers,
             "arns_asked": s.arns_asked,
+            "listings": s.listings,
             "sessions_issued": s.sessions_issued,
             "throttle_every": *self.throttle_every.lock(),
         })

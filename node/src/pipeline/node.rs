@@ -139,6 +139,8 @@ fn cloud_tags(t: &crate::config::TagsConfig) -> Result<TagCache, StartError> {
                 role_name: a.role_name.clone(),
                 session_secs: a.session_secs,
                 default_region: a.default_region.clone(),
+                sweep: a.sweep,
+                sweep_ttl: Duration::from_secs(t.ttl_secs),
             })
             .map_err(http_err("tags.alibaba"))?,
         )),

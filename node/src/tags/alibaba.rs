@@ -37,6 +37,11 @@ pub struct AlibabaConfig {
     pub session_secs: u64,
     /// For global resources (RAM), which have no region in their ARN.
     pub default_region: String,
+    /// List every tagged resource of an (account, region) at once — pages of
+    /// 1000 — instead of asking by ARN; afterwards a resource not listed has
+    /// no tags, until `sweep_ttl` passes or the trail changes its tags.
+    pub sweep: bool,
+    pub sweep_ttl: Duration,
 }
 
 impl std::fmt::Debug for AlibabaConfig {
@@ -73,8 +78,30 @@ pub struct AlibabaTags {
     http: reqwest::Client,
     accounts: parking_lot::Mutex<HashMap<String, AccountState>>,
     /// One AssumeRole at a time per account.
-    refreshing: tokio::sync::Mutex<()>,
+    refreshing: KeyedLocks<String>,
     pub sts_calls: std::sync::atomic::AtomicU64,
+    /// Sweep mode: each scope's last listing, and when it was made.
+    swept: parking_lot::Mutex<HashMap<Scope, (Instant, Arc<Fetched>)>>,
+    /// Resources whose tags changed since their scope was listed.
+    dirty: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// One listing at a time per scope.
+    sweeping: KeyedLocks<Scope>,
+}
+
+/// A lock per key (account, scope), so one slow key holds up no other.
+struct KeyedLocks<K>(parking_lot::Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>);
+
+impl<K> Default for KeyedLocks<K> {
+    fn default() -> Self {
+        KeyedLocks(parking_lot::Mutex::default())
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedLocks<K> {
+    async fn lock(&self, key: &K) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self.0.lock().entry(key.clone()).or_default().clone();
+        m.lock_owned().await
+    }
 }
 
 impl AlibabaTags {
@@ -89,6 +116,9 @@ impl AlibabaTags {
             accounts: Default::default(),
             refreshing: Default::default(),
             sts_calls: Default::default(),
+            swept: Default::default(),
+            dirty: Default::default(),
+            sweeping: Default::default(),
         })
     }
 
@@ -194,7 +224,7 @@ impl AlibabaTags {
         if let Some(c) = self.cached(account)? {
             return Ok(c);
         }
-        let _one = self.refreshing.lock().await;
+        let _one = self.refreshing.lock(&account.to_owned()).await;
         if let Some(c) = self.cached(account)? {
             return Ok(c);
         }
@@ -295,6 +325,7 @@ impl AlibabaTags {
                 ("RegionId".into(), region.into()),
                 ("PageSize".into(), "1000".into()),
             ];
+            // No ARNs: every tagged resource of the scope (sweep mode).
             for (i, a) in arns.iter().enumerate() {
                 params.push((format!("ResourceARN.{}", i + 1), a.to_string()));
             }
@@ -319,13 +350,78 @@ impl AlibabaTags {
     }
 }
 
+impl AlibabaTags {
+    /// The scope's listing, if made within `sweep_ttl`.
+    fn listing(&self, scope: &Scope) -> Option<Arc<Fetched>> {
+        self.swept
+            .lock()
+            .get(scope)
+            .filter(|(t, _)| t.elapsed() < self.cfg.sweep_ttl)
+            .map(|(_, l)| l.clone())
+    }
+
+    /// Sweep mode: list the scope once per `sweep_ttl` and answer from the
+    /// listing (absent = untagged); resources the trail changed since are
+    /// asked by ARN.
+    async fn fetch_swept(&self, scope: &Scope, arns: &[Arc<str>]) -> Result<Fetched, FetchError> {
+        let listing = match self.listing(scope) {
+            Some(l) => l,
+            None => {
+                let _one = self.sweeping.lock(scope).await;
+                match self.listing(scope) {
+                    Some(l) => l,
+                    None => {
+                        let all = Arc::new(self.list_tag_resources(scope, &[]).await?);
+                        tracing::debug!(account = %scope.account, region = %scope.region, resources = all.len(), "scope listed");
+                        self.swept
+                            .lock()
+                            .insert(scope.clone(), (Instant::now(), all.clone()));
+                        // The listing is newer than any change seen before it.
+                        self.dirty
+                            .lock()
+                            .retain(|a| Scope::of(a).as_ref() != Some(scope));
+                        // The whole listing goes to the cache.
+                        return Ok((*all).clone());
+                    }
+                }
+            }
+        };
+        let changed: Vec<Arc<str>> = {
+            let mut dirty = self.dirty.lock();
+            arns.iter()
+                .filter(|a| dirty.remove(&***a))
+                .cloned()
+                .collect()
+        };
+        let mut out: Fetched = arns
+            .iter()
+            .filter(|a| !changed.contains(a))
+            .filter_map(|a| listing.get(&**a).map(|t| (a.to_string(), t.clone())))
+            .collect();
+        if !changed.is_empty() {
+            out.extend(self.list_tag_resources(scope, &changed).await?);
+        }
+        Ok(out)
+    }
+}
+
 impl TagFetcher for AlibabaTags {
     fn max_batch(&self, _scope: &Scope) -> usize {
         50
     }
 
     fn fetch<'a>(&'a self, scope: &'a Scope, arns: &'a [Arc<str>]) -> FetchFuture<'a> {
-        Box::pin(self.list_tag_resources(scope, arns))
+        if self.cfg.sweep {
+            Box::pin(self.fetch_swept(scope, arns))
+        } else {
+            Box::pin(self.list_tag_resources(scope, arns))
+        }
+    }
+
+    fn invalidated(&self, arn: &str) {
+        if self.cfg.sweep {
+            self.dirty.lock().insert(arn.to_owned());
+        }
     }
 }
 

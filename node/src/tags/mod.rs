@@ -67,10 +67,24 @@ pub struct Ttls {
 struct Entry {
     lookup: Lookup,
     at: Instant,
+    /// The trail changed the resource's tags: served to events racing the
+    /// change, refetched (and waited for) by the next batch that needs it.
+    invalidated: bool,
 }
 
 impl Entry {
+    fn new(lookup: Lookup) -> Entry {
+        Entry {
+            lookup,
+            at: Instant::now(),
+            invalidated: false,
+        }
+    }
+
     fn fresh(&self, ttls: &Ttls) -> bool {
+        if self.invalidated {
+            return false;
+        }
         let ttl = match self.lookup {
             Lookup::Tags(_) => ttls.tags,
             Lookup::None => ttls.negative,
@@ -112,13 +126,7 @@ impl remote::Sink for CacheSink {
                 Lookup::Unavailable
             }
         };
-        self.cache.insert(
-            arn,
-            Entry {
-                lookup,
-                at: Instant::now(),
-            },
-        );
+        self.cache.insert(arn, Entry::new(lookup));
     }
 }
 
@@ -186,6 +194,11 @@ impl TagCache {
         for arn in arns {
             match self.cache.get(arn) {
                 Some(e) if e.fresh(&self.ttls) => {}
+                Some(e) if e.invalidated => {
+                    if remote.request(arn) {
+                        wait.push(Arc::from(arn));
+                    }
+                }
                 Some(_) => {
                     remote.request(arn);
                 }
@@ -211,10 +224,7 @@ impl TagCache {
                     return hit.lookup;
                 }
                 self.cache
-                    .get_with(Arc::from(arn), || Entry {
-                        lookup: provider.lookup(arn),
-                        at: Instant::now(),
-                    })
+                    .get_with(Arc::from(arn), || Entry::new(provider.lookup(arn)))
                     .lookup
             }
             Source::Remote(remote) => match self.cache.get(arn) {
@@ -233,8 +243,20 @@ impl TagCache {
     }
 
     /// Drops a cached entry (a tag change seen in the trail).
+    /// Marks an entry changed (a tag change seen in the trail): local
+    /// providers drop it; remote ones keep serving it to events racing the
+    /// change while the next batch that needs it refetches and waits.
     pub fn invalidate(&self, arn: &ResourceKey) {
-        self.cache.invalidate(arn);
+        match &*self.source {
+            Source::Local(_) => self.cache.invalidate(arn),
+            Source::Remote(r) => {
+                if let Some(mut e) = self.cache.get(arn) {
+                    e.invalidated = true;
+                    self.cache.insert(Arc::from(arn), e);
+                }
+                r.invalidated(arn);
+            }
+        }
     }
 
     pub fn entry_count(&self) -> u64 {

@@ -88,7 +88,12 @@ pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, FetchErro
 pub trait TagFetcher: Send + Sync + 'static {
     /// The most ARNs one call takes.
     fn max_batch(&self, scope: &Scope) -> usize;
+    /// A fetch may answer for more resources than asked (a whole scope
+    /// listed at once); the extra answers are cached too.
     fn fetch<'a>(&'a self, scope: &'a Scope, arns: &'a [Arc<str>]) -> FetchFuture<'a>;
+    /// The trail changed this resource's tags: what the fetcher knows about
+    /// it in bulk (a scope listing) no longer holds.
+    fn invalidated(&self, _arn: &str) {}
 }
 
 /// Counters of the remote tier (metrics, benchmarks).
@@ -116,6 +121,7 @@ pub trait Sink: Send + Sync + 'static {
 /// The request side, shared with the enrichers.
 pub struct Remote {
     queue: mpsc::Sender<Arc<str>>,
+    fetcher: Arc<dyn TagFetcher>,
     in_flight: Mutex<HashSet<Arc<str>>>,
     /// Bumped (and waiters woken) whenever results were stored.
     updated: (Mutex<u64>, Condvar),
@@ -143,6 +149,7 @@ impl Remote {
         let (tx, rx) = mpsc::channel(65_536);
         let remote = Arc::new(Remote {
             queue: tx,
+            fetcher: fetcher.clone(),
             in_flight: Mutex::default(),
             updated: (Mutex::new(0), Condvar::new()),
             stats: Arc::default(),
@@ -163,6 +170,11 @@ impl Remote {
         }
         f.insert(key);
         true
+    }
+
+    /// Tells the fetcher a resource's tags changed.
+    pub fn invalidated(&self, arn: &str) {
+        self.fetcher.invalidated(arn);
     }
 
     pub fn is_in_flight(&self, arn: &str) -> bool {
@@ -206,15 +218,10 @@ async fn batcher(
         // Collect for the window, or until every scope could fill a call.
         let mut keys = vec![first];
         let until = tokio::time::Instant::now() + cfg.window;
-        loop {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(k)) => {
-                    keys.push(k);
-                    if keys.len() >= 1000 {
-                        break;
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(k)) = tokio::time::timeout_at(until, rx.recv()).await {
+            keys.push(k);
+            if keys.len() >= 1000 {
+                break;
             }
         }
         let mut by_scope: BTreeMap<Scope, Vec<Arc<str>>> = BTreeMap::new();
@@ -260,6 +267,12 @@ async fn batcher(
                                     _ => Outcome::None,
                                 };
                                 sink.store(k.clone(), o);
+                            }
+                            // A listing answers for resources nobody asked about yet.
+                            for (arn, tags) in found {
+                                if !tags.is_empty() && !remote.is_in_flight(&arn) {
+                                    sink.store(Arc::from(arn), Outcome::Tags(tags));
+                                }
                             }
                         }
                         Err(e) => {

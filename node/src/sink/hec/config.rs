@@ -88,9 +88,8 @@ impl HecSinkConfig {
             return Err(format!("url {:?}: scheme must be http or https", self.url));
         }
         let path = u.path().trim_end_matches('/').to_owned();
-        if path.is_empty() {
-            u.set_path("/services/collector/event");
-        } else if path == "/services/collector" {
+        // A base URL, or the bare collector path: the event endpoint.
+        if path.is_empty() || path == "/services/collector" {
             u.set_path("/services/collector/event");
         }
         Ok(u)
