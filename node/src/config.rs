@@ -154,6 +154,21 @@ pub struct AlibabaTagsConfig {
     /// `ttl_secs`, instead of asking by ARN (far fewer calls on large trails).
     #[serde(default)]
     pub sweep: bool,
+    /// Ask ECS's and SLB's own ListTagResources instead of the Tag service
+    /// (accounts without it); resources of other products get no tags.
+    #[serde(default)]
+    pub per_product: bool,
+    #[serde(default = "default_ecs_endpoint")]
+    pub ecs_endpoint: String,
+    #[serde(default = "default_slb_endpoint")]
+    pub slb_endpoint: String,
+}
+
+fn default_ecs_endpoint() -> String {
+    "https://ecs.{region}.aliyuncs.com".into()
+}
+fn default_slb_endpoint() -> String {
+    "https://slb.{region}.aliyuncs.com".into()
 }
 
 fn default_tag_endpoint() -> String {
@@ -396,6 +411,12 @@ impl Config {
                         "must be an http(s) URL",
                     ));
                 }
+            }
+            if a.per_product && a.sweep {
+                return Err(invalid(
+                    "tags.alibaba.sweep",
+                    "sweeping needs the Tag service; per_product cannot sweep",
+                ));
             }
             if !(900..=43_200).contains(&a.session_secs) {
                 return Err(invalid("tags.alibaba.session_secs", "must be 900..=43200"));

@@ -49,7 +49,14 @@ async fn start(latency_ms: u64) -> (CloudServer, String, String, String, std::pa
     (server, management, arn, cfg.access_key_secret, dir)
 }
 
-fn cache(server: &CloudServer, management: &str, secret: &str, sweep: bool) -> TagCache {
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Mode {
+    ByArn,
+    Sweep,
+    PerProduct,
+}
+
+fn cache(server: &CloudServer, management: &str, secret: &str, sweep: Mode) -> TagCache {
     let tags = AlibabaTags::new(AlibabaConfig {
         tag_endpoint: "http://tag.{region}.aliyuncs.com".into(),
         sts_endpoint: "http://sts.aliyuncs.com".into(),
@@ -60,8 +67,11 @@ fn cache(server: &CloudServer, management: &str, secret: &str, sweep: bool) -> T
         role_name: "ResourceDirectoryAccountAccessRole".into(),
         session_secs: 3600,
         default_region: "cn-hangzhou".into(),
-        sweep,
+        sweep: sweep == Mode::Sweep,
         sweep_ttl: Duration::from_secs(3600),
+        per_product: sweep == Mode::PerProduct,
+        ecs_endpoint: "http://ecs.{region}.aliyuncs.com".into(),
+        slb_endpoint: "http://slb.{region}.aliyuncs.com".into(),
     })
     .unwrap();
     TagCache::remote(
@@ -160,7 +170,7 @@ fn asked(server: &CloudServer) -> u64 {
 async fn a_tag_change_in_the_trail_refreshes_the_resource() {
     let (server, management, arn, secret, _dir) = start(0).await;
     let e = enrichment(
-        cache(&server, &management, &secret, false),
+        cache(&server, &management, &secret, Mode::ByArn),
         Duration::from_secs(5),
     );
     let out = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
@@ -192,7 +202,7 @@ async fn a_tag_change_in_the_trail_refreshes_the_resource() {
 async fn a_slow_api_costs_at_most_the_budget_then_events_say_pending() {
     let (server, management, arn, secret, _dir) = start(1500).await;
     let e = enrichment(
-        cache(&server, &management, &secret, false),
+        cache(&server, &management, &secret, Mode::ByArn),
         Duration::from_millis(100),
     );
     let started = std::time::Instant::now();
@@ -223,7 +233,7 @@ async fn a_slow_api_costs_at_most_the_budget_then_events_say_pending() {
 async fn sweep_mode_lists_a_scope_once_and_asks_changed_resources_by_arn() {
     let (server, management, arn, secret, _dir) = start(0).await;
     let e = enrichment(
-        cache(&server, &management, &secret, true),
+        cache(&server, &management, &secret, Mode::Sweep),
         Duration::from_secs(5),
     );
     let listings = |s: &CloudServer| s.stats()["listings"].as_u64().unwrap();
@@ -244,4 +254,26 @@ async fn sweep_mode_lists_a_scope_once_and_asks_changed_resources_by_arn() {
     let out = run(&e, vec![event(&arn, "TagResources", 3)]).await;
     assert_eq!(out[0].0, "ok");
     assert_eq!((listings(&server), asked(&server)), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_product_apis_tag_ecs_resources_without_the_tag_service() {
+    let (server, management, arn, secret, _dir) = start(0).await;
+    let e = enrichment(
+        cache(&server, &management, &secret, Mode::PerProduct),
+        Duration::from_secs(5),
+    );
+    let by_arn = enrichment(
+        cache(&server, &management, &secret, Mode::ByArn),
+        Duration::from_secs(5),
+    );
+    let out = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
+    let want = run(&by_arn, vec![event(&arn, "StopInstance", 1)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(
+        out[0].1, want[0].1,
+        "the same fields as through the Tag service"
+    );
+    let answers = &server.stats()["answers"];
+    assert_eq!(answers["ecs:ListTagResources"]["200"], 1);
 }

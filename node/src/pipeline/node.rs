@@ -140,6 +140,9 @@ fn cloud_tags(t: &crate::config::TagsConfig) -> Result<TagCache, StartError> {
                 session_secs: a.session_secs,
                 default_region: a.default_region.clone(),
                 sweep: a.sweep,
+                per_product: a.per_product,
+                ecs_endpoint: a.ecs_endpoint.clone(),
+                slb_endpoint: a.slb_endpoint.clone(),
                 sweep_ttl: Duration::from_secs(t.ttl_secs),
             })
             .map_err(http_err("tags.alibaba"))?,

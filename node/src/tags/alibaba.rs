@@ -42,6 +42,13 @@ pub struct AlibabaConfig {
     /// no tags, until `sweep_ttl` passes or the trail changes its tags.
     pub sweep: bool,
     pub sweep_ttl: Duration,
+    /// Ask ECS and SLB's own ListTagResources instead of the Tag service
+    /// (accounts without it, as the seed did); other products get no tags.
+    pub per_product: bool,
+    /// `https://ecs.{region}.aliyuncs.com`.
+    pub ecs_endpoint: String,
+    /// `https://slb.{region}.aliyuncs.com`.
+    pub slb_endpoint: String,
 }
 
 impl std::fmt::Debug for AlibabaConfig {
@@ -405,13 +412,93 @@ impl AlibabaTags {
     }
 }
 
+impl AlibabaTags {
+    /// ECS 2014-05-26 / SLB 2014-05-15 ListTagResources: by resource type
+    /// and id (50 / 20 per call), one row per tag.
+    async fn per_product(&self, scope: &Scope, arns: &[Arc<str>]) -> Result<Fetched, FetchError> {
+        let creds = self.creds_for(&scope.account).await?;
+        let region = scope.region.as_str();
+        // (product, type) → ids
+        let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for arn in arns {
+            let mut f = arn.splitn(6, ':');
+            let (Some(_), Some(_), Some(product), Some(_), Some(_), Some(res)) =
+                (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if let (Some((kind, id)), true) =
+                (res.split_once('/'), matches!(product, "ecs" | "slb"))
+            {
+                groups
+                    .entry((product.to_owned(), kind.to_owned()))
+                    .or_default()
+                    .push(id.to_owned());
+            }
+        }
+        let mut found: Fetched = HashMap::new();
+        for ((product, kind), ids) in groups {
+            let (endpoint, version, max) = if product == "ecs" {
+                (&self.cfg.ecs_endpoint, "2014-05-26", 50)
+            } else {
+                (&self.cfg.slb_endpoint, "2014-05-15", 20)
+            };
+            let endpoint = endpoint.replace("{region}", region);
+            for chunk in ids.chunks(max) {
+                let mut next = String::new();
+                loop {
+                    let mut params: Vec<(String, String)> = vec![
+                        ("RegionId".into(), region.into()),
+                        ("ResourceType".into(), kind.clone()),
+                    ];
+                    for (i, id) in chunk.iter().enumerate() {
+                        params.push((format!("ResourceId.{}", i + 1), id.clone()));
+                    }
+                    if !next.is_empty() {
+                        params.push(("NextToken".into(), next.clone()));
+                    }
+                    let v = self
+                        .call(&endpoint, "ListTagResources", version, &params, &creds)
+                        .await?;
+                    for row in v["TagResources"]["TagResource"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let (Some(id), Some(k), Some(val)) = (
+                            row["ResourceId"].as_str(),
+                            row["TagKey"].as_str(),
+                            row["TagValue"].as_str(),
+                        ) else {
+                            continue;
+                        };
+                        let arn =
+                            format!("arn:acs:{product}:{region}:{}:{kind}/{id}", scope.account);
+                        found
+                            .entry(arn)
+                            .or_default()
+                            .insert(k.to_owned(), val.to_owned());
+                    }
+                    match v["NextToken"].as_str() {
+                        Some(t) if !t.is_empty() => next = t.to_owned(),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
 impl TagFetcher for AlibabaTags {
     fn max_batch(&self, _scope: &Scope) -> usize {
         50
     }
 
     fn fetch<'a>(&'a self, scope: &'a Scope, arns: &'a [Arc<str>]) -> FetchFuture<'a> {
-        if self.cfg.sweep {
+        if self.cfg.per_product {
+            Box::pin(self.per_product(scope, arns))
+        } else if self.cfg.sweep {
             Box::pin(self.fetch_swept(scope, arns))
         } else {
             Box::pin(self.list_tag_resources(scope, arns))
