@@ -277,3 +277,91 @@ async fn per_product_apis_tag_ecs_resources_without_the_tag_service() {
     let answers = &server.stats()["answers"];
     assert_eq!(answers["ecs:ListTagResources"]["200"], 1);
 }
+
+/// CloudTrail events get AWS tags through GetResources (SigV4) on devstack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudtrail_events_get_aws_tags_through_get_resources() {
+    use trail_node::tags::aws::{AwsConfig, AwsTags, CloudTags};
+    let arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc0001";
+    let file = TagsFile {
+        resources: vec![trail_devstack::gen::TaggedResource {
+            arn: arn.into(),
+            tags: [("project".to_owned(), "payments".to_owned())].into(),
+        }],
+    };
+    let dir = std::env::temp_dir().join(format!("trail-awstags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tags.json"), serde_json::to_vec(&file).unwrap()).unwrap();
+    let mut cfg = CloudConfig::on("127.0.0.1:0".parse().unwrap());
+    cfg.tags = Some(dir.join("tags.json"));
+    let server = CloudServer::start(cfg.clone()).await.unwrap();
+    let aws = |secret: &str| {
+        Arc::new(
+            AwsTags::new(AwsConfig {
+                endpoint: "http://tagging.{region}.amazonaws.com".into(),
+                address: Some(server.local_addr().to_string()),
+                access_key_id: cfg.access_key_id.clone(),
+                secret_access_key: Secret::new(secret),
+                session_token: None,
+            })
+            .unwrap(),
+        )
+    };
+    let cache = |secret: &str| {
+        TagCache::remote(
+            Arc::new(CloudTags {
+                alibaba: None,
+                aws: Some(aws(secret)),
+            }),
+            1000,
+            Ttls {
+                tags: Duration::from_secs(60),
+                negative: Duration::from_secs(60),
+                error: Duration::from_secs(10),
+            },
+            BatchConfig {
+                window: Duration::from_millis(5),
+                concurrency: 2,
+                throttle_backoff: Duration::from_millis(100),
+            },
+        )
+    };
+    let record = |n: u32| {
+        format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","accountId":"123456789012","userName":"alice"}},"eventTime":"2026-11-23T09:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"StopInstances","awsRegion":"us-east-1","eventID":"ct-{n}","readOnly":false,"resources":[{{"accountId":"123456789012","type":"AWS::EC2::Instance","ARN":"{arn}"}}],"eventType":"AwsApiCall"}}"#
+        )
+    };
+    let e = enrichment(cache(&cfg.access_key_secret), Duration::from_secs(5));
+    let out = run(&e, vec![record(1)]).await;
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(out[0].1["tag_project"], "payments");
+    assert_eq!(server.stats()["answers"]["aws:GetResources"]["200"], 1);
+    // A wrong secret: refused by SigV4 verification; the event says so.
+    let bad = enrichment(cache("wrong"), Duration::from_secs(5));
+    let out = run(&bad, vec![record(2)]).await;
+    assert_eq!(out[0].0, "unavailable");
+    assert_eq!(
+        server.stats()["answers"]["aws:GetResources"]["InvalidSignatureException"],
+        1
+    );
+}
+
+/// An account whose AssumeRole fails backs off alone: its events say
+/// `unavailable`, other accounts' events keep their tags, and the failing
+/// account is not asked again during its backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_member_account_backs_off_without_holding_others_up() {
+    let (server, management, arn, secret, _dir) = start(0).await;
+    let e = enrichment(cache(&server, &management, &secret, Mode::ByArn), Duration::from_secs(5));
+    let stranger = "arn:acs:ecs:cn-hangzhou:1999999999999999:instance/i-stranger";
+    let out = run(&e, vec![event(stranger, "StopInstance", 1), event(&arn, "StopInstance", 2)]).await;
+    assert_eq!(out[0].0, "unavailable");
+    assert_eq!(out[1].0, "ok");
+    let refused = |s: &CloudServer| s.stats()["answers"]["sts:AssumeRole"]["EntityNotExist.Role"].as_u64();
+    assert_eq!(refused(&server), Some(1));
+    // Another resource of that account, soon after: no second AssumeRole.
+    let again = "arn:acs:ecs:cn-hangzhou:1999999999999999:instance/i-stranger-2";
+    let out = run(&e, vec![event(again, "StopInstance", 3)]).await;
+    assert_eq!(out[0].0, "unavailable");
+    assert_eq!(refused(&server), Some(1), "the account backs off");
+}
