@@ -520,9 +520,15 @@ path = "/tmp/trail/dead.jsonl"
         let c: Config = toml::from_str(text).unwrap();
         std::env::set_var("TRAIL_SLS_ACCESS_KEY_SECRET", "x");
         std::env::set_var("TRAIL_HEC_TOKEN", "y");
+        std::env::set_var("TRAIL_TAG_ACCESS_KEY_SECRET", "z");
         c.validate().unwrap();
         assert_eq!(c.sinks.len(), 3);
         assert!(c.metrics.listen.is_some());
+        assert!(c.tags.alibaba.is_some());
+        assert!(
+            !format!("{c:?}").contains("\"z\""),
+            "secrets never in Debug"
+        );
     }
 
     #[test]

@@ -57,6 +57,16 @@ enum Mode {
 }
 
 fn cache(server: &CloudServer, management: &str, secret: &str, sweep: Mode) -> TagCache {
+    cache_ttl(server, management, secret, sweep, Duration::from_secs(3600))
+}
+
+fn cache_ttl(
+    server: &CloudServer,
+    management: &str,
+    secret: &str,
+    sweep: Mode,
+    ttl: Duration,
+) -> TagCache {
     let tags = AlibabaTags::new(AlibabaConfig {
         tag_endpoint: "http://tag.{region}.aliyuncs.com".into(),
         sts_endpoint: "http://sts.aliyuncs.com".into(),
@@ -78,7 +88,7 @@ fn cache(server: &CloudServer, management: &str, secret: &str, sweep: Mode) -> T
         Arc::new(tags),
         10_000,
         Ttls {
-            tags: Duration::from_secs(3600),
+            tags: ttl,
             negative: Duration::from_secs(300),
             error: Duration::from_secs(10),
         },
@@ -352,16 +362,78 @@ async fn cloudtrail_events_get_aws_tags_through_get_resources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_member_account_backs_off_without_holding_others_up() {
     let (server, management, arn, secret, _dir) = start(0).await;
-    let e = enrichment(cache(&server, &management, &secret, Mode::ByArn), Duration::from_secs(5));
+    let e = enrichment(
+        cache(&server, &management, &secret, Mode::ByArn),
+        Duration::from_secs(5),
+    );
     let stranger = "arn:acs:ecs:cn-hangzhou:1999999999999999:instance/i-stranger";
-    let out = run(&e, vec![event(stranger, "StopInstance", 1), event(&arn, "StopInstance", 2)]).await;
+    let out = run(
+        &e,
+        vec![
+            event(stranger, "StopInstance", 1),
+            event(&arn, "StopInstance", 2),
+        ],
+    )
+    .await;
     assert_eq!(out[0].0, "unavailable");
     assert_eq!(out[1].0, "ok");
-    let refused = |s: &CloudServer| s.stats()["answers"]["sts:AssumeRole"]["EntityNotExist.Role"].as_u64();
+    let refused =
+        |s: &CloudServer| s.stats()["answers"]["sts:AssumeRole"]["EntityNotExist.Role"].as_u64();
     assert_eq!(refused(&server), Some(1));
     // Another resource of that account, soon after: no second AssumeRole.
     let again = "arn:acs:ecs:cn-hangzhou:1999999999999999:instance/i-stranger-2";
     let out = run(&e, vec![event(again, "StopInstance", 3)]).await;
     assert_eq!(out[0].0, "unavailable");
     assert_eq!(refused(&server), Some(1), "the account backs off");
+}
+
+/// Throttled while an entry is stale: the event keeps the stale tags
+/// (`ok`), the refresh is throttled and counted, and nothing waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_tags_are_served_while_the_api_throttles() {
+    let (server, management, arn, secret, _dir) = start(0).await;
+    // Fresh for 1 s, served stale until 2 s.
+    let cache = cache_ttl(
+        &server,
+        &management,
+        &secret,
+        Mode::ByArn,
+        Duration::from_millis(1000),
+    );
+    let e = enrichment(cache, Duration::from_secs(2));
+    let fresh = run(&e, vec![event(&arn, "StopInstance", 1)]).await;
+    assert_eq!(fresh[0].0, "ok");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // stale now
+    server.set_throttle_every(1);
+    let started = std::time::Instant::now();
+    let out = run(&e, vec![event(&arn, "StartInstance", 2)]).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "stale entries are not waited for"
+    );
+    assert_eq!(out[0].0, "ok");
+    assert_eq!(
+        out[0]
+            .1
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("tag_") && *k != "tag_status")
+            .count(),
+        fresh[0]
+            .1
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("tag_") && *k != "tag_status")
+            .count(),
+        "the stale tags"
+    );
+    // The background refresh was throttled, and the stale entry survived it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        server.stats()["answers"]["tag:ListTagResources"]["Throttling.User"].as_u64() >= Some(1)
+    );
+    let out = run(&e, vec![event(&arn, "StartInstance", 3)]).await;
+    assert_eq!(out[0].0, "ok", "still served after a throttled refresh");
 }

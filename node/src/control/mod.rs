@@ -103,6 +103,19 @@ pub fn render(stats: &NodeStats) -> String {
             stats.sum(|s| s.tag_invalidations.load(Relaxed)),
         )],
     );
+    if let Some(c) = stats.tag_cache.lock().clone() {
+        counter(
+            "trail_tag_cache_lookups_total",
+            "Tag lookups by cache tier and result (a hit may be stale and refreshing).",
+            vec![
+                ("tier=\"moka\",result=\"hit\"".into(), c.hits.load(Relaxed)),
+                (
+                    "tier=\"moka\",result=\"miss\"".into(),
+                    c.misses.load(Relaxed),
+                ),
+            ],
+        );
+    }
     if let Some(r) = stats.tag_remote.lock().clone() {
         for (name, help, v) in [
             (

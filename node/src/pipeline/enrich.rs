@@ -315,6 +315,7 @@ impl Enrichment {
     ) {
         if let Some(cache) = &self.tags {
             let mut buf = String::new();
+            let remote = cache.is_remote();
             let mut arns: Vec<String> = Vec::new();
             for p in passed {
                 if p.ev.error_code.as_deref().is_none_or(str::is_empty)
@@ -325,9 +326,14 @@ impl Enrichment {
                         out.stats.tag_invalidations += 1;
                     }
                 }
-                arns.extend(self.arns_of(&p.ev, &mut buf));
+                // Only a remote source needs the batch's ARNs up front.
+                if remote {
+                    arns.extend(self.arns_of(&p.ev, &mut buf));
+                }
             }
-            cache.prefetch(arns.iter().map(String::as_str), self.tag_budget);
+            if remote {
+                cache.prefetch(arns.iter().map(String::as_str), self.tag_budget);
+            }
         }
         for p in passed {
             let (tags, tag_status) = self.tags_of(&p.ev);

@@ -58,6 +58,7 @@ pub struct NodeStats {
     pub dead_letters: Arc<SinkStats>,
     /// The remote tag tier's counters, when cloud providers are configured.
     pub tag_remote: Arc<Mutex<Option<Arc<crate::tags::RemoteStats>>>>,
+    pub tag_cache: Arc<Mutex<Option<Arc<crate::tags::CacheStats>>>>,
 }
 
 impl NodeStats {
@@ -349,6 +350,7 @@ impl RunningNode {
             None => None,
         };
         *stats.tag_remote.lock() = tags.as_ref().and_then(TagCache::remote_stats);
+        *stats.tag_cache.lock() = tags.as_ref().map(|t| t.stats.clone());
         let mut kinds = builtin_kinds();
         for (t, k) in &config.tags.resource_types {
             kinds.insert(

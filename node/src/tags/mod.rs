@@ -4,13 +4,21 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `mod.rs` | [`TagCache`] (moka in front), [`ResourceKey`], [`TagProvider`] |
+//! | `mod.rs` | [`TagCache`]: moka in front; TTLs, stale serving, negative and error entries; the budgeted `prefetch` |
+//! | `remote.rs` | the batcher: misses per (cloud, account, region), single flight, throttling backoff |
+//! | `alibaba.rs` | Tag service `ListTagResources` (by ARN, or whole-region sweeps), ECS/SLB per product, STS `AssumeRole` per member account |
+//! | `aws.rs` | Resource Groups Tagging `GetResources`; [`aws::CloudTags`] routes scopes to clouds |
+//! | `sign.rs` | RPC V2, ACS3-HMAC-SHA256, SigV4 (with the published test vectors) |
 //! | `static_file.rs` | tags from a JSON or CSV file, reloaded when it changes |
 //! | `resource_types.rs` | ActionTrail resource types → Tag-service product and type |
 //!
-//! The cloud providers (Tag API, per-product APIs, STS, AWS tagging) and the
-//! raft-replicated tier arrive with their issues; they implement
-//! [`TagProvider`], and the enrichers keep calling [`TagCache::get`].
+//! Two kinds of source: a [`TagProvider`] answers on the spot (the file);
+//! a [`TagFetcher`] is a remote API, batched by [`Remote`]. Enrichers call
+//! [`TagCache::prefetch`] once per batch with every ARN the batch needs —
+//! it waits at most the budget for missing ones — then [`TagCache::get`]
+//! per event. The raft-replicated tier (cluster issue) and a CMDB push
+//! (gRPC `Tags` service) write into the same cache through
+//! [`TagCache::put`].
 
 pub mod alibaba;
 pub mod aws;
@@ -106,6 +114,21 @@ pub struct TagCache {
     cache: moka::sync::Cache<Arc<str>, Entry>,
     source: Arc<Source>,
     ttls: Ttls,
+    pub stats: Arc<CacheStats>,
+}
+
+/// Lookups answered from moka (hits, stale ones included) or not.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: std::sync::atomic::AtomicU64,
+    pub misses: std::sync::atomic::AtomicU64,
+}
+
+impl CacheStats {
+    fn count(&self, hit: bool) {
+        let c = if hit { &self.hits } else { &self.misses };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The batcher's writer into the cache.
@@ -149,6 +172,7 @@ impl TagCache {
             cache: Self::builder(capacity, &ttls),
             source: Arc::new(Source::Local(provider)),
             ttls,
+            stats: Arc::default(),
         }
     }
 
@@ -171,7 +195,13 @@ impl TagCache {
             cache,
             source: Arc::new(Source::Remote(remote)),
             ttls,
+            stats: Arc::default(),
         }
+    }
+
+    /// Whether misses go to a remote API (and `prefetch` matters).
+    pub fn is_remote(&self) -> bool {
+        matches!(&*self.source, Source::Remote(_))
     }
 
     /// The remote tier's counters, if remote.
@@ -192,7 +222,10 @@ impl TagCache {
         let deadline = Instant::now() + budget;
         let mut wait: Vec<Arc<str>> = Vec::new();
         for arn in arns {
-            match self.cache.get(arn) {
+            let entry = self.cache.get(arn);
+            self.stats
+                .count(entry.as_ref().is_some_and(|e| !e.invalidated));
+            match entry {
                 Some(e) if e.fresh(&self.ttls) => {}
                 Some(e) if e.invalidated => {
                     if remote.request(arn) {
@@ -221,8 +254,10 @@ impl TagCache {
         match &*self.source {
             Source::Local(provider) => {
                 if let Some(hit) = self.cache.get(arn) {
+                    self.stats.count(true);
                     return hit.lookup;
                 }
+                self.stats.count(false);
                 self.cache
                     .get_with(Arc::from(arn), || Entry::new(provider.lookup(arn)))
                     .lookup
@@ -257,6 +292,16 @@ impl TagCache {
                 r.invalidated(arn);
             }
         }
+    }
+
+    /// Stores tags learned elsewhere (a CMDB push, the replicated tier).
+    pub fn put(&self, arn: &ResourceKey, tags: BTreeMap<String, String>) {
+        let lookup = if tags.is_empty() {
+            Lookup::None
+        } else {
+            Lookup::Tags(Arc::new(tags))
+        };
+        self.cache.insert(Arc::from(arn), Entry::new(lookup));
     }
 
     pub fn entry_count(&self) -> u64 {

@@ -34,9 +34,11 @@ struct Args {
     /// A note for the row (what changed).
     #[arg(long, default_value = "")]
     note: String,
-    /// Turn enrichment (the tags file) off, to see its cost.
-    #[arg(long)]
-    no_tags: bool,
+    /// Where tags come from: `file` (the tags file), `cloud` (devstack's
+    /// Tag/STS APIs, by ARN), `sweep` (the same, whole-region listings) or
+    /// `none` (enrichment off, to see its cost).
+    #[arg(long, default_value = "file", value_parser = ["file", "cloud", "sweep", "none"])]
+    tags: String,
 }
 
 fn proc_stat(pid: u32) -> (f64, u64) {
@@ -82,6 +84,7 @@ async fn main() -> Result<()> {
     .build()?;
     let mut g = Generator::new(a.seed);
     std::fs::write(dir.join("tags.json"), serde_json::to_vec(&g.tags_file())?)?;
+    let g_accounts = g.accounts().to_vec();
     let mut raw = 0u64;
     let load = Instant::now();
     let mut n = 0;
@@ -123,14 +126,41 @@ async fn main() -> Result<()> {
         load.elapsed().as_secs_f64()
     );
 
-    let tags = if a.no_tags {
-        String::new()
-    } else {
-        format!(
+    let management = g_accounts.first().cloned().unwrap_or_default();
+    let cloud = matches!(a.tags.as_str(), "cloud" | "sweep").then(|| {
+        Devstack::spawn(
+            "cloud",
+            &[
+                "--access-key-id",
+                "bench-ak",
+                "--access-key-secret",
+                "bench-secret",
+                "--tags",
+                &dir.join("tags.json").display().to_string(),
+                "--management-account",
+                &management,
+            ],
+        )
+    });
+    let tags = match (a.tags.as_str(), &cloud) {
+        ("file", _) => format!(
             "[tags]\nfile = {:?}\n",
             dir.join("tags.json").display().to_string()
-        )
+        ),
+        (mode, Some(c)) => format!(
+            "[tags]\nbudget_ms = 1000\nbatch_window_ms = 20\n\n[tags.alibaba]\n\
+             tag_endpoint = \"http://tag.{{region}}.aliyuncs.com\"\n\
+             sts_endpoint = \"http://sts.aliyuncs.com\"\naddress = \"{}\"\n\
+             access_key_id = \"bench-ak\"\naccess_key_secret = \"bench-secret\"\n\
+             management_account = \"{management}\"\nsweep = {}\n",
+            c.addr,
+            mode == "sweep"
+        ),
+        _ => String::new(),
     };
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let config = dir.join("trail.toml");
     std::fs::write(
         &config,
@@ -161,6 +191,9 @@ token = "{HEC_TOKEN}"
 
 [dead_letter]
 path = {dead:?}
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 "#,
             data = dir.join("data").display().to_string(),
             sls = sls.addr,
@@ -194,6 +227,19 @@ path = {dead:?}
     }
     let wall = started.elapsed().as_secs_f64();
     let (cpu, hwm) = proc_stat(pid);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let hits = metric("trail_tag_cache_lookups_total{tier=\"moka\",result=\"hit\"}");
+    let misses = metric("trail_tag_cache_lookups_total{tier=\"moka\",result=\"miss\"}");
     node.kill();
     let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
     let mb = raw as f64 / 1e6;
@@ -221,6 +267,44 @@ path = {dead:?}
         mb / cpu
     );
     println!("node peak RSS     {peak_mb:.0} MB");
+    let mut tag_note = String::new();
+    if hits + misses > 0.0 {
+        println!(
+            "tag cache         {:.2} % hits of {:.0} lookups",
+            100.0 * hits / (hits + misses),
+            hits + misses
+        );
+    }
+    if let Some(c) = &cloud {
+        let cs: serde_json::Value = reqwest::get(format!("http://{}/_devstack/stats", c.addr))
+            .await?
+            .json()
+            .await?;
+        let count = |api: &str| -> u64 {
+            cs["answers"][api]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+                .unwrap_or(0)
+        };
+        let calls = count("tag:ListTagResources");
+        // By ARN, devstack counts each distinct resource asked once (single
+        // flight); sweeps ask none by ARN, so the cache's misses stand in.
+        let asked = cs["arns_asked"].as_u64().unwrap_or(0);
+        let r = if asked > 0 { asked } else { misses as u64 };
+        let sts = count("sts:AssumeRole");
+        println!(
+            "tag APIs          {calls} ListTagResources ({} listings) for R = {r} distinct resources (ceil(R/50) = {}), {sts} AssumeRole for {} member accounts",
+            cs["listings"],
+            r.div_ceil(50),
+            g_accounts.len().saturating_sub(1)
+        );
+        tag_note = format!(
+            "tags via devstack cloud ({}): {calls} Tag API calls for R = {r} (ceil(R/50) = {}), {sts} AssumeRole, {:.2} % cache hits; ",
+            a.tags,
+            r.div_ceil(50),
+            100.0 * hits / (hits + misses).max(1.0)
+        );
+    }
     println!(
         "HEC               {} indexed, {} distinct, {} wire bytes (gzip)",
         stats["indexed"], stats["distinct_event_ids"], stats["wire_bytes"]
@@ -242,7 +326,7 @@ path = {dead:?}
             a.events as f64 / wall,
             mb / wall,
             mb / cpu,
-            if a.no_tags { "enrichment off; " } else { "" },
+            if a.tags == "none" { "enrichment off; ".to_owned() } else { tag_note },
             a.note
         )?;
         eprintln!("appended to {}", path.display());
