@@ -5,7 +5,8 @@
 #   2. every target once: the binaries the cross-process tests start, and the
 #      tests themselves (one feature set, so nothing is compiled twice);
 #   3. Rust unit, integration and cross-process tests (benches run once as tests);
-#   4. devstack's conformance suite, driven by the official Python SDK.
+#   4. devstack's conformance suite, driven by the official Python SDKs
+#      (aliyun-log-python-sdk for SLS; aliyun-python-sdk-core, -tag, -sts, -ecs, -slb for cloud).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,5 @@ cargo build --workspace --all-targets --locked
 echo "==> Rust tests"
 cargo test --workspace --all-targets --locked
 
-echo "==> SLS conformance with the official Python SDK"
+echo "==> devstack conformance with the official Python SDKs (SLS, Tag, STS, ECS, SLB)"
 TRAIL_DEVSTACK_BIN="$PWD/target/debug/trail-devstack" "$venv/bin/python" -m pytest tests/conformance -q
