@@ -10,5 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.bytes(["."]);
     config.compile_protos(&["sls/log.proto"], &["."])?;
     println!("cargo:rerun-if-changed=sls/log.proto");
+
+    // The control API: messages and the tonic client and server.
+    tonic_prost_build::configure().compile_protos(&["trail/v1/control.proto"], &["."])?;
+    println!("cargo:rerun-if-changed=trail/v1/control.proto");
     Ok(())
 }

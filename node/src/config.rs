@@ -29,6 +29,18 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[control]`: the gRPC control API (`trailctl`, other systems).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Serve `trail.v1.Control` here.
+    pub listen: Option<SocketAddr>,
+    /// Callers must send `authorization: Bearer <token>`; open if absent.
+    pub token: Option<SecretSource>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -391,6 +403,11 @@ impl Config {
                 "must not be empty (tags would collide with event fields)",
             ));
         }
+        if let Some(t) = &self.control.token {
+            if t.resolve("control.token")?.expose().is_empty() {
+                return Err(invalid("control.token", "must not be empty"));
+            }
+        }
         let t = &self.tags;
         if t.file.is_some() && (t.alibaba.is_some() || t.aws.is_some()) {
             return Err(invalid(
@@ -521,10 +538,12 @@ path = "/tmp/trail/dead.jsonl"
         std::env::set_var("TRAIL_SLS_ACCESS_KEY_SECRET", "x");
         std::env::set_var("TRAIL_HEC_TOKEN", "y");
         std::env::set_var("TRAIL_TAG_ACCESS_KEY_SECRET", "z");
+        std::env::set_var("TRAIL_CONTROL_TOKEN", "t");
         c.validate().unwrap();
         assert_eq!(c.sinks.len(), 3);
         assert!(c.metrics.listen.is_some());
         assert!(c.tags.alibaba.is_some());
+        assert!(c.control.listen.is_some() && c.control.token.is_some());
         assert!(
             !format!("{c:?}").contains("\"z\""),
             "secrets never in Debug"

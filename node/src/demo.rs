@@ -44,6 +44,9 @@ pub struct DemoArgs {
     /// Shards of the demo logstore.
     #[arg(long, default_value_t = 4)]
     shards: u32,
+    /// Where the control API (for `trailctl`) listens.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    control: SocketAddr,
     /// Send to this HEC instead of the in-process receiver (a base URL such as
     /// https://splunk.example.com:8088, or the full collector URL).
     #[arg(long, requires = "hec_token")]
@@ -197,7 +200,11 @@ token = {{ env = "TRAIL_DEMO_HEC_TOKEN" }}
 
 [dead_letter]
 path = {dead:?}
+
+[control]
+listen = "{control}"
 "#,
+        control = args.control,
         data_dir = data_dir.display().to_string(),
         sls_addr = sls.local_addr(),
         ak = sls_cfg.access_key_id,
@@ -248,7 +255,7 @@ path = {dead:?}
     let cpu = cpu_seconds() - cpu_before;
     bar.finish();
     let stats = node.stats.clone();
-    node.shutdown(Duration::from_secs(10)).await;
+    let control_addr = node.control_addr;
 
     // Summary.
     use std::sync::atomic::Ordering::Relaxed;
@@ -328,10 +335,15 @@ path = {dead:?}
         bail!("not every event that passed the filters was delivered");
     }
     if args.exit_when_done {
+        node.shutdown(Duration::from_secs(10)).await;
         return Ok(());
     }
-    println!("\nDone. devstack stays up for other clients; Ctrl-C to stop.");
+    println!(
+        "\nDone. The node and devstack stay up; Ctrl-C to stop. Try:\n  cargo run -p trailctl -- --endpoint http://{} status",
+        control_addr.map(|a| a.to_string()).unwrap_or_default()
+    );
     tokio::signal::ctrl_c().await?;
+    node.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 

@@ -5,14 +5,23 @@
 //! | module | schema | used by |
 //! |---|---|---|
 //! | [`sls`] | `proto/sls/log.proto`: SLS `LogGroup` / `LogGroupList` (proto2) | `trail-node`'s SLS client and sink, devstack's SLS server |
+//! | [`trail::v1`] | `proto/trail/v1/control.proto`: the `Control` gRPC service | `trail-node` (server), `trailctl` and other systems (clients) |
 //!
-//! The gRPC control API (`trail.v1`) and the raft RPC envelope join this crate with
-//! the cluster work. Only generated code lives here: conversions and logic belong
-//! to `trail-node`.
+//! The raft RPC envelope joins this crate with the cluster work. Only
+//! generated code lives here: conversions and logic belong to `trail-node`.
 
 /// SLS log wire format. Byte fields are `bytes::Bytes`, so decoding from a
 /// `Bytes` buffer is zero-copy for keys, values, topics and sources.
 #[allow(clippy::all, missing_docs)]
 pub mod sls {
     include!(concat!(env!("OUT_DIR"), "/sls.rs"));
+}
+
+/// Trail's own APIs.
+pub mod trail {
+    /// Version 1 of the control API (see `proto/trail/v1/control.proto`).
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/trail.v1.rs"));
+    }
 }

@@ -13,7 +13,14 @@ const EVENTS: u64 = 20_000;
 
 fn demo(hec_url: &str) -> std::process::Output {
     Command::new(binary("trail-node"))
-        .args(["demo", "--exit-when-done", "--listen", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--exit-when-done",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+        ])
         .args(["--events", &EVENTS.to_string(), "--hec-url", hec_url])
         .env("TRAIL_DEMO_HEC_TOKEN", HEC_TOKEN)
         .env("RUST_LOG", "warn")

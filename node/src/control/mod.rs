@@ -1,6 +1,7 @@
-//! The node's HTTP endpoints: `/metrics` (Prometheus text), `/healthz`
-//! (the process answers) and `/readyz` (every shard has a consumer and no
-//! sink is stopped). The gRPC control API joins with the cluster.
+//! The node's control surfaces: the HTTP endpoints `/metrics` (Prometheus
+//! text), `/healthz` (the process answers) and `/readyz` (every shard has a
+//! consumer and no sink is stopped) here, and the gRPC control API
+//! (`trail.v1.Control`, for `trailctl`) in [`grpc`].
 //!
 //! Metric names follow the cluster design notes §5: snake_case, base units,
 //! `_total` on counters, bounded labels (never a cursor).
@@ -21,6 +22,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::node::NodeStats;
+
+pub mod grpc;
 
 /// Renders the node's metrics in the Prometheus text format.
 pub fn render(stats: &NodeStats) -> String {

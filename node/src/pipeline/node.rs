@@ -72,6 +72,8 @@ pub struct RunningNode {
     pub stats: NodeStats,
     /// Where `/metrics`, `/healthz` and `/readyz` answer, if configured.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the gRPC control API answers, if configured.
+    pub control_addr: Option<std::net::SocketAddr>,
     consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
     stop: CancellationToken,
 }
@@ -408,9 +410,38 @@ impl RunningNode {
         if let Some(addr) = metrics_addr {
             tracing::info!(%addr, "metrics at /metrics, /healthz, /readyz");
         }
+        let control_addr = match config.control.listen {
+            Some(listen) => {
+                let token = match &config.control.token {
+                    Some(t) => Some(
+                        t.resolve("control.token")
+                            .map_err(ConfigError::from)?
+                            .expose()
+                            .to_owned(),
+                    ),
+                    None => None,
+                };
+                let info = crate::control::grpc::NodeInfo {
+                    node_id: config.node.id.clone(),
+                    project: s.project.clone(),
+                    logstore: s.logstore.clone(),
+                };
+                let addr =
+                    crate::control::grpc::serve(listen, token, info, stats.clone(), stop.clone())
+                        .await
+                        .map_err(|e| StartError::Sink {
+                            key: "control.listen".into(),
+                            message: e.to_string(),
+                        })?;
+                tracing::info!(%addr, "control API (trail.v1.Control) for trailctl");
+                Some(addr)
+            }
+            None => None,
+        };
         let node = RunningNode {
             stats,
             metrics_addr,
+            control_addr,
             consumers: Arc::default(),
             stop,
         };

@@ -71,6 +71,8 @@ pub struct ShardStats {
     /// 1 when a read-only shard is finished.
     pub finished: AtomicU64,
     pub committed: Mutex<String>,
+    /// When (unix s) the committed cursor last moved.
+    pub committed_at: AtomicU64,
 }
 
 impl ShardStats {
@@ -249,6 +251,13 @@ impl ShardConsumer {
                 .store(u64::from(cursor_time.unwrap_or(0)), Ordering::Relaxed);
         }
         *self.stats.committed.lock() = self.committed.to_string();
+        self.stats.committed_at.store(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            Ordering::Relaxed,
+        );
         self.dirty = true;
         if self.read_only_end.as_ref() == Some(&self.committed) && self.tracker.in_flight() == 0 {
             self.finish(ctx);
