@@ -11,8 +11,12 @@
 //! | `tests/sls_trail_client.rs` | Trail's SLS client against devstack: 100k logs round trip, faults, cursors, checkpoints, errors |
 //! | `tests/sls_official_rust_sdk.rs` | Alibaba's `aliyun-log-rust-sdk` against devstack through an HTTP proxy |
 //! | `tests/pipeline_e2e.rs` | devstack SLS → `trail-node run` → devstack HEC, file, SLS and dead-letter sinks: faults, malformed input, SIGKILL and restart, a refused token |
+//! | `tests/pipeline_e2e.rs` (cont.) | CloudTrail imports; tags through devstack's cloud APIs (by ARN, sweep, throttled) equal the tags file's |
+//! | `tests/cloud_tags.rs` | the remote tag cache over HTTP: budget, invalidation, sweep, per-product, AWS, failing accounts, stale serving |
 //! | `tests/hec_receiver.rs` | devstack's HEC receiver against the HEC checklist: routes, tokens, batches, gzip, acks, faults |
-//! | `conformance/` | Alibaba's Python SDK against devstack, one test per checklist item (pytest) |
+//! | `tests/demo.rs` | the README's demo against an external HEC (base and full URL), deterministic ids |
+//! | `tests/trailctl.rs` | `trailctl status` (tables, JSON, token, errors) against a `trail-node` process |
+//! | `conformance/` | Alibaba's Python SDKs against devstack: SLS (one test per checklist item) and the Tag/STS/ECS/SLB APIs (pytest) |
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`); the
 //! README's test command does that.
@@ -185,4 +189,42 @@ impl Drop for TrailNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every log of `project/logstore`, read from the beginning of each shard
+/// with Trail's client: (log group topic, log).
+pub async fn pull_all(
+    c: &trail_node::sls::SlsClient,
+    project: &str,
+    logstore: &str,
+) -> Vec<(Option<bytes::Bytes>, trail_proto::sls::Log)> {
+    use trail_node::sls::{CursorPosition, PullRequest};
+    let mut out = Vec::new();
+    for shard in c.list_shards(project, logstore).await.unwrap() {
+        let mut cursor = c
+            .get_cursor(project, logstore, shard.shard_id, CursorPosition::Begin)
+            .await
+            .unwrap();
+        loop {
+            let r = c
+                .pull_logs(
+                    project,
+                    logstore,
+                    shard.shard_id,
+                    &PullRequest::new(&cursor),
+                )
+                .await
+                .unwrap();
+            if r.caught_up(&cursor) {
+                break;
+            }
+            for g in r.body.decode().unwrap().log_group_list {
+                for l in g.logs {
+                    out.push((g.topic.clone(), l));
+                }
+            }
+            cursor = r.next_cursor;
+        }
+    }
+    out
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use trail_devstack::gen::Generator;
-use trail_node::sls::{Credentials, CursorPosition, Endpoint, PullRequest, PutTarget, SlsClient};
+use trail_node::sls::{Credentials, CursorPosition, Endpoint, PutTarget, SlsClient};
 use trail_proto::sls::{Log, LogContent, LogGroup};
 use trail_tests::{Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
 
@@ -229,36 +229,9 @@ path = {dead:?}
     }
 }
 
-/// Every log in `logstore`, from the beginning of each shard: (topic, log).
+/// Every log in `logstore` of the test project.
 async fn pull_all(c: &SlsClient, logstore: &str) -> Vec<(Option<Bytes>, Log)> {
-    let mut out = Vec::new();
-    for shard in c.list_shards(PROJECT, logstore).await.unwrap() {
-        let mut cursor = c
-            .get_cursor(PROJECT, logstore, shard.shard_id, CursorPosition::Begin)
-            .await
-            .unwrap();
-        loop {
-            let r = c
-                .pull_logs(
-                    PROJECT,
-                    logstore,
-                    shard.shard_id,
-                    &PullRequest::new(&cursor),
-                )
-                .await
-                .unwrap();
-            if r.caught_up(&cursor) {
-                break;
-            }
-            for g in r.body.decode().unwrap().log_group_list {
-                for l in g.logs {
-                    out.push((g.topic.clone(), l));
-                }
-            }
-            cursor = r.next_cursor;
-        }
-    }
-    out
+    trail_tests::pull_all(c, PROJECT, logstore).await
 }
 
 fn field<'a>(log: &'a Log, key: &str) -> Option<&'a str> {
@@ -918,6 +891,56 @@ async fn hec_tags(hec: &Devstack) -> HashMap<String, (String, Vec<(String, Strin
         .collect()
 }
 
+impl Setup {
+    /// Runs a fresh node over the whole trail with tags from `cloud`, into a
+    /// fresh HEC receiver; waits until every write arrived. Returns the node
+    /// and receiver (still running) and the tag fields of every event.
+    async fn run_with_cloud(
+        &self,
+        cloud: &Devstack,
+        budget_ms: u64,
+        sweep: bool,
+    ) -> (
+        TrailNode,
+        Devstack,
+        HashMap<String, (String, Vec<(String, String)>)>,
+    ) {
+        let hec = Devstack::hec(&[]);
+        let config = self.config(HEC_TOKEN, "");
+        use_cloud(&config, cloud, &self.hec, &hec, budget_ms, sweep);
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        let mut node = self.node(&config);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = hec_tags(&hec).await;
+            if t.len() >= self.expected.len() {
+                return (node, hec, t);
+            }
+            assert!(
+                node.alive(),
+                "trail-node died; see {}",
+                config.with_extension("log").display()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "stalled: {} of {} arrived",
+                t.len(),
+                self.expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn devstack_stats(d: &Devstack) -> Value {
+    reqwest::get(format!("http://{}/_devstack/stats", d.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Switches a setup's config from the tags file to devstack's cloud server,
 /// and its HEC sink from `old` to `new`.
 fn use_cloud(
@@ -990,30 +1013,7 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
 
     // Run 2: devstack's cloud APIs, from the same file, into a fresh receiver.
     let cloud = cloud_server(&s.dir, &[]);
-    let hec2 = Devstack::hec(&[]);
-    let config = s.config(HEC_TOKEN, "");
-    use_cloud(&config, &cloud, &s.hec, &hec2, 5000, false);
-    let _ = std::fs::remove_dir_all(s.dir.join("data"));
-    let mut node = s.node(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let by_cloud = loop {
-        let t = hec_tags(&hec2).await;
-        if t.len() >= s.expected.len() {
-            break t;
-        }
-        assert!(
-            node.alive(),
-            "trail-node died; see {}",
-            s.dir.join("trail.log").display()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} arrived",
-            t.len(),
-            s.expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (mut node, _hec, by_cloud) = s.run_with_cloud(&cloud, 5000, false).await;
     assert_eq!(by_cloud.len(), by_file.len());
     let tagged = by_file.values().filter(|(st, _)| st == "ok").count();
     assert!(
@@ -1025,12 +1025,7 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
         assert_eq!((cstatus, ctags), (status, tags), "event {id}");
     }
 
-    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = devstack_stats(&cloud).await;
     let calls = stats["answers"]["tag:ListTagResources"]["200"]
         .as_u64()
         .unwrap();
@@ -1054,35 +1049,11 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
 
     // Run 3: sweep mode — each (account, region) listed once — same tags.
     let cloud = cloud_server(&s.dir, &[]);
-    let hec3 = Devstack::hec(&[]);
-    let config = s.config(HEC_TOKEN, "");
-    use_cloud(&config, &cloud, &s.hec, &hec3, 5000, true);
-    let _ = std::fs::remove_dir_all(s.dir.join("data"));
-    let mut node = s.node(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let by_sweep = loop {
-        let t = hec_tags(&hec3).await;
-        if t.len() >= s.expected.len() {
-            break t;
-        }
-        assert!(node.alive(), "trail-node died");
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} arrived",
-            t.len(),
-            s.expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (_node, _hec, by_sweep) = s.run_with_cloud(&cloud, 5000, true).await;
     for (id, (status, tags)) in &by_file {
         assert_eq!(&by_sweep[id], &(status.clone(), tags.clone()), "event {id}");
     }
-    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = devstack_stats(&cloud).await;
     let sweep_calls = stats["answers"]["tag:ListTagResources"]["200"]
         .as_u64()
         .unwrap();
@@ -1107,26 +1078,7 @@ async fn throttled_tag_apis_never_stall_a_shard_and_incomplete_tags_say_so() {
     let by_file = hec_tags(&s.hec).await;
 
     let cloud = cloud_server(&s.dir, &["--throttle-every", "2"]);
-    let hec2 = Devstack::hec(&[]);
-    let config = s.config(HEC_TOKEN, "");
-    use_cloud(&config, &cloud, &s.hec, &hec2, 300, false);
-    let _ = std::fs::remove_dir_all(s.dir.join("data"));
-    let mut node = s.node(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let by_cloud = loop {
-        let t = hec_tags(&hec2).await;
-        if t.len() >= s.expected.len() {
-            break t;
-        }
-        assert!(node.alive(), "trail-node died");
-        assert!(
-            Instant::now() < deadline,
-            "stalled: {} of {}",
-            t.len(),
-            s.expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (_node, _hec, by_cloud) = s.run_with_cloud(&cloud, 300, false).await;
     let mut incomplete = 0;
     for (id, (status, tags)) in &by_cloud {
         match status.as_str() {
@@ -1135,12 +1087,7 @@ async fn throttled_tag_apis_never_stall_a_shard_and_incomplete_tags_say_so() {
             _ => assert_eq!(status, &by_file[id].0, "event {id}"),
         }
     }
-    let stats: Value = reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = devstack_stats(&cloud).await;
     let throttled = stats["answers"]["tag:ListTagResources"]["Throttling.User"]
         .as_u64()
         .unwrap_or(0);

@@ -496,37 +496,14 @@ async fn gen_loads_the_same_events_into_sls_as_it_prints() {
         .collect();
     let c = client(&server, ACCESS_KEY_SECRET, fast_retries());
     let mut got = Vec::new();
-    for shard in c.list_shards(PROJECT, LOGSTORE).await.unwrap() {
-        let mut cursor = c
-            .get_cursor(PROJECT, LOGSTORE, shard.shard_id, CursorPosition::Begin)
-            .await
-            .unwrap();
-        loop {
-            let r = c
-                .pull_logs(
-                    PROJECT,
-                    LOGSTORE,
-                    shard.shard_id,
-                    &PullRequest::new(&cursor),
-                )
-                .await
-                .unwrap();
-            if r.caught_up(&cursor) {
-                break;
-            }
-            for g in r.body.decode().unwrap().log_group_list {
-                assert_eq!(g.topic.as_deref(), Some(&b"actiontrail_audit_event"[..]));
-                for l in g.logs {
-                    assert_eq!(&l.contents[0].key[..], b"event");
-                    let json = String::from_utf8(l.contents[0].value.to_vec()).unwrap();
-                    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-                    let t = v["eventTime"].as_str().unwrap();
-                    assert_eq!(trail_devstack::gen::iso(i64::from(l.time)), t);
-                    got.push(json);
-                }
-            }
-            cursor = r.next_cursor;
-        }
+    for (topic, l) in trail_tests::pull_all(&c, PROJECT, LOGSTORE).await {
+        assert_eq!(topic.as_deref(), Some(&b"actiontrail_audit_event"[..]));
+        assert_eq!(&l.contents[0].key[..], b"event");
+        let json = String::from_utf8(l.contents[0].value.to_vec()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let t = v["eventTime"].as_str().unwrap();
+        assert_eq!(trail_devstack::gen::iso(i64::from(l.time)), t);
+        got.push(json);
     }
     want.sort();
     got.sort();
