@@ -184,19 +184,7 @@ impl AlibabaTags {
         for (k, v) in &headers {
             req = req.header(k, v);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| FetchError::Failed(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let body: Value = resp
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| {
-                FetchError::Failed(format!("{action}: HTTP {status}, unreadable answer"))
-            })?;
+        let (status, body) = super::remote::send_json(req, action).await?;
         if status == 200 {
             return Ok(body);
         }

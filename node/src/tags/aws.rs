@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::alibaba::KeyValue;
 use super::remote::{FetchError, FetchFuture, Fetched, Scope, TagFetcher};
@@ -95,19 +95,7 @@ impl AwsTags {
         for (k, v) in &headers {
             req = req.header(k, v);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| FetchError::Failed(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let v: Value = resp
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| {
-                FetchError::Failed(format!("GetResources: HTTP {status}, unreadable answer"))
-            })?;
+        let (status, v) = super::remote::send_json(req, "GetResources").await?;
         if status != 200 {
             let kind = v["__type"]
                 .as_str()

@@ -96,6 +96,27 @@ pub trait TagFetcher: Send + Sync + 'static {
     fn invalidated(&self, _arn: &str) {}
 }
 
+/// Sends a tag API request and reads its JSON answer: (HTTP status, body).
+/// A transport failure or an unreadable body is [`FetchError::Failed`];
+/// the caller classifies the service's own error codes.
+pub(super) async fn send_json(
+    req: reqwest::RequestBuilder,
+    api: &str,
+) -> Result<(u16, serde_json::Value), FetchError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| FetchError::Failed(format!("{api}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| FetchError::Failed(format!("{api}: HTTP {status}, unreadable answer")))?;
+    Ok((status, body))
+}
+
 /// Counters of the remote tier (metrics, benchmarks).
 #[derive(Debug, Default)]
 pub struct RemoteStats {
