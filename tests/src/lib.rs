@@ -228,3 +228,20 @@ pub async fn pull_all(
     }
     out
 }
+
+/// eventId → how many times a `trail-devstack hec` receiver indexed it.
+pub async fn hec_event_ids(hec: &Devstack) -> std::collections::HashMap<String, u32> {
+    let text = reqwest::get(format!("http://{}/_devstack/events", hec.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *ids.entry(v["event"]["eventId"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    ids
+}

@@ -2,7 +2,6 @@
 //! with `--hec-url` pointing at a separately started HEC receiver (standing
 //! in for a user's own Splunk), in both URL forms the flag accepts.
 
-use std::collections::HashMap;
 use std::process::Command;
 
 use serde_json::Value;
@@ -28,22 +27,6 @@ fn demo(hec_url: &str) -> std::process::Output {
         .expect("run trail-node demo")
 }
 
-async fn indexed_ids(hec: &Devstack) -> HashMap<String, u32> {
-    let text = reqwest::get(format!("http://{}/_devstack/events", hec.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut ids = HashMap::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        *ids.entry(v["event"]["eventId"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_delivers_to_an_external_hec_by_base_or_full_url_and_is_deterministic() {
     let hec = Devstack::hec(&[]);
@@ -66,14 +49,14 @@ async fn demo_delivers_to_an_external_hec_by_base_or_full_url_and_is_determinist
         !stdout.contains(HEC_TOKEN),
         "the token is never printed: {stdout}"
     );
-    let ids = indexed_ids(&hec).await;
+    let ids = trail_tests::hec_event_ids(&hec).await;
     assert_eq!(ids.len(), writes.len(), "every write, nothing else");
     assert!(writes.iter().all(|id| ids.get(id) == Some(&1)));
 
     // The full collector URL works too, and a second run sends the same ids.
     let out = demo(&format!("http://{}/services/collector/event", hec.addr));
     assert!(out.status.success());
-    let ids = indexed_ids(&hec).await;
+    let ids = trail_tests::hec_event_ids(&hec).await;
     assert_eq!(ids.len(), writes.len());
     assert!(
         writes.iter().all(|id| ids.get(id) == Some(&2)),

@@ -178,19 +178,7 @@ path = {dead:?}
 
     /// eventId → times HEC indexed it.
     async fn hec_ids(&self) -> HashMap<String, u32> {
-        let text = reqwest::get(format!("http://{}/_devstack/events", self.hec.addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut ids = HashMap::new();
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            *ids.entry(v["event"]["eventId"].as_str().unwrap_or("?").to_owned())
-                .or_default() += 1;
-        }
-        ids
+        trail_tests::hec_event_ids(&self.hec).await
     }
 
     async fn wait_delivered(

@@ -313,30 +313,36 @@ impl Enrichment {
         encoders: &[Arc<dyn EventEncoder>],
         out: &mut EnrichOutput,
     ) {
+        // One buffer for built ARNs, reused for every event of the batch.
+        let mut buf = String::with_capacity(96);
         if let Some(cache) = &self.tags {
-            let mut buf = String::new();
             let remote = cache.is_remote();
-            let mut arns: Vec<String> = Vec::new();
+            // The batch's ARNs, back to back in one string (remote sources only).
+            let mut arena = String::new();
+            let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
             for p in passed {
                 if p.ev.error_code.as_deref().is_none_or(str::is_empty)
                     && p.ev.event_name.as_deref().is_some_and(changes_tags)
                 {
-                    for arn in self.arns_of(&p.ev, &mut buf) {
-                        cache.invalidate(&arn);
+                    self.each_arn(&p.ev, &mut buf, |arn| {
+                        cache.invalidate(arn);
                         out.stats.tag_invalidations += 1;
-                    }
+                    });
                 }
-                // Only a remote source needs the batch's ARNs up front.
                 if remote {
-                    arns.extend(self.arns_of(&p.ev, &mut buf));
+                    self.each_arn(&p.ev, &mut buf, |arn| {
+                        let start = arena.len();
+                        arena.push_str(arn);
+                        spans.push(start..arena.len());
+                    });
                 }
             }
             if remote {
-                cache.prefetch(arns.iter().map(String::as_str), self.tag_budget);
+                cache.prefetch(spans.iter().map(|r| &arena[r.clone()]), self.tag_budget);
             }
         }
         for p in passed {
-            let (tags, tag_status) = self.tags_of(&p.ev);
+            let (tags, tag_status) = self.tags_of(&p.ev, &mut buf);
             match tag_status {
                 TagStatus::Ok => out.stats.tagged += 1,
                 TagStatus::Pending => out.stats.tag_pending += 1,
@@ -358,21 +364,22 @@ impl Enrichment {
         }
     }
 
-    /// The ARNs of an event's resources we know how to name.
-    fn arns_of(&self, ev: &AuditEvent<'_>, buf: &mut String) -> Vec<String> {
+    /// Calls `f` with the ARN of each of the event's resources we know how
+    /// to name: given (CloudTrail), or built into `buf` from the resource
+    /// type table (ActionTrail).
+    fn each_arn(&self, ev: &AuditEvent<'_>, buf: &mut String, mut f: impl FnMut(&str)) {
         let region = ev.region.as_deref().unwrap_or("");
         let account = ev.owner_account().unwrap_or("");
-        ev.resources()
-            .into_iter()
-            .filter_map(|r| match (r.arn, self.kinds.get(r.resource_type)) {
-                (Some(arn), _) => Some(arn.to_owned()),
+        for r in ev.resources() {
+            match (r.arn, self.kinds.get(r.resource_type)) {
+                (Some(arn), _) => f(arn),
                 (None, Some(kind)) => {
                     arn_into(buf, kind, region, account, r.id);
-                    Some(buf.clone())
+                    f(buf);
                 }
-                (None, None) => None,
-            })
-            .collect()
+                (None, None) => {}
+            }
+        }
     }
 
     /// One event (`json`, within the log content `content`): size check,
@@ -420,25 +427,14 @@ impl Enrichment {
         });
     }
 
-    fn tags_of(&self, ev: &AuditEvent<'_>) -> (Tags, TagStatus) {
+    fn tags_of(&self, ev: &AuditEvent<'_>, buf: &mut String) -> (Tags, TagStatus) {
         let mut tags = Tags::Empty;
         let Some(cache) = &self.tags else {
             return (tags, TagStatus::NoResource);
         };
-        let region = ev.region.as_deref().unwrap_or("");
-        let account = ev.owner_account().unwrap_or("");
         let mut looked_up = false;
         let (mut pending, mut unavailable) = (false, false);
-        let mut buf = String::with_capacity(96);
-        for r in ev.resources() {
-            let arn: &str = match (r.arn, self.kinds.get(r.resource_type)) {
-                (Some(arn), _) => arn,
-                (None, Some(kind)) => {
-                    arn_into(&mut buf, kind, region, account, r.id);
-                    &buf
-                }
-                (None, None) => continue,
-            };
+        self.each_arn(ev, buf, |arn| {
             looked_up = true;
             match cache.get(arn) {
                 Lookup::Tags(set) => tags.add(set),
@@ -446,7 +442,7 @@ impl Enrichment {
                 Lookup::Pending => pending = true,
                 Lookup::Unavailable => unavailable = true,
             }
-        }
+        });
         // An event whose tags may be incomplete says so, even if some came.
         let status = match (&tags, looked_up) {
             _ if pending => TagStatus::Pending,
