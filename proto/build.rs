@@ -12,7 +12,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=sls/log.proto");
 
     // The control API: messages and the tonic client and server.
-    tonic_prost_build::configure().compile_protos(&["trail/v1/control.proto"], &["."])?;
-    println!("cargo:rerun-if-changed=trail/v1/control.proto");
+    // Trail's APIs (control, tags) and the node-to-node service.
+    let protos = [
+        "trail/v1/control.proto",
+        "trail/v1/tags.proto",
+        "trail/cluster/v1/peer.proto",
+    ];
+    tonic_prost_build::configure().compile_protos(&protos, &["."])?;
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
     Ok(())
 }

@@ -66,6 +66,10 @@ struct GenArgs {
     /// Events per PutLogs (one LogGroup).
     #[arg(long, default_value_t = 256)]
     group_size: usize,
+    /// With `--sls-endpoint`: write at most this many events per second
+    /// (a steady trail, as a live ActionTrail delivers it); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 #[tokio::main]
@@ -122,6 +126,13 @@ async fn gen_into_sls(g: &mut Generator, endpoint: &str, args: &GenArgs) -> Resu
     let started = std::time::Instant::now();
     let (mut sent, mut bytes) = (0u64, 0usize);
     while sent < args.events {
+        if args.rate > 0 {
+            // Pace: the n-th event is due n / rate seconds after the start.
+            let due = std::time::Duration::from_secs_f64(sent as f64 / args.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let n = (args.events - sent).min(args.group_size.max(1) as u64);
         let logs: Vec<Log> = (0..n)
             .map(|_| {

@@ -31,6 +31,74 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    /// Absent: the node consumes every shard alone (no raft).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: raft membership, leases, the planner. Needs `[control] listen`
+/// (peers, trailctl and other systems share that gRPC listener).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's raft id: unique, never reused after a removal.
+    pub node_id: u64,
+    /// host:port peers reach this node at; defaults to `control.listen`.
+    pub advertise: Option<String>,
+    /// Start a new one-node cluster if the data dir has no raft state.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// Members to ask for admission (any one is enough) when the data dir
+    /// has no raft state.
+    #[serde(default)]
+    pub join: Vec<String>,
+    /// Consumer slots: the most shards this node owns.
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// The leader gives a silent node's shards to their standbys after this.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// A node stops consuming this much before the leader may declare it dead.
+    #[serde(default = "default_fence_margin_ms")]
+    pub fence_margin_ms: u64,
+    /// Raft election timeout (the minimum; the maximum is twice it).
+    #[serde(default = "default_election_ms")]
+    pub election_timeout_ms: u64,
+    /// Checkpoints are committed through raft at most this often per node.
+    #[serde(default = "default_commit_ms")]
+    pub commit_interval_ms: u64,
+    /// A graceful move whose owner has not released the shard by then is forced.
+    #[serde(default = "default_revoke_ms")]
+    pub revoke_timeout_ms: u64,
+    /// Moves shards to even the load on join and leave (else only `trailctl rebalance`).
+    #[serde(default = "default_true")]
+    pub auto_rebalance: bool,
+}
+
+fn default_slots() -> u32 {
+    8
+}
+fn default_heartbeat_ms() -> u64 {
+    250
+}
+fn default_lease_ms() -> u64 {
+    2_000
+}
+fn default_fence_margin_ms() -> u64 {
+    500
+}
+fn default_election_ms() -> u64 {
+    600
+}
+fn default_commit_ms() -> u64 {
+    1_000
+}
+fn default_revoke_ms() -> u64 {
+    10_000
+}
+fn default_true() -> bool {
+    true
 }
 
 /// `[control]`: the gRPC control API (`trailctl`, other systems).
@@ -406,6 +474,47 @@ impl Config {
         if let Some(t) = &self.control.token {
             if t.resolve("control.token")?.expose().is_empty() {
                 return Err(invalid("control.token", "must not be empty"));
+            }
+        }
+        if let Some(c) = &self.cluster {
+            if self.control.listen.is_none() {
+                return Err(invalid(
+                    "control.listen",
+                    "a [cluster] node needs it: peers, trailctl and other systems call it",
+                ));
+            }
+            if c.node_id == 0 {
+                return Err(invalid("cluster.node_id", "must be at least 1"));
+            }
+            if c.bootstrap && !c.join.is_empty() {
+                return Err(invalid(
+                    "cluster.join",
+                    "a node either bootstraps a new cluster or joins one, not both",
+                ));
+            }
+            if c.slots == 0 {
+                return Err(invalid("cluster.slots", "must be at least 1"));
+            }
+            if c.heartbeat_ms == 0 || c.heartbeat_ms * 3 > c.lease_ms {
+                return Err(invalid(
+                    "cluster.heartbeat_ms",
+                    "must be at least 1 and at most a third of cluster.lease_ms",
+                ));
+            }
+            if c.fence_margin_ms < c.heartbeat_ms || c.fence_margin_ms >= c.lease_ms {
+                return Err(invalid(
+                    "cluster.fence_margin_ms",
+                    "must be between cluster.heartbeat_ms and cluster.lease_ms",
+                ));
+            }
+            if c.election_timeout_ms < 100 {
+                return Err(invalid(
+                    "cluster.election_timeout_ms",
+                    "must be at least 100",
+                ));
+            }
+            if c.commit_interval_ms == 0 {
+                return Err(invalid("cluster.commit_interval_ms", "must be at least 1"));
             }
         }
         let t = &self.tags;

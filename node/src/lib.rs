@@ -21,6 +21,7 @@
 //! The cluster (`cluster`: openraft, leases, assignment) and the gRPC control
 //! API join with their issue.
 
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod event;

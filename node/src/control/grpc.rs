@@ -1,23 +1,28 @@
-//! `trail.v1.Control` over gRPC (tonic), served next to the metrics port:
-//! what `trailctl` and other systems call. On a single node the node is its
-//! own cluster and leader; the cluster issue fills in raft's view.
+//! `trail.v1.Control` and `trail.v1.Tags` over gRPC (tonic), plus the
+//! cluster's `Peer` service, on one listener: what `trailctl`, other systems
+//! and the other nodes call.
+//!
+//! Without `[cluster]` the node is its own cluster and leader ("single");
+//! with it, status joins the replicated state (shards, epochs, checkpoints),
+//! raft's view and the leader's liveness table, and the admin calls are
+//! served by the leader (forwarded from any node).
 //!
 //! Authentication: with `[control] token`, every call must carry
 //! `authorization: Bearer <token>` (compared in constant time) or gets
-//! UNAUTHENTICATED.
+//! UNAUTHENTICATED. Peers send the same token.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use trail_proto::trail::v1 as pb;
 use trail_proto::trail::v1::control_server::{Control, ControlServer};
+use trail_proto::trail::v1::tags_server::TagsServer;
 
+use crate::cluster::{Cluster, ClusterError, Move, ShardPhase};
 use crate::pipeline::node::NodeStats;
 
 /// How often per-shard rates are sampled.
@@ -35,8 +40,7 @@ struct ControlService {
     info: NodeInfo,
     addr: SocketAddr,
     stats: NodeStats,
-    /// shard → log events per second over the last sample.
-    rates: Arc<Mutex<BTreeMap<u32, f64>>>,
+    cluster: Option<Cluster>,
 }
 
 fn now_secs() -> u64 {
@@ -46,46 +50,20 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+pub(crate) fn cluster_status(e: ClusterError) -> Status {
+    match e {
+        ClusterError::NoLeader(m) => Status::unavailable(format!("no leader reachable: {m}")),
+        ClusterError::Refused(m) => Status::failed_precondition(m),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn no_cluster() -> Status {
+    Status::failed_precondition("this node runs without a cluster (no [cluster] in its config)")
+}
+
 impl ControlService {
-    fn status(&self) -> pb::StatusResponse {
-        let now = now_secs();
-        let rates = self.rates.lock().clone();
-        let shards = self.stats.shards.lock().clone();
-        let mut out_shards = Vec::new();
-        let mut errors = 0;
-        for (id, s) in &shards {
-            let caught_up = s.caught_up.load(Relaxed) == 1;
-            let t = s.checkpoint_time.load(Relaxed);
-            let lag = if caught_up || t == 0 {
-                0
-            } else {
-                now.saturating_sub(t)
-            };
-            let at = s.committed_at.load(Relaxed);
-            errors += s.pull_errors.load(Relaxed) + s.dead_lettered.load(Relaxed);
-            out_shards.push(pb::Shard {
-                logstore: self.info.logstore.clone(),
-                shard: *id,
-                owner: self.info.node_id.clone(),
-                epoch: 0,
-                state: if s.finished.load(Relaxed) == 1 {
-                    "done"
-                } else if caught_up {
-                    "caught_up"
-                } else {
-                    "consuming"
-                }
-                .into(),
-                checkpoint_age_seconds: if at == 0 {
-                    0.0
-                } else {
-                    now.saturating_sub(at) as f64
-                },
-                lag_seconds: lag as f64,
-                events_per_second: rates.get(id).copied().unwrap_or(0.0),
-                cursor: s.committed.lock().clone(),
-            });
-        }
+    fn sinks(&self) -> Vec<pb::Sink> {
         let mut sinks: Vec<pb::Sink> = self
             .stats
             .sinks
@@ -115,8 +93,41 @@ impl ControlService {
             dead_lettered: 0,
             stopped: false,
         });
+        sinks
+    }
+
+    /// A node without a cluster: itself, every shard.
+    fn status_single(&self) -> pb::StatusResponse {
+        let now = now_secs();
+        let rates = self.stats.rates.lock().clone();
+        let shards = self.stats.shards.lock().clone();
+        let mut out_shards = Vec::new();
+        let mut errors = 0;
+        for (id, s) in &shards {
+            let l = s.live_view(now);
+            errors += s.pull_errors.load(Relaxed) + s.dead_lettered.load(Relaxed);
+            let at = s.committed_at.load(Relaxed);
+            out_shards.push(pb::Shard {
+                logstore: self.info.logstore.clone(),
+                shard: *id,
+                owner: self.info.node_id.clone(),
+                epoch: 0,
+                state: l.0.into(),
+                checkpoint_age_seconds: if at == 0 {
+                    0.0
+                } else {
+                    now.saturating_sub(at) as f64
+                },
+                lag_seconds: l.1,
+                events_per_second: rates.get(id).copied().unwrap_or(0.0),
+                cursor: s.committed.lock().clone(),
+                standbys: vec![],
+            });
+        }
+        let sinks = self.sinks();
         errors += sinks.iter().map(|s| s.errors).sum::<u64>();
         let id = self.info.node_id.clone();
+        let n = out_shards.len() as u32;
         pb::StatusResponse {
             cluster_id: id.clone(),
             leader_id: id.clone(),
@@ -129,16 +140,202 @@ impl ControlService {
                 role: "single".into(),
                 pid: std::process::id(),
                 heartbeat_age_seconds: 0.0,
-                shards_owned: out_shards.len() as u32,
+                shards_owned: n,
                 shards_standby: 0,
                 events_per_second: rates.values().sum(),
                 errors,
+                name: id.clone(),
+                state: "alive".into(),
             }],
             shards: out_shards,
             sinks,
             answered_by: id,
+            voters: 1,
+            learners: 0,
+            shards_assigned: n,
+            shards_total: n,
+            slots: n,
         }
     }
+
+    /// The cluster as this node sees it, with the leader's liveness table.
+    async fn status_cluster(&self, c: &Cluster) -> pb::StatusResponse {
+        let view = c.raft_view();
+        let a = c.assignments().borrow().clone();
+        let live = c.live_table().await.unwrap_or_default();
+        let now_ms = crate::cluster::unix_ms();
+        let mut nodes = Vec::new();
+        let mut ids: Vec<u64> = a.members.keys().copied().collect();
+        for v in view.voters.iter().chain(&view.learners) {
+            if !ids.contains(v) {
+                ids.push(*v);
+            }
+        }
+        ids.sort_unstable();
+        let mut slots = 0;
+        for id in ids {
+            let m = a.members.get(&id);
+            let l = live.get(&id);
+            let alive = l.is_some_and(|l| l.alive);
+            if alive {
+                slots += m.map(|m| m.slots).unwrap_or(0);
+            }
+            nodes.push(pb::Node {
+                id: id.to_string(),
+                addr: m
+                    .map(|m| m.addr.clone())
+                    .or_else(|| view.addrs.get(&id).cloned())
+                    .unwrap_or_default(),
+                role: if view.leader == Some(id) {
+                    "leader"
+                } else if view.learners.contains(&id) {
+                    "learner"
+                } else if view.voters.contains(&id) {
+                    "follower"
+                } else {
+                    "removed"
+                }
+                .into(),
+                pid: l.map(|l| l.live.pid).unwrap_or(0),
+                heartbeat_age_seconds: l.map(|l| l.heartbeat_age_seconds).unwrap_or(-1.0),
+                shards_owned: a.owned_by(id) as u32,
+                shards_standby: a
+                    .shards
+                    .values()
+                    .filter(|s| s.phase != ShardPhase::Done && s.standbys.contains(&id))
+                    .count() as u32,
+                events_per_second: l.map(|l| l.live.events_per_second).unwrap_or(0.0),
+                errors: l.map(|l| l.live.errors).unwrap_or(0),
+                name: m.map(|m| m.name.clone()).unwrap_or_default(),
+                state: if m.is_some_and(|m| m.draining) {
+                    "draining"
+                } else if live.is_empty() {
+                    "unknown"
+                } else if alive {
+                    "alive"
+                } else {
+                    "dead"
+                }
+                .into(),
+            });
+        }
+        let mut shards = Vec::new();
+        for (k, s) in &a.shards {
+            let reported = s.owner.and_then(|o| live.get(&o)).and_then(|l| {
+                l.live
+                    .shards
+                    .iter()
+                    .find(|x| &x.shard == k && x.epoch == s.epoch)
+            });
+            let state = match s.phase {
+                ShardPhase::Unassigned => "unassigned".to_string(),
+                ShardPhase::Revoking => "revoking".to_string(),
+                ShardPhase::Done => "done".to_string(),
+                ShardPhase::Running => match reported {
+                    Some(r) if r.pulled => r.state.clone(),
+                    _ => "starting".to_string(),
+                },
+            };
+            let cp = s.checkpoint.as_ref();
+            let lag = match reported {
+                Some(r) => r.lag_seconds,
+                None => cp
+                    .and_then(|c| c.cursor_time)
+                    .map(|t| now_secs().saturating_sub(u64::from(t)) as f64)
+                    .unwrap_or(0.0),
+            };
+            shards.push(pb::Shard {
+                logstore: k.logstore.clone(),
+                shard: k.shard,
+                owner: s.owner.map(|o| o.to_string()).unwrap_or_default(),
+                epoch: s.epoch,
+                state,
+                checkpoint_age_seconds: cp
+                    .map(|c| now_ms.saturating_sub(c.saved_ms) as f64 / 1000.0)
+                    .unwrap_or(0.0),
+                lag_seconds: if s.phase == ShardPhase::Done {
+                    0.0
+                } else {
+                    lag
+                },
+                events_per_second: reported.map(|r| r.events_per_second).unwrap_or(0.0),
+                cursor: cp.map(|c| c.cursor.clone()).unwrap_or_default(),
+                standbys: s.standbys.iter().map(|n| n.to_string()).collect(),
+            });
+        }
+        let total = a
+            .shards
+            .values()
+            .filter(|s| s.phase != ShardPhase::Done)
+            .count() as u32;
+        let assigned = a
+            .shards
+            .values()
+            .filter(|s| matches!(s.phase, ShardPhase::Running | ShardPhase::Revoking))
+            .count() as u32;
+        pb::StatusResponse {
+            cluster_id: a.cluster_id.clone(),
+            leader_id: view.leader.map(|l| l.to_string()).unwrap_or_default(),
+            term: view.term,
+            commit_index: view.commit_index,
+            applied_index: view.applied_index,
+            nodes,
+            shards,
+            sinks: self.sinks(),
+            answered_by: c.id().to_string(),
+            voters: view.voters.len() as u32,
+            learners: view.learners.len() as u32,
+            shards_assigned: assigned,
+            shards_total: total,
+            slots,
+        }
+    }
+
+    fn cluster(&self) -> Result<&Cluster, Status> {
+        self.cluster.as_ref().ok_or_else(no_cluster)
+    }
+
+    fn members(&self) -> Result<pb::MembersResponse, Status> {
+        let c = self.cluster()?;
+        let view = c.raft_view();
+        let a = c.assignments().borrow().clone();
+        let members = view
+            .addrs
+            .iter()
+            .map(|(id, addr)| pb::Member {
+                id: *id,
+                addr: addr.clone(),
+                role: if view.voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .into(),
+                draining: a.members.get(id).is_some_and(|m| m.draining),
+                name: a
+                    .members
+                    .get(id)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Ok(pb::MembersResponse {
+            members,
+            joint: view.joint,
+        })
+    }
+}
+
+fn moves(m: Vec<Move>) -> Vec<pb::Move> {
+    m.into_iter()
+        .map(|m| pb::Move {
+            logstore: m.shard.logstore.clone(),
+            shard: m.shard.shard,
+            from: m.from.map(|f| f.to_string()).unwrap_or_default(),
+            to: m.to.to_string(),
+            reason: m.reason,
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -147,7 +344,72 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(ControlService::status(self)))
+        Ok(Response::new(match &self.cluster {
+            Some(c) => self.status_cluster(c).await,
+            None => self.status_single(),
+        }))
+    }
+
+    async fn rebalance(
+        &self,
+        request: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<pb::RebalanceResponse>, Status> {
+        let dry_run = request.into_inner().dry_run;
+        let m = self
+            .cluster()?
+            .rebalance(dry_run)
+            .await
+            .map_err(cluster_status)?;
+        Ok(Response::new(pb::RebalanceResponse {
+            moves: moves(m),
+            applied: !dry_run,
+        }))
+    }
+
+    async fn list_members(
+        &self,
+        _request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        Ok(Response::new(self.members()?))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        let r = request.into_inner();
+        if r.id == 0 || r.addr.is_empty() {
+            return Err(Status::invalid_argument("id (≥ 1) and addr are required"));
+        }
+        self.cluster()?
+            .add_member(r.id, r.addr)
+            .await
+            .map_err(cluster_status)?;
+        Ok(Response::new(self.members()?))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        self.cluster()?
+            .remove_member(request.into_inner().id)
+            .await
+            .map_err(cluster_status)?;
+        Ok(Response::new(self.members()?))
+    }
+
+    async fn drain(
+        &self,
+        request: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
+        let r = request.into_inner();
+        let m = self
+            .cluster()?
+            .drain(r.id, r.undo)
+            .await
+            .map_err(cluster_status)?;
+        Ok(Response::new(pb::DrainResponse { moves: moves(m) }))
     }
 }
 
@@ -155,48 +417,50 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the control API on `listen` until `stop`; returns the bound address.
+/// Samples per-shard event rates into `stats.rates` until `stop`.
+fn sample_rates(stats: NodeStats, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut tick = tokio::time::interval(SAMPLE);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let now: BTreeMap<u32, u64> = stats
+                .shards
+                .lock()
+                .iter()
+                .map(|(id, s)| (*id, s.logs.load(Relaxed)))
+                .collect();
+            let mut r = stats.rates.lock();
+            r.clear();
+            for (id, n) in &now {
+                let before = last.get(id).copied().unwrap_or(*n);
+                r.insert(*id, n.saturating_sub(before) as f64 / SAMPLE.as_secs_f64());
+            }
+            last = now;
+        }
+    });
+}
+
+/// Serves the gRPC services on `listen` until `stop`; returns the bound address.
 pub async fn serve(
     listen: SocketAddr,
     token: Option<String>,
     info: NodeInfo,
     stats: NodeStats,
+    cluster: Option<Cluster>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let rates: Arc<Mutex<BTreeMap<u32, f64>>> = Arc::default();
-    // Per-shard rates, sampled.
-    {
-        let (stats, rates, stop) = (stats.clone(), rates.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut last: BTreeMap<u32, u64> = BTreeMap::new();
-            let mut tick = tokio::time::interval(SAMPLE);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.cancelled() => return,
-                }
-                let now: BTreeMap<u32, u64> = stats
-                    .shards
-                    .lock()
-                    .iter()
-                    .map(|(id, s)| (*id, s.logs.load(Relaxed)))
-                    .collect();
-                let mut r = rates.lock();
-                for (id, n) in &now {
-                    let before = last.get(id).copied().unwrap_or(*n);
-                    r.insert(*id, n.saturating_sub(before) as f64 / SAMPLE.as_secs_f64());
-                }
-                last = now;
-            }
-        });
-    }
+    sample_rates(stats.clone(), stop.clone());
     let service = ControlService {
         info,
         addr,
         stats,
-        rates,
+        cluster: cluster.clone(),
     };
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {
         let Some(want) = &token else {
@@ -217,13 +481,24 @@ pub async fn serve(
         }
     };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let tags = super::tags::TagsService {
+        cluster: cluster.clone(),
+    };
+    let mut router = tonic::transport::Server::builder()
+        .add_service(ControlServer::with_interceptor(service, check.clone()))
+        .add_service(TagsServer::with_interceptor(tags, check.clone()));
+    if let Some(c) = cluster {
+        router = router.add_service(tonic::service::interceptor::InterceptedService::new(
+            crate::cluster::peer_service(c),
+            check,
+        ));
+    }
     tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .add_service(ControlServer::with_interceptor(service, check))
+        let r = router
             .serve_with_incoming_shutdown(incoming, stop.cancelled())
             .await;
         if let Err(e) = r {
-            tracing::error!(error = %e, "control API stopped");
+            tracing::error!(error = %e, "gRPC services stopped");
         }
     });
     Ok(addr)

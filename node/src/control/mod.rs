@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::node::NodeStats;
 
 pub mod grpc;
+mod tags;
 
 /// Renders the node's metrics in the Prometheus text format.
 pub fn render(stats: &NodeStats) -> String {

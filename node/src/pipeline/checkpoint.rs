@@ -117,6 +117,18 @@ pub struct Saved {
     pub cursor_time: Option<u32>,
 }
 
+/// Where a consumer saves its checkpoint: the local file (no cluster) or
+/// raft, fenced by the consumer's epoch (`pipeline::assignment`).
+pub trait CheckpointSink: Send + Sync + 'static {
+    fn save(&self, key: &str, saved: Saved) -> Result<(), StoreError>;
+}
+
+impl CheckpointSink for CheckpointStore {
+    fn save(&self, key: &str, saved: Saved) -> Result<(), StoreError> {
+        CheckpointStore::save(self, key, saved)
+    }
+}
+
 /// Checkpoints of every shard this node consumed, in `{data_dir}/checkpoints.json`
 /// (written whole to a temp file, synced, renamed).
 #[derive(Clone)]

@@ -9,6 +9,7 @@
 //! | `checkpoint.rs` | the ordered ack tracker and the local checkpoint store |
 //! | `node.rs` | assembling a node from its config and running it |
 
+pub mod assignment;
 pub mod checkpoint;
 pub mod encode;
 pub mod enrich;

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Cluster, ClusterSettings, Lease};
 use crate::config::{Config, ConfigError, SinkConfig};
 use crate::event::EventFilter;
 use crate::pipeline::checkpoint::{CheckpointStore, StoreError};
@@ -48,6 +49,8 @@ pub enum StartError {
     Sink { key: String, message: String },
     #[error("source: {0}")]
     Source(#[from] SlsError),
+    #[error("cluster: {0}")]
+    Cluster(crate::cluster::ClusterError),
 }
 
 /// What a running node exposes: stats for metrics, the demo and status.
@@ -59,6 +62,8 @@ pub struct NodeStats {
     /// The remote tag tier's counters, when cloud providers are configured.
     pub tag_remote: Arc<Mutex<Option<Arc<crate::tags::RemoteStats>>>>,
     pub tag_cache: Arc<Mutex<Option<Arc<crate::tags::CacheStats>>>>,
+    /// shard → log events per second over the last sample.
+    pub rates: Arc<Mutex<BTreeMap<u32, f64>>>,
 }
 
 impl NodeStats {
@@ -75,7 +80,52 @@ pub struct RunningNode {
     /// Where the gRPC control API answers, if configured.
     pub control_addr: Option<std::net::SocketAddr>,
     consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
+    /// This node's handle on the cluster, with `[cluster]`.
+    pub cluster: Option<Cluster>,
     stop: CancellationToken,
+}
+
+/// Starts raft for `[cluster]` (the gRPC listener starts after it).
+async fn start_cluster(
+    config: &Config,
+    c: &crate::config::ClusterConfig,
+    stop: CancellationToken,
+) -> Result<Cluster, StartError> {
+    let listen = config
+        .control
+        .listen
+        .expect("validated: [cluster] needs control.listen");
+    let token = match &config.control.token {
+        Some(t) => Some(
+            t.resolve("control.token")
+                .map_err(ConfigError::from)?
+                .expose()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let settings = ClusterSettings {
+        node_id: c.node_id,
+        name: config.node.id.clone(),
+        advertise: c.advertise.clone().unwrap_or_else(|| listen.to_string()),
+        data_dir: config.node.data_dir.clone(),
+        bootstrap: c.bootstrap,
+        join: c.join.clone(),
+        slots: c.slots,
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        lease: Duration::from_millis(c.lease_ms),
+        fence_margin: Duration::from_millis(c.fence_margin_ms),
+        election_timeout: Duration::from_millis(c.election_timeout_ms),
+        commit_interval: Duration::from_millis(c.commit_interval_ms),
+        revoke_timeout: Duration::from_millis(c.revoke_timeout_ms),
+        shard_rescan: Duration::from_secs(config.source.shard_rescan_secs.max(1)),
+        auto_rebalance: c.auto_rebalance,
+        token,
+    };
+    tracing::info!(node = c.node_id, advertise = %settings.advertise, "starting raft");
+    Cluster::start(settings, stop)
+        .await
+        .map_err(StartError::Cluster)
 }
 
 fn sls_client(
@@ -205,6 +255,10 @@ impl RunningNode {
         let stats = NodeStats::default();
         let stop = CancellationToken::new();
         let store = CheckpointStore::open(&config.node.data_dir)?;
+        let cluster = match &config.cluster {
+            Some(c) => Some(start_cluster(&config, c, stop.clone()).await?),
+            None => None,
+        };
         let s = &config.source;
         let client = sls_client(
             &s.endpoint,
@@ -351,6 +405,7 @@ impl RunningNode {
             }
             None => None,
         };
+        let tag_cache = tags.clone();
         *stats.tag_remote.lock() = tags.as_ref().and_then(TagCache::remote_stats);
         *stats.tag_cache.lock() = tags.as_ref().map(|t| t.stats.clone());
         let mut kinds = builtin_kinds();
@@ -386,6 +441,10 @@ impl RunningNode {
             checkpoint_interval: Duration::from_millis(s.checkpoint_interval_ms),
             mirror_group: s.consumer_group.clone(),
             mirror_interval: Duration::from_secs(s.mirror_interval_secs),
+            lease: match &cluster {
+                Some(c) => c.lease(),
+                None => Arc::new(Lease::unbounded()),
+            },
         });
         if let Some(group) = &s.consumer_group {
             if let Err(e) = client
@@ -426,13 +485,19 @@ impl RunningNode {
                     project: s.project.clone(),
                     logstore: s.logstore.clone(),
                 };
-                let addr =
-                    crate::control::grpc::serve(listen, token, info, stats.clone(), stop.clone())
-                        .await
-                        .map_err(|e| StartError::Sink {
-                            key: "control.listen".into(),
-                            message: e.to_string(),
-                        })?;
+                let addr = crate::control::grpc::serve(
+                    listen,
+                    token,
+                    info,
+                    stats.clone(),
+                    cluster.clone(),
+                    stop.clone(),
+                )
+                .await
+                .map_err(|e| StartError::Sink {
+                    key: "control.listen".into(),
+                    message: e.to_string(),
+                })?;
                 tracing::info!(%addr, "control API (trail.v1.Control) for trailctl");
                 Some(addr)
             }
@@ -443,6 +508,7 @@ impl RunningNode {
             metrics_addr,
             control_addr,
             consumers: Arc::default(),
+            cluster: cluster.clone(),
             stop,
         };
         let spawner = Spawner {
@@ -458,6 +524,14 @@ impl RunningNode {
             consumers: node.consumers.clone(),
             stop: node.stop.clone(),
         };
+        if let Some(c) = cluster {
+            if let Some(tags) = &tag_cache {
+                super::assignment::share_tags(&c, tags, spawner.config.tags.ttl_secs);
+            }
+            c.join_if_needed().await.map_err(StartError::Cluster)?;
+            super::assignment::Reconciler::start(c, Arc::new(spawner));
+            return Ok(node);
+        }
         spawner.rescan().await?;
         let every = Duration::from_secs(spawner.config.source.shard_rescan_secs.max(1));
         let stop = node.stop.clone();
@@ -478,6 +552,13 @@ impl RunningNode {
     /// Stops pulling, waits up to `grace` for what is in flight to be
     /// acknowledged, saves checkpoints.
     pub async fn shutdown(self, grace: Duration) {
+        if let Some(c) = &self.cluster {
+            // Hand the shards over with their final cursors, then leave.
+            super::assignment::release_all(c, &self.consumers, grace).await;
+            self.stop.cancel();
+            c.shutdown().await;
+            return;
+        }
         self.stop.cancel();
         let consumers: Vec<Addr<ShardConsumer>> = self.consumers.lock().values().cloned().collect();
         for c in &consumers {
@@ -516,21 +597,63 @@ impl RunningNode {
     }
 }
 
-struct Spawner {
-    config: Arc<Config>,
-    client: SlsClient,
+/// Makes shard consumers: for every shard (no cluster) or for the shards
+/// the cluster assigns this node (`pipeline::assignment`).
+pub(crate) struct Spawner {
+    pub(crate) config: Arc<Config>,
+    pub(crate) client: SlsClient,
     store: CheckpointStore,
     settings: Arc<ConsumerSettings>,
     enricher: Addr<Enricher>,
     sinks: Arc<[SinkHandle]>,
     dead_letters: Recipient<crate::sink::dead_letter::DeadLetters>,
     arbiter: ArbiterHandle,
-    stats: NodeStats,
-    consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
-    stop: CancellationToken,
+    pub(crate) stats: NodeStats,
+    pub(crate) consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
+    pub(crate) stop: CancellationToken,
 }
 
 impl Spawner {
+    /// Starts a consumer for `shard` at `start`, saving checkpoints to `store`.
+    pub(crate) fn consumer(
+        &self,
+        shard: u32,
+        readonly: bool,
+        start: Cursor,
+        store: Arc<dyn crate::pipeline::checkpoint::CheckpointSink>,
+        epoch: u64,
+        stop: CancellationToken,
+    ) -> Addr<ShardConsumer> {
+        let s = &self.config.source;
+        let shard_stats = Arc::new(ShardStats::default());
+        shard_stats
+            .epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
+        self.stats.shards.lock().insert(shard, shard_stats.clone());
+        let provenance = Arc::new(Provenance {
+            project: s.project.as_str().into(),
+            logstore: s.logstore.as_str().into(),
+            shard,
+        });
+        let consumer = ShardConsumer::new(
+            shard,
+            readonly,
+            provenance,
+            self.client.clone(),
+            self.settings.clone(),
+            self.enricher.clone(),
+            self.sinks.clone(),
+            self.dead_letters.clone(),
+            store,
+            shard_stats,
+            start,
+            stop,
+        );
+        let addr = ShardConsumer::start_in_arbiter(&self.arbiter, move |_| consumer);
+        self.consumers.lock().insert(shard, addr.clone());
+        addr
+    }
+
     async fn rescan(&self) -> Result<(), StartError> {
         let s = &self.config.source;
         for shard in self.client.list_shards(&s.project, &s.logstore).await? {
@@ -542,42 +665,27 @@ impl Spawner {
                 continue;
             }
             let readonly = shard.status == ShardStatus::ReadOnly;
-            let start = self.start_cursor(shard.shard_id).await?;
-            let shard_stats = Arc::new(ShardStats::default());
-            self.stats
-                .shards
-                .lock()
-                .insert(shard.shard_id, shard_stats.clone());
-            let provenance = Arc::new(Provenance {
-                project: s.project.as_str().into(),
-                logstore: s.logstore.as_str().into(),
-                shard: shard.shard_id,
-            });
-            let consumer = ShardConsumer::new(
+            let start = self.start_cursor(shard.shard_id, true).await?;
+            self.consumer(
                 shard.shard_id,
                 readonly,
-                provenance,
-                self.client.clone(),
-                self.settings.clone(),
-                self.enricher.clone(),
-                self.sinks.clone(),
-                self.dead_letters.clone(),
-                self.store.clone(),
-                shard_stats,
                 start,
+                Arc::new(self.store.clone()),
+                0,
                 self.stop.child_token(),
             );
-            let addr = ShardConsumer::start_in_arbiter(&self.arbiter, move |_| consumer);
-            self.consumers.lock().insert(shard.shard_id, addr);
         }
         Ok(())
     }
 
-    async fn start_cursor(&self, shard: u32) -> Result<Cursor, StartError> {
+    /// Where a shard with no checkpoint of its own starts: the local file
+    /// (`local`, no cluster), the SLS consumer group, `source.start`.
+    pub(crate) async fn start_cursor(&self, shard: u32, local: bool) -> Result<Cursor, StartError> {
         let s = &self.config.source;
         if let Some(saved) = self
             .store
             .get(&CheckpointStore::key(&s.project, &s.logstore, shard))
+            .filter(|_| local)
         {
             return Ok(Cursor::new(saved.cursor));
         }

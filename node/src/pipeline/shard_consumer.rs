@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::checkpoint::{CheckpointStore, Saved, Tracker};
+use crate::cluster::Lease;
+use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracker};
 use crate::pipeline::enrich::{DeadLetter, EnrichStats, Provenance};
 use crate::pipeline::enricher::{Enrich, Enricher};
 use crate::sink::dead_letter::DeadLetters;
@@ -47,6 +48,9 @@ pub struct ConsumerSettings {
     /// The SLS consumer group Trail mirrors its checkpoints to.
     pub mirror_group: Option<String>,
     pub mirror_interval: Duration,
+    /// The node's lease: no pulls and no deliveries while it has expired
+    /// (self-fencing; unbounded without a cluster).
+    pub lease: Arc<Lease>,
 }
 
 /// What a shard did, for metrics, the demo and status.
@@ -73,9 +77,34 @@ pub struct ShardStats {
     pub committed: Mutex<String>,
     /// When (unix s) the committed cursor last moved.
     pub committed_at: AtomicU64,
+    /// The lease epoch the shard is consumed under (0 without a cluster).
+    pub epoch: AtomicU64,
+    /// At least one pull answered since the consumer started.
+    pub pulled: AtomicBool,
+    /// Pulls held back because the node's lease had expired.
+    pub fenced_waits: AtomicU64,
 }
 
 impl ShardStats {
+    /// State and lag in seconds, as status shows them.
+    pub fn live_view(&self, now_secs: u64) -> (&'static str, f64) {
+        let caught_up = self.caught_up.load(Ordering::Relaxed) == 1;
+        let t = self.checkpoint_time.load(Ordering::Relaxed);
+        let lag = if caught_up || t == 0 {
+            0
+        } else {
+            now_secs.saturating_sub(t)
+        };
+        let state = if self.finished.load(Ordering::Relaxed) == 1 {
+            "done"
+        } else if caught_up {
+            "caught_up"
+        } else {
+            "consuming"
+        };
+        (state, lag as f64)
+    }
+
     fn add(&self, s: &EnrichStats) {
         self.logs.fetch_add(s.logs, Ordering::Relaxed);
         self.raw_bytes.fetch_add(s.raw_bytes, Ordering::Relaxed);
@@ -106,7 +135,7 @@ pub struct ShardConsumer {
     pub enricher: Addr<Enricher>,
     pub sinks: Arc<[SinkHandle]>,
     pub dead_letters: Recipient<DeadLetters>,
-    pub store: CheckpointStore,
+    pub store: Arc<dyn CheckpointSink>,
     pub stats: Arc<ShardStats>,
     /// Where to start: the committed checkpoint.
     pub committed: Cursor,
@@ -134,7 +163,7 @@ impl ShardConsumer {
         enricher: Addr<Enricher>,
         sinks: Arc<[SinkHandle]>,
         dead_letters: Recipient<DeadLetters>,
-        store: CheckpointStore,
+        store: Arc<dyn CheckpointSink>,
         stats: Arc<ShardStats>,
         start: Cursor,
         stop: CancellationToken,
@@ -422,6 +451,21 @@ impl Handler<Progress> for ShardConsumer {
     }
 }
 
+/// Stops the consumer at once: the shard moved away (fenced) or was handed over.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, _m: Stop, ctx: &mut Self::Context) {
+        self.loop_stop.cancel();
+        self.tracker.clear();
+        ctx.stop();
+    }
+}
+
 /// Stops pulling (sinks keep delivering what is in flight).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -465,6 +509,9 @@ impl PullLoop {
                 p = self.credits.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
                 _ = self.stop.cancelled() => return Ok(()),
             };
+            if !self.leased().await {
+                return Ok(());
+            }
             let req = PullRequest {
                 count,
                 compression: self.settings.compression,
@@ -475,7 +522,10 @@ impl PullLoop {
                 _ = self.stop.cancelled() => return Ok(()),
             };
             let resp = match resp {
-                Ok(r) => r,
+                Ok(r) => {
+                    self.stats.pulled.store(true, Ordering::Relaxed);
+                    r
+                }
                 Err(e) => {
                     self.stats.pull_errors.fetch_add(1, Ordering::Relaxed);
                     let pause = match e.class() {
@@ -574,6 +624,10 @@ impl PullLoop {
                     self.sleep(Duration::from_secs(1)).await;
                 }
             }
+            // Nothing reaches a sink once the lease has run out.
+            if !self.leased().await {
+                return Ok(());
+            }
             let live = parts.iter().filter(|s| !s.is_empty()).count();
             self.me
                 .send(Track {
@@ -606,6 +660,15 @@ impl PullLoop {
             }
             cursor = next;
         }
+    }
+
+    /// Waits while the node's lease has expired; false if stopped meanwhile.
+    async fn leased(&self) -> bool {
+        if self.settings.lease.valid() {
+            return true;
+        }
+        self.stats.fenced_waits.fetch_add(1, Ordering::Relaxed);
+        self.settings.lease.wait_valid(&self.stop).await
     }
 
     async fn sleep(&self, d: Duration) {

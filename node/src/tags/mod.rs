@@ -115,6 +115,7 @@ pub struct TagCache {
     source: Arc<Source>,
     ttls: Ttls,
     pub stats: Arc<CacheStats>,
+    publish: Arc<parking_lot::Mutex<Option<Publish>>>,
 }
 
 /// Lookups answered from moka (hits, stale ones included) or not.
@@ -131,16 +132,31 @@ impl CacheStats {
     }
 }
 
+/// Shares what this node fetched (the cluster's replicated tier).
+pub type Publish = Arc<dyn Fn(&str, &BTreeMap<String, String>) + Send + Sync>;
+
 /// The batcher's writer into the cache.
 struct CacheSink {
     cache: moka::sync::Cache<Arc<str>, Entry>,
+    publish: Arc<parking_lot::Mutex<Option<Publish>>>,
 }
 
 impl remote::Sink for CacheSink {
     fn store(&self, arn: Arc<str>, outcome: Outcome) {
+        let publish = self.publish.lock().clone();
         let lookup = match outcome {
-            Outcome::Tags(t) => Lookup::Tags(Arc::new(t)),
-            Outcome::None => Lookup::None,
+            Outcome::Tags(t) => {
+                if let Some(p) = &publish {
+                    p(&arn, &t);
+                }
+                Lookup::Tags(Arc::new(t))
+            }
+            Outcome::None => {
+                if let Some(p) = &publish {
+                    p(&arn, &BTreeMap::new());
+                }
+                Lookup::None
+            }
             Outcome::Failed(_) => {
                 // Serve what we had (stale) rather than nothing.
                 if self.cache.contains_key(&arn) {
@@ -173,6 +189,7 @@ impl TagCache {
             source: Arc::new(Source::Local(provider)),
             ttls,
             stats: Arc::default(),
+            publish: Arc::default(),
         }
     }
 
@@ -184,10 +201,12 @@ impl TagCache {
         batch: BatchConfig,
     ) -> Self {
         let cache = Self::builder(capacity, &ttls);
+        let publish: Arc<parking_lot::Mutex<Option<Publish>>> = Arc::default();
         let remote = Remote::start(
             fetcher,
             Arc::new(CacheSink {
                 cache: cache.clone(),
+                publish: publish.clone(),
             }),
             batch,
         );
@@ -196,6 +215,7 @@ impl TagCache {
             source: Arc::new(Source::Remote(remote)),
             ttls,
             stats: Arc::default(),
+            publish,
         }
     }
 
@@ -302,6 +322,17 @@ impl TagCache {
             Lookup::Tags(Arc::new(tags))
         };
         self.cache.insert(Arc::from(arn), Entry::new(lookup));
+    }
+
+    /// Everything fetched from the remote APIs is also handed to `publish`
+    /// (the cluster shares it, so a fetch by any node serves all).
+    pub fn set_publisher(&self, publish: Publish) {
+        *self.publish.lock() = Some(publish);
+    }
+
+    /// The positive TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttls.tags
     }
 
     pub fn entry_count(&self) -> u64 {

@@ -1,0 +1,277 @@
+//! What only the leader does: serve forwarded requests (writes, membership
+//! changes, rebalancing, the liveness table), and the duty loop that watches
+//! liveness, lists the source's shards and writes the planner's commands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+
+use super::forward::{LeaderError, LeaderReply, LeaderRequest};
+use super::scheduler::{plan, Move, PlanOptions};
+use super::types::{Command, MemberAddr, NodeId};
+use super::{unix_ms, Cluster};
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberAddr>>) -> LeaderError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            LeaderError::NotLeader(f.leader_id)
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            LeaderError::Refused(c.to_string())
+        }
+        other => LeaderError::Failed(other.to_string()),
+    }
+}
+
+impl Cluster {
+    async fn write_here(&self, cmd: Command) -> Result<super::types::Reply, LeaderError> {
+        self.inner
+            .raft
+            .client_write(cmd)
+            .await
+            .map(|r| r.data)
+            .map_err(write_error)
+    }
+
+    /// Serves a request on this node, which must be the leader.
+    pub(crate) async fn serve_as_leader(
+        &self,
+        req: LeaderRequest,
+    ) -> Result<LeaderReply, LeaderError> {
+        let view = self.raft_view();
+        if view.leader != Some(self.id()) {
+            return Err(LeaderError::NotLeader(view.leader));
+        }
+        match req {
+            LeaderRequest::Write(cmd) => self.write_here(cmd).await.map(LeaderReply::Written),
+            LeaderRequest::Live => {
+                let members: Vec<NodeId> = self
+                    .assignments()
+                    .borrow()
+                    .members
+                    .keys()
+                    .copied()
+                    .collect();
+                Ok(LeaderReply::Live(
+                    self.inner
+                        .liveness
+                        .table(members.into_iter(), self.inner.settings.lease),
+                ))
+            }
+            LeaderRequest::Rebalance { dry_run } => {
+                let p = self.plan_now(true);
+                if !dry_run {
+                    for c in p.commands {
+                        self.write_here(c).await?;
+                    }
+                }
+                Ok(LeaderReply::Moves(p.moves))
+            }
+            LeaderRequest::Drain { id, undo } => {
+                if !self.assignments().borrow().members.contains_key(&id) {
+                    return Err(LeaderError::Refused(format!("no member {id}")));
+                }
+                self.write_here(Command::Drain {
+                    id,
+                    draining: !undo,
+                })
+                .await?;
+                let p = self.plan_now(false);
+                let moves: Vec<Move> = p.moves.into_iter().filter(|m| m.from == Some(id)).collect();
+                Ok(LeaderReply::Moves(moves))
+            }
+            LeaderRequest::AddMember { id, addr } => {
+                let _one = self.inner.admin.try_lock().map_err(|_| {
+                    LeaderError::Refused("another membership change is in progress".into())
+                })?;
+                let m = self.raft_view();
+                if m.voters.contains(&id) {
+                    return Ok(LeaderReply::Done);
+                }
+                if self.inner.forgotten.lock().contains(&id) {
+                    return Err(LeaderError::Refused(format!(
+                        "node id {id} was removed; ids are never reused"
+                    )));
+                }
+                tracing::info!(node = id, %addr, "adding a member: learner first");
+                self.inner
+                    .raft
+                    .add_learner(id, MemberAddr { addr }, true)
+                    .await
+                    .map_err(write_error)?;
+                let voters = BTreeSet::from([id]);
+                self.inner
+                    .raft
+                    .change_membership(ChangeMembers::AddVoterIds(voters), false)
+                    .await
+                    .map_err(write_error)?;
+                tracing::info!(node = id, "member added as a voter");
+                Ok(LeaderReply::Done)
+            }
+            LeaderRequest::RemoveMember { id } => {
+                let _one = self.inner.admin.try_lock().map_err(|_| {
+                    LeaderError::Refused("another membership change is in progress".into())
+                })?;
+                if id == self.id() {
+                    return Err(LeaderError::Refused(
+                        "the leader cannot remove itself; remove it from another node after it steps down, or drain it first".into(),
+                    ));
+                }
+                if self.assignments().borrow().members.contains_key(&id) {
+                    self.write_here(Command::Drain { id, draining: true })
+                        .await?;
+                    // Its shards move first (gracefully while it is alive).
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while self.assignments().borrow().owned_by(id) > 0 && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                let m = self.raft_view();
+                if m.voters.contains(&id) || m.learners.contains(&id) {
+                    self.inner
+                        .raft
+                        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(write_error)?;
+                }
+                self.write_here(Command::Forget { id }).await?;
+                self.inner.forgotten.lock().insert(id);
+                tracing::info!(node = id, "member removed");
+                Ok(LeaderReply::Done)
+            }
+        }
+    }
+
+    /// Members the leader counts alive (itself always).
+    fn alive(&self) -> BTreeSet<NodeId> {
+        let members: Vec<NodeId> = self
+            .assignments()
+            .borrow()
+            .members
+            .keys()
+            .copied()
+            .collect();
+        members
+            .into_iter()
+            .filter(|id| {
+                *id == self.id() || self.inner.liveness.alive(*id, self.inner.settings.lease)
+            })
+            .collect()
+    }
+
+    fn plan_now(&self, balance: bool) -> super::scheduler::Plan {
+        let a = self.assignments().borrow().clone();
+        plan(
+            &a,
+            &self.alive(),
+            PlanOptions {
+                balance,
+                now_ms: unix_ms(),
+                revoke_timeout_ms: self.inner.settings.revoke_timeout.as_millis() as u64,
+            },
+        )
+    }
+
+    /// The leader's loop: liveness, shard discovery, planning.
+    pub(crate) async fn leader_duties(self) {
+        let tick = (self.inner.settings.heartbeat / 2).max(Duration::from_millis(50));
+        let mut was_leader = false;
+        let mut last_listing: Option<Instant> = None;
+        let mut warned_dead: BTreeMap<NodeId, bool> = BTreeMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.inner.stop.cancelled() => return,
+            }
+            let leader = self.raft_view().leader == Some(self.id());
+            if leader != was_leader {
+                self.inner.liveness.leading(leader);
+                tracing::info!(node = self.id(), leader, "leadership changed");
+                was_leader = leader;
+                last_listing = None;
+            }
+            if !leader {
+                continue;
+            }
+            // Shard discovery.
+            let rescan = self.inner.settings.shard_rescan;
+            if last_listing.is_none_or(|t| t.elapsed() >= rescan) {
+                let source = self.inner.shard_source.lock().clone();
+                if let Some(source) = source {
+                    last_listing = Some(Instant::now());
+                    match source.list().await {
+                        Ok(listing) => {
+                            let known = self.assignments().borrow().clone();
+                            let changed = listing.shards.iter().any(|(id, ro)| {
+                                known
+                                    .shards
+                                    .iter()
+                                    .find(|(k, _)| {
+                                        k.project == listing.project
+                                            && k.logstore == listing.logstore
+                                            && k.shard == *id
+                                    })
+                                    .is_none_or(|(_, s)| s.readonly != *ro)
+                            });
+                            if changed {
+                                tracing::info!(
+                                    shards = listing.shards.len(),
+                                    "source shards changed"
+                                );
+                                if let Err(e) = self
+                                    .write_here(Command::Shards {
+                                        project: listing.project,
+                                        logstore: listing.logstore,
+                                        shards: listing.shards,
+                                    })
+                                    .await
+                                {
+                                    tracing::warn!(error = %e, "recording shards failed");
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listing the source's shards failed; retrying in a second");
+                            last_listing = Some(Instant::now() - rescan + Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+
+            // Who died.
+            let alive = self.alive();
+            for id in self.assignments().borrow().members.keys() {
+                let dead = !alive.contains(id);
+                if warned_dead.insert(*id, dead) != Some(dead) && dead {
+                    tracing::warn!(
+                        node = id,
+                        "node missed its lease: its shards go to their standbys"
+                    );
+                } else if !dead && warned_dead.get(id) == Some(&true) {
+                    tracing::info!(node = id, "node is alive again");
+                }
+            }
+
+            let p = self.plan_now(self.inner.settings.auto_rebalance);
+            for m in &p.moves {
+                tracing::info!(shard = %m.shard, from = ?m.from, to = m.to, reason = %m.reason, graceful = m.graceful, "moving shard");
+            }
+            for c in p.commands {
+                let kind = c.kind();
+                match self.write_here(c).await {
+                    Ok(r) if !r.ok => {
+                        tracing::debug!(kind, message = %r.message, "plan step refused")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(kind, error = %e, "writing a plan step failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! The assignment planner: which node consumes which shard, and who stands
+//! by. Pure: it reads the replicated [`Assignments`] and the leader's view of
+//! who is alive, and returns the commands to write. The leader runs it every
+//! tick; `trailctl rebalance --dry-run` shows its answer without writing it.
+//! The algorithm and its reasons are in `README.md` beside this file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Assignments, Command, NodeId, ShardKey, ShardPhase};
+
+/// One planned change, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub shard: ShardKey,
+    pub from: Option<NodeId>,
+    pub to: NodeId,
+    /// "unassigned", "dead", "drain", "balance", "revoke-timeout".
+    pub reason: String,
+    /// Graceful (revoke → drain → release) or at once (epoch + 1).
+    pub graceful: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    /// Move shards to even out load (auto, on join, or `trailctl rebalance`).
+    pub balance: bool,
+    pub now_ms: u64,
+    /// A revoke not released within this is forced (the epoch fences the old owner).
+    pub revoke_timeout_ms: u64,
+}
+
+/// The planner's answer: moves (for people) and commands (for raft).
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub moves: Vec<Move>,
+    pub commands: Vec<Command>,
+}
+
+struct Load {
+    /// Shards owned or arriving, per eligible node.
+    owned: BTreeMap<NodeId, u32>,
+    standby: BTreeMap<NodeId, u32>,
+    slots: BTreeMap<NodeId, u32>,
+}
+
+impl Load {
+    fn least_loaded(&self, except: &[NodeId]) -> Option<NodeId> {
+        self.owned
+            .iter()
+            .filter(|(n, c)| !except.contains(n) && **c < self.slots[n])
+            .min_by_key(|(n, c)| (**c, self.standby.get(n).copied().unwrap_or(0), **n))
+            .map(|(n, _)| *n)
+    }
+
+    fn has_room(&self, n: NodeId) -> bool {
+        self.owned.get(&n).is_some_and(|c| *c < self.slots[&n])
+    }
+
+    fn take(&mut self, to: NodeId, from: Option<NodeId>) {
+        *self.owned.entry(to).or_default() += 1;
+        if let Some(f) = from {
+            if let Some(c) = self.owned.get_mut(&f) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Plans for the given state. `alive`: members the leader heard from within their lease.
+pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
+    let eligible: BTreeSet<NodeId> = a
+        .members
+        .iter()
+        .filter(|(id, m)| alive.contains(id) && !m.draining)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut load = Load {
+        owned: eligible.iter().map(|n| (*n, 0)).collect(),
+        standby: eligible.iter().map(|n| (*n, 0)).collect(),
+        slots: a
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.slots.max(1)))
+            .collect(),
+    };
+    for s in a.shards.values() {
+        if s.phase == ShardPhase::Done {
+            continue;
+        }
+        // A shard being moved counts for where it is going.
+        let holder = if s.phase == ShardPhase::Revoking {
+            s.moving_to
+        } else {
+            s.owner
+        };
+        if let Some(c) = holder.and_then(|h| load.owned.get_mut(&h)) {
+            *c += 1;
+        }
+        for sb in &s.standbys {
+            if let Some(c) = load.standby.get_mut(sb) {
+                *c += 1;
+            }
+        }
+    }
+
+    let mut plan = Plan::default();
+    let mut moving: BTreeSet<NodeId> = BTreeSet::new();
+    let pick = |load: &Load, standbys: &[NodeId], except: &[NodeId]| -> Option<NodeId> {
+        standbys
+            .iter()
+            .copied()
+            .find(|n| eligible.contains(n) && !except.contains(n) && load.has_room(*n))
+            .or_else(|| load.least_loaded(except))
+    };
+
+    for (key, s) in &a.shards {
+        let owner_ok = s
+            .owner
+            .is_some_and(|o| alive.contains(&o) && a.members.contains_key(&o));
+        let at_once = |to: NodeId, reason: &str, plan: &mut Plan| {
+            plan.moves.push(Move {
+                shard: key.clone(),
+                from: s.owner,
+                to,
+                reason: reason.into(),
+                graceful: false,
+            });
+            plan.commands.push(Command::Assign {
+                shard: key.clone(),
+                owner: to,
+                standbys: s.standbys.iter().copied().filter(|n| *n != to).collect(),
+                expect_epoch: s.epoch,
+                at_ms: o.now_ms,
+            });
+        };
+        match s.phase {
+            ShardPhase::Done => {}
+            ShardPhase::Unassigned => {
+                if let Some(to) = pick(&load, &s.standbys, &[]) {
+                    load.take(to, None);
+                    at_once(to, "unassigned", &mut plan);
+                }
+            }
+            ShardPhase::Running if !owner_ok => {
+                let exclude: Vec<NodeId> = s.owner.into_iter().collect();
+                if let Some(to) = pick(&load, &s.standbys, &exclude) {
+                    load.take(to, None);
+                    at_once(to, "dead", &mut plan);
+                }
+            }
+            ShardPhase::Revoking => {
+                let target_ok = s.moving_to.is_some_and(|t| eligible.contains(&t));
+                let timed_out = o.now_ms.saturating_sub(s.revoked_ms) > o.revoke_timeout_ms;
+                if !owner_ok || timed_out || !target_ok {
+                    let reason = if !owner_ok { "dead" } else { "revoke-timeout" };
+                    let to = if target_ok {
+                        s.moving_to
+                    } else {
+                        let exclude: Vec<NodeId> = s.owner.into_iter().collect();
+                        pick(&load, &s.standbys, &exclude).inspect(|t| load.take(*t, None))
+                    };
+                    if let Some(to) = to {
+                        at_once(to, reason, &mut plan);
+                    }
+                }
+            }
+            ShardPhase::Running => {
+                let owner = s.owner.expect("running shards have owners");
+                let draining = a.members.get(&owner).is_some_and(|m| m.draining);
+                if draining && !moving.contains(&owner) {
+                    if let Some(to) = pick(&load, &s.standbys, &[owner]) {
+                        load.take(to, None);
+                        moving.insert(owner);
+                        plan.moves.push(Move {
+                            shard: key.clone(),
+                            from: Some(owner),
+                            to,
+                            reason: "drain".into(),
+                            graceful: true,
+                        });
+                        plan.commands.push(Command::Revoke {
+                            shard: key.clone(),
+                            epoch: s.epoch,
+                            to,
+                            at_ms: o.now_ms,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    // Balance: one graceful move per node at a time, from the most to the
+    // least loaded, while they differ by more than one.
+    if o.balance {
+        let mut guard = a.shards.len();
+        loop {
+            guard = guard.saturating_sub(1);
+            let Some((&max_n, &max_c)) = load
+                .owned
+                .iter()
+                .filter(|(n, _)| !moving.contains(n))
+                .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+            else {
+                break;
+            };
+            let Some(min_n) = load.least_loaded(&[max_n]) else {
+                break;
+            };
+            if max_c <= load.owned[&min_n] + 1 || guard == 0 || moving.contains(&min_n) {
+                break;
+            }
+            // The shard to move: running on max_n, preferably one whose standby is min_n.
+            let candidate = a
+                .shards
+                .iter()
+                .filter(|(k, s)| {
+                    s.phase == ShardPhase::Running
+                        && s.owner == Some(max_n)
+                        && !plan.commands.iter().any(|c| command_shard(c) == Some(k))
+                })
+                .max_by_key(|(_, s)| s.standbys.first() == Some(&min_n));
+            let Some((key, s)) = candidate else {
+                break;
+            };
+            load.take(min_n, Some(max_n));
+            moving.insert(max_n);
+            moving.insert(min_n);
+            plan.moves.push(Move {
+                shard: key.clone(),
+                from: Some(max_n),
+                to: min_n,
+                reason: "balance".into(),
+                graceful: true,
+            });
+            plan.commands.push(Command::Revoke {
+                shard: key.clone(),
+                epoch: s.epoch,
+                to: min_n,
+                at_ms: o.now_ms,
+            });
+        }
+    }
+
+    // Standbys: every running shard keeps one warm standby on another live node.
+    let assigned: BTreeMap<&ShardKey, Option<NodeId>> = a
+        .shards
+        .iter()
+        .map(|(k, s)| {
+            let planned = plan.commands.iter().find_map(|c| match c {
+                Command::Assign { shard, owner, .. } if shard == k => Some(*owner),
+                _ => None,
+            });
+            (k, planned.or(s.owner))
+        })
+        .collect();
+    for (key, s) in &a.shards {
+        if s.phase == ShardPhase::Done || s.phase == ShardPhase::Revoking {
+            continue;
+        }
+        let Some(owner) = assigned[key] else { continue };
+        if plan
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Revoke { shard, .. } if shard == key))
+        {
+            continue;
+        }
+        let keep: Vec<NodeId> = s
+            .standbys
+            .iter()
+            .copied()
+            .filter(|n| *n != owner && eligible.contains(n))
+            .take(1)
+            .collect();
+        let want = if keep.is_empty() {
+            load.standby
+                .iter()
+                .filter(|(n, _)| **n != owner)
+                .min_by_key(|(n, c)| (**c, load.owned.get(n).copied().unwrap_or(0), **n))
+                .map(|(n, _)| vec![*n])
+                .unwrap_or_default()
+        } else {
+            keep
+        };
+        for n in &want {
+            *load.standby.entry(*n).or_default() += 1;
+        }
+        let planned_standbys = plan.commands.iter_mut().find_map(|c| match c {
+            Command::Assign {
+                shard, standbys, ..
+            } if shard == key => Some(standbys),
+            _ => None,
+        });
+        match planned_standbys {
+            Some(sb) => *sb = want,
+            None if want != s.standbys => plan.commands.push(Command::Standbys {
+                shard: key.clone(),
+                standbys: want,
+            }),
+            None => {}
+        }
+    }
+    plan
+}
+
+fn command_shard(c: &Command) -> Option<&ShardKey> {
+    match c {
+        Command::Assign { shard, .. }
+        | Command::Revoke { shard, .. }
+        | Command::Standbys { shard, .. } => Some(shard),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::types::{MemberState, ShardState};
+
+    fn key(n: u32) -> ShardKey {
+        ShardKey {
+            project: "p".into(),
+            logstore: "l".into(),
+            shard: n,
+        }
+    }
+
+    fn cluster(nodes: &[NodeId], shards: u32) -> Assignments {
+        let mut a = Assignments::default();
+        for n in nodes {
+            a.members.insert(
+                *n,
+                MemberState {
+                    name: format!("n{n}"),
+                    addr: String::new(),
+                    slots: 8,
+                    draining: false,
+                },
+            );
+        }
+        for s in 0..shards {
+            a.shards.insert(key(s), ShardState::new());
+        }
+        a
+    }
+
+    fn opts(balance: bool) -> PlanOptions {
+        PlanOptions {
+            balance,
+            now_ms: 1_000,
+            revoke_timeout_ms: 10_000,
+        }
+    }
+
+    /// Applies a plan the way the state machine would.
+    fn apply(a: &mut Assignments, p: &Plan) {
+        let mut d = crate::cluster::state_machine::Data {
+            assignments: a.clone(),
+            ..Default::default()
+        };
+        for c in &p.commands {
+            crate::cluster::state_machine::apply(&mut d, c, None);
+        }
+        *a = d.assignments;
+    }
+
+    /// Finishes graceful moves (the owners release).
+    fn release_all(a: &mut Assignments) {
+        let mut d = crate::cluster::state_machine::Data {
+            assignments: a.clone(),
+            ..Default::default()
+        };
+        let revoking: Vec<(ShardKey, u64)> = a
+            .shards
+            .iter()
+            .filter(|(_, s)| s.phase == ShardPhase::Revoking)
+            .map(|(k, s)| (k.clone(), s.epoch))
+            .collect();
+        for (k, e) in revoking {
+            crate::cluster::state_machine::apply(
+                &mut d,
+                &Command::Release {
+                    shard: k,
+                    epoch: e,
+                    checkpoint: None,
+                    at_ms: 2,
+                },
+                None,
+            );
+        }
+        *a = d.assignments;
+    }
+
+    fn owners(a: &Assignments) -> BTreeMap<NodeId, usize> {
+        let mut m = BTreeMap::new();
+        for s in a.shards.values() {
+            if let Some(o) = s.owner {
+                *m.entry(o).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    fn settle(a: &mut Assignments, alive: &BTreeSet<NodeId>) {
+        for _ in 0..20 {
+            let p = plan(a, alive, opts(true));
+            if p.commands.is_empty() {
+                return;
+            }
+            apply(a, &p);
+            release_all(a);
+        }
+        panic!("the plan does not settle");
+    }
+
+    #[test]
+    fn shards_spread_evenly_with_a_standby_on_another_node() {
+        let mut a = cluster(&[1, 2, 3], 8);
+        let alive = BTreeSet::from([1, 2, 3]);
+        settle(&mut a, &alive);
+        let o = owners(&a);
+        assert!(o.values().all(|c| (2..=3).contains(c)), "{o:?}");
+        for s in a.shards.values() {
+            assert_eq!(s.standbys.len(), 1);
+            assert_ne!(Some(s.standbys[0]), s.owner, "standby on another node");
+            assert_eq!(s.epoch, 1, "assigned once, never moved");
+        }
+        assert!(plan(&a, &alive, opts(true)).commands.is_empty(), "stable");
+    }
+
+    #[test]
+    fn a_dead_owners_shards_go_to_their_standbys_at_once() {
+        let mut a = cluster(&[1, 2, 3], 6);
+        settle(&mut a, &BTreeSet::from([1, 2, 3]));
+        let before = a.clone();
+        let alive = BTreeSet::from([2, 3]);
+        let p = plan(&a, &alive, opts(false));
+        let dead: Vec<&Move> = p.moves.iter().filter(|m| m.reason == "dead").collect();
+        assert_eq!(dead.len(), owners(&before)[&1]);
+        for m in &dead {
+            let s = &before.shards[&m.shard];
+            assert_eq!(m.to, s.standbys[0], "the warm standby takes over");
+            assert!(!m.graceful);
+        }
+        apply(&mut a, &p);
+        for (k, s) in &a.shards {
+            let b = &before.shards[k];
+            if b.owner == Some(1) {
+                assert_eq!(s.epoch, b.epoch + 1, "fenced by a new epoch");
+            } else {
+                assert_eq!((s.owner, s.epoch), (b.owner, b.epoch), "others never pause");
+            }
+            assert_ne!(s.standbys.first(), s.owner.as_ref());
+        }
+    }
+
+    #[test]
+    fn a_new_node_takes_shards_by_graceful_moves_only() {
+        let mut a = cluster(&[1, 2, 3], 8);
+        settle(&mut a, &BTreeSet::from([1, 2, 3]));
+        a.members.insert(
+            4,
+            MemberState {
+                name: "n4".into(),
+                addr: String::new(),
+                slots: 8,
+                draining: false,
+            },
+        );
+        let alive = BTreeSet::from([1, 2, 3, 4]);
+        let before = a.clone();
+        let p = plan(&a, &alive, opts(true));
+        assert!(!p.moves.is_empty());
+        assert!(
+            p.moves.iter().all(|m| m.graceful && m.to == 4),
+            "{:?}",
+            p.moves
+        );
+        settle(&mut a, &alive);
+        let o = owners(&a);
+        assert_eq!(o[&4], 2, "{o:?}");
+        let moved = a
+            .shards
+            .iter()
+            .filter(|(k, s)| s.owner != before.shards[*k].owner)
+            .count();
+        assert_eq!(moved, 2, "sticky: only what balance needs moves");
+    }
+
+    #[test]
+    fn draining_moves_everything_off_and_dry_runs_change_nothing() {
+        let mut a = cluster(&[1, 2], 4);
+        settle(&mut a, &BTreeSet::from([1, 2]));
+        a.members.get_mut(&2).unwrap().draining = true;
+        let alive = BTreeSet::from([1, 2]);
+        let p = plan(&a, &alive, opts(false));
+        assert!(p.moves.iter().all(|m| m.reason == "drain" && m.to == 1));
+        settle(&mut a, &alive);
+        assert_eq!(owners(&a).get(&2), None);
+    }
+
+    #[test]
+    fn a_revoke_that_times_out_is_forced() {
+        let mut a = cluster(&[1, 2], 2);
+        settle(&mut a, &BTreeSet::from([1, 2]));
+        let (k, s) = a.shards.iter().next().unwrap();
+        let (k, epoch, owner) = (k.clone(), s.epoch, s.owner.unwrap());
+        let to = if owner == 1 { 2 } else { 1 };
+        let mut d = crate::cluster::state_machine::Data {
+            assignments: a.clone(),
+            ..Default::default()
+        };
+        crate::cluster::state_machine::apply(
+            &mut d,
+            &Command::Revoke {
+                shard: k.clone(),
+                epoch,
+                to,
+                at_ms: 0,
+            },
+            None,
+        );
+        let mut o = opts(false);
+        o.now_ms = 20_000;
+        let p = plan(&d.assignments, &BTreeSet::from([1, 2]), o);
+        assert_eq!(p.moves.len(), 1);
+        assert_eq!(p.moves[0].reason, "revoke-timeout");
+        assert_eq!(p.moves[0].to, to);
+    }
+}

@@ -1,0 +1,105 @@
+//! The `Peer` gRPC service (proto/trail/cluster/v1/peer.proto): raft's RPCs,
+//! heartbeats, and requests forwarded to the leader. Served on the node's
+//! gRPC listener beside `Control` and `Tags`, behind the same bearer token.
+
+use std::time::Duration;
+
+use openraft::Snapshot;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+use trail_proto::trail::cluster::v1 as pb;
+use trail_proto::trail::cluster::v1::peer_server::{Peer, PeerServer};
+
+use super::forward::{LeaderError, LeaderRequest};
+use super::lease::Beat;
+use super::network::{SnapshotTransfer, VERSION};
+use super::Cluster;
+
+struct PeerService {
+    cluster: Cluster,
+}
+
+/// The service for a node's gRPC server.
+pub fn peer_service(cluster: Cluster) -> PeerServer<impl Peer> {
+    PeerServer::new(PeerService { cluster })
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20)
+}
+
+fn open<T: DeserializeOwned>(req: Request<pb::Envelope>) -> Result<(String, T), Status> {
+    let e = req.into_inner();
+    if e.version != VERSION {
+        return Err(Status::failed_precondition(format!(
+            "peer envelope version {} is not {VERSION}: nodes of different Trail versions cannot form a cluster",
+            e.version
+        )));
+    }
+    let v = serde_json::from_slice(&e.payload)
+        .map_err(|err| Status::invalid_argument(format!("{} payload: {err}", e.kind)))?;
+    Ok((e.kind, v))
+}
+
+fn seal<T: Serialize>(kind: &str, v: &T) -> Result<Response<pb::Envelope>, Status> {
+    Ok(Response::new(pb::Envelope {
+        version: VERSION,
+        kind: kind.into(),
+        payload: serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))?,
+    }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(&self, req: Request<pb::Envelope>) -> Result<Response<pb::Envelope>, Status> {
+        let kind = req.get_ref().kind.clone();
+        let raft = &self.cluster.inner.raft;
+        match kind.as_str() {
+            "vote" => {
+                let (_, r) = open(req)?;
+                seal(&kind, &raft.vote(r).await)
+            }
+            "append" => {
+                let (_, r) = open(req)?;
+                seal(&kind, &raft.append_entries(r).await)
+            }
+            "snapshot" => {
+                let (_, t): (_, SnapshotTransfer) = open(req)?;
+                let snapshot = Snapshot {
+                    meta: t.meta,
+                    snapshot: Box::new(t.data),
+                };
+                seal(&kind, &raft.install_full_snapshot(t.vote, snapshot).await)
+            }
+            other => Err(Status::invalid_argument(format!(
+                "unknown raft kind {other:?}"
+            ))),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::Envelope>,
+    ) -> Result<Response<pb::Envelope>, Status> {
+        let (kind, beat): (_, Beat) = open(req)?;
+        seal(&kind, &self.cluster.on_beat(beat))
+    }
+
+    async fn forward(&self, req: Request<pb::Envelope>) -> Result<Response<pb::Envelope>, Status> {
+        let within = req
+            .metadata()
+            .get("grpc-timeout")
+            .map(|_| Duration::from_secs(55))
+            .unwrap_or(Duration::from_secs(10));
+        let (kind, r): (_, LeaderRequest) = open(req)?;
+        // Served here if this node leads, else passed on to the leader it knows.
+        let res = self
+            .cluster
+            .to_leader(r, within)
+            .await
+            .map_err(|e| match e {
+                super::ClusterError::Refused(m) => LeaderError::Refused(m),
+                other => LeaderError::Failed(other.to_string()),
+            });
+        seal(&kind, &res)
+    }
+}

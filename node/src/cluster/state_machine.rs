@@ -1,0 +1,634 @@
+//! The replicated state machine: members, shards (owner, standbys, epoch,
+//! committed checkpoint) and the shared tag tier.
+//!
+//! The state lives in memory and is rebuilt at start from the latest
+//! snapshot (kept in the `meta` table of `raft.redb`) plus the committed
+//! log, which openraft replays. Readers never touch raft: the pipeline and
+//! the scheduler watch [`Assignments`] (published after every applied batch
+//! that changed it), the enrichers get tag changes through a hook.
+//!
+//! Every rule that keeps delivery safe is here, applied in log order on
+//! every node alike:
+//! * a checkpoint commit counts only from the shard's owner under its
+//!   current epoch (the epoch is the fencing token);
+//! * an assignment names the epoch it expects, so two leaders' plans cannot
+//!   both win;
+//! * a release (end of a graceful move) carries the owner's final cursor.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use redb::Database;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::log_store::{io_err, meta_get, meta_put, StoreResult};
+use super::types::{
+    Assignments, Command, MemberAddr, NodeId, Reply, ShardPhase, TagRecord, TypeConfig,
+};
+
+/// Called for every tag change applied (`None`: deleted).
+pub type TagHook = Arc<dyn Fn(&str, Option<&TagRecord>) + Send + Sync>;
+
+/// The whole replicated state (what a snapshot holds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Data {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, MemberAddr>,
+    pub assignments: Assignments,
+    pub tags: BTreeMap<String, TagRecord>,
+}
+
+/// What the cluster handle shares with the state machine.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub data: Arc<RwLock<Data>>,
+    pub assignments: watch::Sender<Arc<Assignments>>,
+    pub tag_hook: Arc<Mutex<Option<TagHook>>>,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            data: Arc::default(),
+            assignments: watch::channel(Arc::new(Assignments::default())).0,
+            tag_hook: Arc::default(),
+        }
+    }
+
+    fn publish(&self) {
+        let a = Arc::new(self.data.read().assignments.clone());
+        self.assignments.send_replace(a);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, MemberAddr>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(crate) struct StateMachine {
+    db: Arc<Database>,
+    shared: Shared,
+    snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    io_err(|a| StorageIOError::read_state_machine(a))(&e)
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    io_err(|a| StorageIOError::write_snapshot(None, a))(&e)
+}
+
+impl StateMachine {
+    /// Loads the latest snapshot, if any; openraft replays the log after it.
+    pub fn open(db: Arc<Database>, shared: Shared) -> Result<StateMachine, String> {
+        if let Some(s) = meta_get::<StoredSnapshot>(&db, "snapshot")? {
+            let data: Data = serde_json::from_slice(&s.data).map_err(|e| e.to_string())?;
+            *shared.data.write() = data;
+            shared.publish();
+        }
+        Ok(StateMachine {
+            db,
+            shared,
+            snapshot_seq: Arc::default(),
+        })
+    }
+
+    fn hook(&self) -> Option<TagHook> {
+        self.shared.tag_hook.lock().clone()
+    }
+}
+
+/// Applies one command. Pure: the same log gives the same state everywhere.
+pub(crate) fn apply(
+    data: &mut Data,
+    cmd: &Command,
+    hook: Option<&TagHook>,
+) -> (Reply, bool /* assignments changed */) {
+    let a = &mut data.assignments;
+    match cmd {
+        Command::Init { cluster_id } => {
+            if a.cluster_id.is_empty() {
+                a.cluster_id = cluster_id.clone();
+                (Reply::ok(), true)
+            } else {
+                (Reply::refused("the cluster id is already set"), false)
+            }
+        }
+        Command::Member { id, state } => {
+            let draining = a.members.get(id).is_some_and(|m| m.draining);
+            a.members.insert(
+                *id,
+                super::types::MemberState {
+                    draining,
+                    ..state.clone()
+                },
+            );
+            (Reply::ok(), true)
+        }
+        Command::Drain { id, draining } => match a.members.get_mut(id) {
+            Some(m) => {
+                m.draining = *draining;
+                (Reply::ok(), true)
+            }
+            None => (Reply::refused(format!("no member {id}")), false),
+        },
+        Command::Forget { id } => {
+            a.members.remove(id);
+            for s in a.shards.values_mut() {
+                s.standbys.retain(|n| n != id);
+                if s.owner == Some(*id) {
+                    // Fenced: the next assignment bumps the epoch.
+                    s.owner = None;
+                    s.phase = if s.phase == ShardPhase::Done {
+                        ShardPhase::Done
+                    } else {
+                        ShardPhase::Unassigned
+                    };
+                    s.moving_to = None;
+                }
+            }
+            (Reply::ok(), true)
+        }
+        Command::Shards {
+            project,
+            logstore,
+            shards,
+        } => {
+            for (id, readonly) in shards {
+                let key = super::types::ShardKey {
+                    project: project.clone(),
+                    logstore: logstore.clone(),
+                    shard: *id,
+                };
+                let s = a.shards.entry(key).or_default();
+                s.readonly = *readonly;
+            }
+            (Reply::ok(), true)
+        }
+        Command::Assign {
+            shard,
+            owner,
+            standbys,
+            expect_epoch,
+            at_ms,
+        } => {
+            let Some(s) = a.shards.get_mut(shard) else {
+                return (Reply::refused(format!("no shard {shard}")), false);
+            };
+            if s.epoch != *expect_epoch {
+                return (
+                    Reply::refused(format!(
+                        "shard {shard} is at epoch {}, not {expect_epoch}",
+                        s.epoch
+                    )),
+                    false,
+                );
+            }
+            if s.phase == ShardPhase::Done {
+                return (Reply::refused(format!("shard {shard} is done")), false);
+            }
+            s.epoch += 1;
+            s.owner = Some(*owner);
+            s.standbys = standbys.clone();
+            s.phase = ShardPhase::Running;
+            s.moving_to = None;
+            s.assigned_ms = *at_ms;
+            (Reply::ok(), true)
+        }
+        Command::Standbys { shard, standbys } => match a.shards.get_mut(shard) {
+            Some(s) => {
+                s.standbys = standbys.clone();
+                (Reply::ok(), true)
+            }
+            None => (Reply::refused(format!("no shard {shard}")), false),
+        },
+        Command::Revoke {
+            shard,
+            epoch,
+            to,
+            at_ms,
+        } => match a.shards.get_mut(shard) {
+            Some(s) if s.epoch == *epoch && s.phase == ShardPhase::Running => {
+                s.phase = ShardPhase::Revoking;
+                s.moving_to = Some(*to);
+                s.revoked_ms = *at_ms;
+                (Reply::ok(), true)
+            }
+            _ => (
+                Reply::refused(format!("shard {shard} is not running at epoch {epoch}")),
+                false,
+            ),
+        },
+        Command::Release {
+            shard,
+            epoch,
+            checkpoint,
+            at_ms,
+        } => match a.shards.get_mut(shard) {
+            Some(s)
+                if s.epoch == *epoch
+                    && matches!(s.phase, ShardPhase::Running | ShardPhase::Revoking) =>
+            {
+                if let Some(c) = checkpoint {
+                    s.checkpoint = Some(c.clone());
+                }
+                match s.moving_to.take() {
+                    Some(to) => {
+                        s.epoch += 1;
+                        s.owner = Some(to);
+                        s.standbys.retain(|n| *n != to);
+                        s.phase = ShardPhase::Running;
+                    }
+                    None => {
+                        s.owner = None;
+                        s.phase = ShardPhase::Unassigned;
+                    }
+                }
+                s.assigned_ms = *at_ms;
+                (Reply::ok(), true)
+            }
+            _ => (
+                Reply::refused(format!("shard {shard} is not held at epoch {epoch}")),
+                false,
+            ),
+        },
+        Command::Commit { node, checkpoints } => {
+            let mut reply = Reply::ok();
+            let mut changed = false;
+            for c in checkpoints {
+                match a.shards.get_mut(&c.shard) {
+                    Some(s)
+                        if s.epoch == c.epoch
+                            && s.owner == Some(*node)
+                            && matches!(s.phase, ShardPhase::Running | ShardPhase::Revoking) =>
+                    {
+                        s.checkpoint = Some(c.checkpoint.clone());
+                        changed = true;
+                    }
+                    _ => reply.refused.push(c.shard.clone()),
+                }
+            }
+            (reply, changed)
+        }
+        Command::Finish {
+            shard,
+            epoch,
+            checkpoint,
+        } => match a.shards.get_mut(shard) {
+            Some(s) if s.epoch == *epoch => {
+                if let Some(c) = checkpoint {
+                    s.checkpoint = Some(c.clone());
+                }
+                s.phase = ShardPhase::Done;
+                s.owner = None;
+                s.standbys.clear();
+                s.moving_to = None;
+                (Reply::ok(), true)
+            }
+            _ => (
+                Reply::refused(format!("shard {shard} is not at epoch {epoch}")),
+                false,
+            ),
+        },
+        Command::PutTags {
+            tags,
+            expire_before_ms,
+        } => {
+            for (arn, rec) in tags {
+                if let Some(h) = hook {
+                    h(arn, Some(rec));
+                }
+                data.tags.insert(arn.clone(), rec.clone());
+            }
+            if *expire_before_ms > 0 {
+                data.tags
+                    .retain(|_, r| r.origin != "cloud" || r.updated_ms >= *expire_before_ms);
+            }
+            (Reply::ok(), false)
+        }
+        Command::DeleteTags { arns } => {
+            for arn in arns {
+                if data.tags.remove(arn).is_some() {
+                    if let Some(h) = hook {
+                        h(arn, None);
+                    }
+                }
+            }
+            (Reply::ok(), false)
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        let (bytes, last_applied, membership) = {
+            let d = self.shared.data.read();
+            (
+                serde_json::to_vec(&*d).map_err(snap_err)?,
+                d.last_applied,
+                d.membership.clone(),
+            )
+        };
+        let seq = self
+            .snapshot_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id: format!(
+                "{}-{}-{seq}",
+                last_applied.map(|l| l.leader_id.term).unwrap_or(0),
+                last_applied.map(|l| l.index).unwrap_or(0)
+            ),
+        };
+        let stored = serde_json::to_vec(&StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes.clone(),
+        })
+        .map_err(snap_err)?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || meta_put(&db, &[("snapshot", stored)]))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(bytes),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, MemberAddr>)> {
+        let d = self.shared.data.read();
+        Ok((d.last_applied, d.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Reply>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let hook = self.hook();
+        let mut replies = Vec::new();
+        let mut changed = false;
+        {
+            let mut d = self.shared.data.write();
+            for entry in entries {
+                d.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => replies.push(Reply::ok()),
+                    EntryPayload::Normal(cmd) => {
+                        let (reply, c) = apply(&mut d, &cmd, hook.as_ref());
+                        if !reply.ok {
+                            tracing::debug!(kind = cmd.kind(), message = %reply.message, "command refused");
+                        }
+                        changed |= c;
+                        replies.push(reply);
+                    }
+                    EntryPayload::Membership(m) => {
+                        d.membership = StoredMembership::new(Some(entry.log_id), m);
+                        changed = true;
+                        replies.push(Reply::ok());
+                    }
+                }
+            }
+        }
+        if changed {
+            self.shared.publish();
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<Vec<u8>>> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, MemberAddr>,
+        snapshot: Box<Vec<u8>>,
+    ) -> StoreResult<()> {
+        let data: Data = serde_json::from_slice(&snapshot).map_err(sm_err)?;
+        let stored = serde_json::to_vec(&StoredSnapshot {
+            meta: meta.clone(),
+            data: *snapshot,
+        })
+        .map_err(snap_err)?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || meta_put(&db, &[("snapshot", stored)]))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        if let Some(h) = self.hook() {
+            for (arn, rec) in &data.tags {
+                h(arn, Some(rec));
+            }
+        }
+        *self.shared.data.write() = data;
+        self.shared.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
+        match meta_get::<StoredSnapshot>(&self.db, "snapshot").map_err(sm_err)? {
+            Some(s) => Ok(Some(Snapshot {
+                meta: s.meta,
+                snapshot: Box::new(s.data),
+            })),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::types::{Checkpoint, CheckpointCommit, ShardKey};
+
+    fn key(n: u32) -> ShardKey {
+        ShardKey {
+            project: "p".into(),
+            logstore: "l".into(),
+            shard: n,
+        }
+    }
+
+    fn cp(c: &str) -> Checkpoint {
+        Checkpoint {
+            cursor: c.into(),
+            cursor_time: None,
+            saved_ms: 0,
+        }
+    }
+
+    fn run(d: &mut Data, c: Command) -> Reply {
+        apply(d, &c, None).0
+    }
+
+    #[test]
+    fn checkpoints_from_an_old_epoch_or_another_node_are_refused() {
+        let mut d = Data::default();
+        run(
+            &mut d,
+            Command::Shards {
+                project: "p".into(),
+                logstore: "l".into(),
+                shards: vec![(0, false)],
+            },
+        );
+        let assign = |owner, expect_epoch| Command::Assign {
+            shard: key(0),
+            owner,
+            standbys: vec![],
+            expect_epoch,
+            at_ms: 1,
+        };
+        assert!(run(&mut d, assign(1, 0)).ok);
+        assert!(!run(&mut d, assign(2, 0)).ok, "a stale plan loses");
+        let commit = |node, epoch, c: &str| Command::Commit {
+            node,
+            checkpoints: vec![CheckpointCommit {
+                shard: key(0),
+                epoch,
+                checkpoint: cp(c),
+            }],
+        };
+        assert!(run(&mut d, commit(1, 1, "a")).refused.is_empty());
+        // Failover: node 2 takes epoch 2; node 1's late commit is fenced.
+        assert!(run(&mut d, assign(2, 1)).ok);
+        assert_eq!(run(&mut d, commit(1, 1, "late")).refused, vec![key(0)]);
+        assert_eq!(run(&mut d, commit(2, 1, "x")).refused, vec![key(0)]);
+        assert!(run(&mut d, commit(2, 2, "b")).refused.is_empty());
+        let s = &d.assignments.shards[&key(0)];
+        assert_eq!((s.owner, s.epoch), (Some(2), 2));
+        assert_eq!(s.checkpoint.as_ref().unwrap().cursor, "b");
+    }
+
+    #[test]
+    fn a_graceful_move_hands_over_the_final_cursor_under_the_next_epoch() {
+        let mut d = Data::default();
+        run(
+            &mut d,
+            Command::Shards {
+                project: "p".into(),
+                logstore: "l".into(),
+                shards: vec![(0, false)],
+            },
+        );
+        run(
+            &mut d,
+            Command::Assign {
+                shard: key(0),
+                owner: 1,
+                standbys: vec![3],
+                expect_epoch: 0,
+                at_ms: 1,
+            },
+        );
+        assert!(
+            run(
+                &mut d,
+                Command::Revoke {
+                    shard: key(0),
+                    epoch: 1,
+                    to: 2,
+                    at_ms: 2
+                }
+            )
+            .ok
+        );
+        // Still the owner while draining: its commits count.
+        assert!(run(
+            &mut d,
+            Command::Commit {
+                node: 1,
+                checkpoints: vec![CheckpointCommit {
+                    shard: key(0),
+                    epoch: 1,
+                    checkpoint: cp("mid")
+                }]
+            }
+        )
+        .refused
+        .is_empty());
+        assert!(
+            !run(
+                &mut d,
+                Command::Release {
+                    shard: key(0),
+                    epoch: 0,
+                    checkpoint: Some(cp("wrong")),
+                    at_ms: 3
+                }
+            )
+            .ok
+        );
+        assert!(
+            run(
+                &mut d,
+                Command::Release {
+                    shard: key(0),
+                    epoch: 1,
+                    checkpoint: Some(cp("final")),
+                    at_ms: 3
+                }
+            )
+            .ok
+        );
+        let s = &d.assignments.shards[&key(0)];
+        assert_eq!(
+            (s.owner, s.epoch, s.phase),
+            (Some(2), 2, ShardPhase::Running)
+        );
+        assert_eq!(s.checkpoint.as_ref().unwrap().cursor, "final");
+        assert_eq!(s.standbys, vec![3]);
+    }
+
+    #[test]
+    fn cloud_tags_expire_and_api_tags_stay() {
+        let mut d = Data::default();
+        let rec = |origin: &str, at| TagRecord {
+            tags: [("k".to_string(), "v".to_string())].into(),
+            origin: origin.into(),
+            updated_ms: at,
+        };
+        run(
+            &mut d,
+            Command::PutTags {
+                tags: vec![("a".into(), rec("cloud", 10)), ("b".into(), rec("api", 10))],
+                expire_before_ms: 0,
+            },
+        );
+        run(
+            &mut d,
+            Command::PutTags {
+                tags: vec![("c".into(), rec("cloud", 100))],
+                expire_before_ms: 50,
+            },
+        );
+        assert_eq!(
+            d.tags.keys().cloned().collect::<Vec<_>>(),
+            vec!["b".to_string(), "c".to_string()]
+        );
+    }
+}

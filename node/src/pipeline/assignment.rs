@@ -1,0 +1,487 @@
+//! The pipeline under a cluster: this node consumes the shards the
+//! replicated state assigns it, under their epochs.
+//!
+//! The [`Reconciler`] watches the applied [`Assignments`] and makes the
+//! running consumers match: start a consumer for each shard this node owns
+//! (at the committed checkpoint), stop at once any whose shard moved away or
+//! whose epoch changed (fenced), and for a shard being revoked drain it:
+//! stop pulling, wait for the sinks to acknowledge what is in flight, then
+//! release it through raft with the final cursor, so the next owner starts
+//! exactly there (no duplicates). Checkpoints go to raft through the
+//! cluster's committer, each carrying the consumer's epoch.
+//!
+//! Standbys are warm in that every node holds the replicated checkpoint of
+//! every shard and a ready SLS client: taking over is one raft commit and
+//! one PullLogs away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{
+    Assignments, Checkpoint, CheckpointCommitter, Cluster, Command, NodeLive, ShardKey, ShardLive,
+    ShardPhase, ShardSource, SourceShards,
+};
+use crate::pipeline::checkpoint::{CheckpointSink, Saved, StoreError};
+use crate::pipeline::node::{NodeStats, Spawner};
+use crate::pipeline::shard_consumer::{Progress, ShardConsumer, Stop, StopPulling};
+use crate::sls::{Cursor, ShardStatus, SlsClient};
+use crate::tags::TagCache;
+
+/// How long a revoked shard may take to drain before it is released anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A consumer's checkpoints, committed through raft under its epoch.
+struct EpochCheckpoints {
+    committer: CheckpointCommitter,
+    shard: ShardKey,
+    epoch: u64,
+    /// Set when the consumer is stopped: a last save after that is not sent.
+    closed: AtomicBool,
+}
+
+impl CheckpointSink for EpochCheckpoints {
+    fn save(&self, _key: &str, saved: Saved) -> Result<(), StoreError> {
+        if !self.closed.load(Ordering::Relaxed) {
+            self.committer.save(
+                self.shard.clone(),
+                self.epoch,
+                Checkpoint {
+                    cursor: saved.cursor,
+                    cursor_time: saved.cursor_time,
+                    saved_ms: crate::cluster::unix_ms(),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+struct Running {
+    addr: Addr<ShardConsumer>,
+    epoch: u64,
+    checkpoints: Arc<EpochCheckpoints>,
+    stop: CancellationToken,
+    draining: bool,
+    finish_sent: bool,
+}
+
+/// Keeps this node's consumers in line with the replicated assignments.
+pub struct Reconciler {
+    cluster: Cluster,
+    spawner: Arc<Spawner>,
+    running: HashMap<u32, Running>,
+}
+
+/// Lists the source's shards for the leader.
+struct SlsShards {
+    client: SlsClient,
+    project: String,
+    logstore: String,
+}
+
+impl ShardSource for SlsShards {
+    fn list(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<SourceShards, String>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            let shards = self
+                .client
+                .list_shards(&self.project, &self.logstore)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(SourceShards {
+                project: self.project.clone(),
+                logstore: self.logstore.clone(),
+                shards: shards
+                    .into_iter()
+                    .map(|s| (s.shard_id, s.status == ShardStatus::ReadOnly))
+                    .collect(),
+            })
+        })
+    }
+}
+
+/// What this node reports with each heartbeat.
+fn live(stats: &NodeStats, name: &str, project: &str, logstore: &str) -> NodeLive {
+    let now = crate::cluster::unix_ms() / 1000;
+    let rates = stats.rates.lock().clone();
+    let mut errors = 0;
+    let shards = stats
+        .shards
+        .lock()
+        .iter()
+        .map(|(id, s)| {
+            errors +=
+                s.pull_errors.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed);
+            let (state, lag) = s.live_view(now);
+            ShardLive {
+                shard: ShardKey {
+                    project: project.into(),
+                    logstore: logstore.into(),
+                    shard: *id,
+                },
+                epoch: s.epoch.load(Ordering::Relaxed),
+                pulled: s.pulled.load(Ordering::Relaxed),
+                state: state.into(),
+                lag_seconds: lag,
+                events_per_second: rates.get(id).copied().unwrap_or(0.0),
+                events: s.logs.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    errors += stats
+        .sinks
+        .lock()
+        .iter()
+        .map(|h| h.stats.errors.load(Ordering::Relaxed))
+        .sum::<u64>();
+    NodeLive {
+        name: name.into(),
+        pid: std::process::id(),
+        events_per_second: rates.values().sum(),
+        errors,
+        shards,
+    }
+}
+
+/// Joins the node's tag cache to the replicated tier: what it fetches is
+/// shared, what any node fetched (or the Tags API wrote) lands in its cache.
+pub fn share_tags(cluster: &Cluster, tags: &TagCache, ttl_secs: u64) {
+    let publisher = cluster.tag_publisher().clone();
+    publisher
+        .max_age_ms
+        .store(ttl_secs.saturating_mul(2000), Ordering::Relaxed);
+    if tags.is_remote() {
+        tags.set_publisher(Arc::new(move |arn, t| publisher.publish(arn, t.clone())));
+    }
+    let cache = tags.clone();
+    cluster.set_tag_hook(Arc::new(move |arn, rec| match rec {
+        Some(r) => cache.put(arn, r.tags.clone()),
+        None => cache.invalidate(arn),
+    }));
+}
+
+impl Reconciler {
+    /// Wires the node to the cluster and starts reconciling.
+    pub(crate) fn start(cluster: Cluster, spawner: Arc<Spawner>) {
+        let s = &spawner.config.source;
+        cluster.set_shard_source(Arc::new(SlsShards {
+            client: spawner.client.clone(),
+            project: s.project.clone(),
+            logstore: s.logstore.clone(),
+        }));
+        {
+            let stats = spawner.stats.clone();
+            let (name, project, logstore) = (
+                spawner.config.node.id.clone(),
+                s.project.clone(),
+                s.logstore.clone(),
+            );
+            cluster.set_live_source(move || live(&stats, &name, &project, &logstore));
+        }
+        let r = Reconciler {
+            cluster,
+            spawner,
+            running: HashMap::new(),
+        };
+        actix::spawn(r.run());
+    }
+
+    async fn run(mut self) {
+        let mut rx = self.cluster.assignments();
+        let stop = self.spawner.stop.clone();
+        loop {
+            let a = rx.borrow_and_update().clone();
+            self.reconcile(&a).await;
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    fn mine(&self, k: &ShardKey) -> bool {
+        let s = &self.spawner.config.source;
+        k.project == s.project && k.logstore == s.logstore
+    }
+
+    fn stop_now(&mut self, shard: u32, why: &str) {
+        if let Some(r) = self.running.remove(&shard) {
+            tracing::info!(shard, epoch = r.epoch, why, "stopping the shard's consumer");
+            r.checkpoints.closed.store(true, Ordering::Relaxed);
+            r.stop.cancel();
+            r.addr.do_send(Stop);
+            self.spawner.consumers.lock().remove(&shard);
+            self.spawner.stats.shards.lock().remove(&shard);
+        }
+    }
+
+    async fn reconcile(&mut self, a: &Assignments) {
+        let me = self.cluster.id();
+        for (k, epoch) in self.cluster.committer().take_refused() {
+            if self.running.get(&k.shard).is_some_and(|r| r.epoch == epoch) {
+                self.stop_now(k.shard, "checkpoint refused: fenced");
+            }
+        }
+        // Stop what is no longer ours (or not at this epoch).
+        let stale: Vec<(u32, &'static str)> = self
+            .running
+            .iter()
+            .filter_map(|(shard, r)| {
+                let state = a
+                    .shards
+                    .iter()
+                    .find(|(k, _)| self.mine(k) && k.shard == *shard)
+                    .map(|(_, s)| s);
+                match state {
+                    None => Some((*shard, "shard unknown")),
+                    Some(s) if s.owner != Some(me) => Some((*shard, "shard moved away")),
+                    Some(s) if s.epoch != r.epoch => Some((*shard, "epoch changed")),
+                    Some(s) if s.phase == ShardPhase::Done => Some((*shard, "shard done")),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (shard, why) in stale {
+            self.stop_now(shard, why);
+        }
+        for (k, s) in &a.shards {
+            if !self.mine(k) || s.owner != Some(me) {
+                continue;
+            }
+            match (s.phase, self.running.get_mut(&k.shard)) {
+                (ShardPhase::Running, None) => {
+                    self.take(k, s.epoch, s.readonly, s.checkpoint.as_ref())
+                        .await
+                }
+                (ShardPhase::Running, Some(r)) => {
+                    let finished = self
+                        .spawner
+                        .stats
+                        .shards
+                        .lock()
+                        .get(&k.shard)
+                        .is_some_and(|st| st.finished.load(Ordering::Relaxed) == 1);
+                    if finished && !r.finish_sent {
+                        r.finish_sent = true;
+                        let cluster = self.cluster.clone();
+                        let (shard, epoch) = (k.clone(), r.epoch);
+                        let addr = r.addr.clone();
+                        let cursor_time = self.cursor_time(k.shard);
+                        tokio::spawn(async move {
+                            let cursor = addr.send(Progress).await.map(|(_, c)| c).ok();
+                            let checkpoint = cursor.map(|cursor| Checkpoint {
+                                cursor,
+                                cursor_time,
+                                saved_ms: crate::cluster::unix_ms(),
+                            });
+                            if let Err(e) = cluster
+                                .write(Command::Finish {
+                                    shard: shard.clone(),
+                                    epoch,
+                                    checkpoint,
+                                })
+                                .await
+                            {
+                                tracing::warn!(%shard, error = %e, "recording a finished shard failed");
+                            }
+                        });
+                    }
+                }
+                (ShardPhase::Revoking, Some(r)) if !r.draining => {
+                    r.draining = true;
+                    let cluster = self.cluster.clone();
+                    let (shard, epoch, addr) = (k.clone(), r.epoch, r.addr.clone());
+                    let checkpoints = r.checkpoints.clone();
+                    let stats = self.spawner.stats.clone();
+                    tokio::spawn(async move {
+                        hand_over(&cluster, &shard, epoch, &addr, &checkpoints, &stats).await;
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn cursor_time(&self, shard: u32) -> Option<u32> {
+        self.spawner
+            .stats
+            .shards
+            .lock()
+            .get(&shard)
+            .map(|s| s.checkpoint_time.load(Ordering::Relaxed) as u32)
+            .filter(|t| *t > 0)
+    }
+
+    async fn take(&mut self, k: &ShardKey, epoch: u64, readonly: bool, cp: Option<&Checkpoint>) {
+        let start = match cp {
+            Some(c) => Cursor::new(c.cursor.clone()),
+            None => match self.spawner.start_cursor(k.shard, false).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(shard = k.shard, error = %e, "no start cursor yet; will retry");
+                    return;
+                }
+            },
+        };
+        tracing::info!(shard = k.shard, epoch, cursor = %start, "taking the shard");
+        let checkpoints = Arc::new(EpochCheckpoints {
+            committer: self.cluster.committer().clone(),
+            shard: k.clone(),
+            epoch,
+            closed: AtomicBool::new(false),
+        });
+        let stop = self.spawner.stop.child_token();
+        let addr = self.spawner.consumer(
+            k.shard,
+            readonly,
+            start,
+            checkpoints.clone(),
+            epoch,
+            stop.clone(),
+        );
+        self.running.insert(
+            k.shard,
+            Running {
+                addr,
+                epoch,
+                checkpoints,
+                stop,
+                draining: false,
+                finish_sent: false,
+            },
+        );
+    }
+}
+
+/// A graceful hand-over: stop pulling, let the sinks acknowledge what is in
+/// flight, release the shard with its final cursor (the new owner starts
+/// there), stop.
+async fn hand_over(
+    cluster: &Cluster,
+    shard: &ShardKey,
+    epoch: u64,
+    addr: &Addr<ShardConsumer>,
+    checkpoints: &EpochCheckpoints,
+    stats: &NodeStats,
+) {
+    let started = Instant::now();
+    let _ = addr.send(StopPulling).await;
+    let mut cursor = None;
+    loop {
+        match addr.send(Progress).await {
+            Ok((in_flight, c)) => {
+                cursor = Some(c);
+                if in_flight == 0 {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        if started.elapsed() > DRAIN_TIMEOUT {
+            tracing::warn!(%shard, epoch, "drain timed out: releasing at the last acknowledged cursor");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    checkpoints.closed.store(true, Ordering::Relaxed);
+    checkpoints.committer.forget(shard);
+    let cursor_time = stats
+        .shards
+        .lock()
+        .get(&shard.shard)
+        .map(|s| s.checkpoint_time.load(Ordering::Relaxed) as u32)
+        .filter(|t| *t > 0);
+    let checkpoint = cursor.map(|cursor| Checkpoint {
+        cursor,
+        cursor_time,
+        saved_ms: crate::cluster::unix_ms(),
+    });
+    match cluster
+        .write(Command::Release {
+            shard: shard.clone(),
+            epoch,
+            checkpoint,
+            at_ms: crate::cluster::unix_ms(),
+        })
+        .await
+    {
+        Ok(r) if r.ok => {
+            tracing::info!(%shard, epoch, drained_ms = started.elapsed().as_millis() as u64, "shard handed over")
+        }
+        Ok(r) => tracing::warn!(%shard, epoch, message = %r.message, "release refused"),
+        Err(e) => {
+            tracing::warn!(%shard, epoch, error = %e, "release failed; the leader forces the move after its timeout")
+        }
+    }
+}
+
+/// On a graceful stop: hands every owned shard over (drained, final cursor
+/// committed), so the others take them at once and re-read nothing.
+pub async fn release_all(
+    cluster: &Cluster,
+    consumers: &Mutex<HashMap<u32, Addr<ShardConsumer>>>,
+    grace: Duration,
+) {
+    let a = cluster.assignments().borrow().clone();
+    let me = cluster.id();
+    let consumers: Vec<(u32, Addr<ShardConsumer>)> = consumers
+        .lock()
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let deadline = Instant::now() + grace;
+    let mut handed = 0;
+    for (shard, addr) in consumers {
+        let Some((k, s)) = a
+            .shards
+            .iter()
+            .find(|(k, s)| k.shard == shard && s.owner == Some(me))
+        else {
+            continue;
+        };
+        let _ = addr.send(StopPulling).await;
+        let mut cursor = None;
+        while Instant::now() < deadline {
+            match addr.send(Progress).await {
+                Ok((n, c)) => {
+                    cursor = Some(c);
+                    if n == 0 {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let checkpoint = cursor.map(|cursor| Checkpoint {
+            cursor,
+            cursor_time: s.checkpoint.as_ref().and_then(|c| c.cursor_time),
+            saved_ms: crate::cluster::unix_ms(),
+        });
+        match cluster
+            .write(Command::Release {
+                shard: k.clone(),
+                epoch: s.epoch,
+                checkpoint,
+                at_ms: crate::cluster::unix_ms(),
+            })
+            .await
+        {
+            Ok(r) if r.ok => handed += 1,
+            Ok(r) => tracing::warn!(shard = %k, message = %r.message, "release refused"),
+            Err(e) => tracing::warn!(shard = %k, error = %e, "release failed"),
+        }
+        addr.do_send(Stop);
+    }
+    tracing::info!(shards = handed, "shards handed over; leaving");
+}
