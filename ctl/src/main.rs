@@ -1,26 +1,34 @@
-//! `trailctl`: the operator CLI of a Trail cluster, over its gRPC control
-//! API (`trail.v1.Control`, `proto/trail/v1/control.proto`).
+//! `trailctl`: the operator CLI of a Trail cluster, over its gRPC API
+//! (`trail.v1.Control` and `trail.v1.Tags`, `proto/trail/v1/`). Any node
+//! answers; writes are forwarded to the raft leader.
 //!
-//! `trailctl status` prints the cluster header, nodes, shards (with lag in
-//! seconds) and sinks as tables, or `-o json`; `--watch N` refreshes. The
-//! endpoint comes from `--endpoint` or `TRAIL_ENDPOINT`, the bearer token
-//! from `--token` or `TRAIL_TOKEN`. Membership, rebalancing, drains and the
-//! Tags service arrive with the cluster; until then those commands say so.
+//! * `status [-o json] [--watch N]` — the cluster header, nodes, shards
+//!   (owner, epoch, state, lag in seconds) and sinks;
+//! * `rebalance [--dry-run]` — plan sticky moves (and carry them out);
+//! * `members list|add ID ADDR|remove ID`, `drain ID [--undo]`;
+//! * `tags get ARN…|put ARN k=v…|list [--prefix P]|import FILE`.
+//!
+//! The endpoint comes from `--endpoint` or `TRAIL_ENDPOINT`, the bearer token
+//! from `--token` or `TRAIL_TOKEN`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::{json, Value};
 use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 use trail_proto::trail::v1 as pb;
 use trail_proto::trail::v1::control_client::ControlClient;
+use trail_proto::trail::v1::tags_client::TagsClient;
 
 #[derive(Parser)]
 #[command(name = "trailctl", version, about = "Operate a Trail cluster")]
 struct Cli {
-    /// Any node's control API.
+    /// Any node's gRPC API.
     #[arg(
         long,
         env = "TRAIL_ENDPOINT",
@@ -31,6 +39,9 @@ struct Cli {
     /// The control token (`[control] token` of the nodes).
     #[arg(long, env = "TRAIL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Table for people, JSON for scripts.
+    #[arg(short, long, value_enum, default_value = "table", global = true)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,75 +56,387 @@ enum Output {
 enum Command {
     /// Cluster, node, shard and sink status.
     Status {
-        #[arg(short, long, value_enum, default_value = "table")]
-        output: Output,
         /// Refresh every N seconds until interrupted.
         #[arg(long, value_name = "SECS")]
         watch: Option<u64>,
     },
-    /// Plan (and apply) a sticky rebalance of shards over nodes.
+    /// Plan a sticky rebalance of shards over live nodes and carry it out
+    /// as graceful moves (the owner drains and commits before the new one starts).
     Rebalance {
+        /// Print the plan, move nothing.
         #[arg(long)]
         dry_run: bool,
     },
-    /// List, add or remove cluster members.
-    Members,
+    /// Cluster membership.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
+    /// Move every shard off a node, gracefully, and give it none (maintenance).
+    Drain {
+        /// The node's raft id.
+        id: u64,
+        /// Make the node eligible for shards again.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// The replicated tag tier.
+    Tags {
+        #[command(subcommand)]
+        command: TagsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Voters and learners with their addresses.
+    List,
+    /// Add a running node (learner, catch-up, then voter).
+    Add {
+        /// The node's raft id (`[cluster] node_id`).
+        id: u64,
+        /// Its gRPC address, host:port.
+        addr: String,
+    },
+    /// Move a node's shards off it, then remove it from the voters.
+    Remove { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum TagsCommand {
+    /// Tags of resources, by ARN.
+    Get {
+        #[arg(required = true)]
+        arns: Vec<String>,
+    },
+    /// Set a resource's tags (replacing what it had): `put ARN key=value ...`.
+    Put { arn: String, tags: Vec<String> },
+    /// Resources in ARN order.
+    List {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Load a tags file (the JSON of `trail-devstack gen --tags-out` or
+    /// `[tags] file`: {"resources": [{"arn": "...", "tags": {...}}]}).
+    Import { file: PathBuf },
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(b) = &self.0 {
+            req.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(req)
+    }
+}
+
+struct Api {
+    endpoint: String,
+    control: ControlClient<Authed>,
+    tags: TagsClient<Authed>,
+}
+
+impl Api {
+    async fn connect(endpoint: &str, token: Option<&str>) -> Result<Api> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+            .with_context(|| format!("endpoint {endpoint:?} is not a URL (e.g. http://127.0.0.1:7400)"))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(90))
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach a Trail node at {endpoint}: {e} (is trail-node running with [control] listen?)"))?;
+        let bearer = Bearer(match token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .context("the token is not a valid header value")?,
+            ),
+            None => None,
+        });
+        Ok(Api {
+            endpoint: endpoint.to_owned(),
+            control: ControlClient::with_interceptor(channel.clone(), bearer.clone()),
+            tags: TagsClient::with_interceptor(channel, bearer),
+        })
+    }
+
+    fn fail(&self, s: tonic::Status) -> anyhow::Error {
+        let endpoint = &self.endpoint;
+        match s.code() {
+            tonic::Code::Unauthenticated => anyhow::anyhow!(
+                "unauthorized by {endpoint}: {} (set --token or TRAIL_TOKEN)",
+                s.message()
+            ),
+            tonic::Code::Unavailable if s.message().contains("transport") => {
+                anyhow::anyhow!("cannot reach a Trail node at {endpoint}: {}", s.message())
+            }
+            code => anyhow::anyhow!("{endpoint} answered {code:?}: {}", s.message()),
+        }
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn print_moves(moves: &[pb::Move], output: Output, applied: bool) -> Result<()> {
+    if let Output::Json = output {
+        return print_json(&json!({
+            "applied": applied,
+            "moves": moves.iter().map(|m| json!({
+                "logstore": m.logstore, "shard": m.shard, "from": m.from, "to": m.to, "reason": m.reason,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if moves.is_empty() {
+        println!("no moves: the assignment is balanced");
+        return Ok(());
+    }
+    let mut t = table(&["logstore", "shard", "from", "to", "reason"]);
+    for m in moves {
+        t.add_row(vec![
+            m.logstore.clone(),
+            m.shard.to_string(),
+            if m.from.is_empty() {
+                "-".into()
+            } else {
+                m.from.clone()
+            },
+            m.to.clone(),
+            m.reason.clone(),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "{} move(s) {}",
+        moves.len(),
+        if applied {
+            "started"
+        } else {
+            "planned (dry run: nothing moved)"
+        }
+    );
+    Ok(())
+}
+
+fn print_members(m: &pb::MembersResponse, output: Output) -> Result<()> {
+    if let Output::Json = output {
+        return print_json(&json!({
+            "joint": m.joint,
+            "members": m.members.iter().map(|x| json!({
+                "id": x.id, "addr": x.addr, "role": x.role, "draining": x.draining, "name": x.name,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let mut t = table(&["id", "name", "addr", "role", "draining"]);
+    for x in &m.members {
+        t.add_row(vec![
+            x.id.to_string(),
+            x.name.clone(),
+            x.addr.clone(),
+            x.role.clone(),
+            x.draining.to_string(),
+        ]);
+    }
+    println!("{t}");
+    if m.joint {
+        println!("a joint configuration is in force (a membership change is under way)");
+    }
+    Ok(())
+}
+
+fn print_tags(r: &[pb::ResourceTags], output: Output) -> Result<()> {
+    if let Output::Json = output {
+        return print_json(&json!(r
+            .iter()
+            .map(|x| json!({
+                "arn": x.arn, "tags": x.tags, "origin": x.origin, "updated_ms": x.updated_ms,
+            }))
+            .collect::<Vec<_>>()));
+    }
+    let mut t = table(&["arn", "tags", "origin"]);
+    for x in r {
+        let mut tags: Vec<String> = x.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        tags.sort();
+        t.add_row(vec![x.arn.clone(), tags.join(" "), x.origin.clone()]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn parse_tags(pairs: &[String]) -> Result<std::collections::HashMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("{p:?} is not key=value"))
+        })
+        .collect()
+}
+
+/// Resources of a tags file.
+fn read_tags_file(path: &PathBuf) -> Result<Vec<pb::ResourceTags>> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: Value =
+        serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", path.display()))?;
+    let list = v
+        .get("resources")
+        .and_then(Value::as_array)
+        .with_context(|| format!("{}: no \"resources\" array", path.display()))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let arn = r
+                .get("arn")
+                .and_then(Value::as_str)
+                .with_context(|| format!("resources[{i}].arn is missing"))?;
+            let tags = r
+                .get("tags")
+                .and_then(Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| v.to_string()),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(pb::ResourceTags {
+                arn: arn.to_owned(),
+                tags,
+                origin: String::new(),
+                updated_ms: 0,
+            })
+        })
+        .collect()
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    let mut api = Api::connect(&cli.endpoint, cli.token.as_deref()).await?;
+    let output = cli.output;
     match cli.command {
-        Command::Status { output, watch } => loop {
-            let s = status(&cli.endpoint, cli.token.as_deref()).await?;
+        Command::Status { watch } => loop {
+            let s = match api.control.status(pb::StatusRequest {}).await {
+                Ok(r) => r.into_inner(),
+                Err(e) => return Err(api.fail(e)),
+            };
             if watch.is_some() && matches!(output, Output::Table) {
                 print!("\x1b[2J\x1b[H");
             }
             match output {
                 Output::Table => print_tables(&s),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&s))?),
+                Output::Json => print_json(&to_json(&s))?,
             }
             match watch {
                 Some(n) => tokio::time::sleep(Duration::from_secs(n.max(1))).await,
                 None => return Ok(()),
             }
         },
-        Command::Rebalance { .. } | Command::Members => bail!(
-            "this command needs the clustered control API (membership, leases), \
-             which arrives with the cluster; a single node serves `status` only"
-        ),
-    }
-}
-
-async fn status(endpoint: &str, token: Option<&str>) -> Result<pb::StatusResponse> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("endpoint {endpoint:?} is not a URL (e.g. http://127.0.0.1:7400)"))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach a Trail node at {endpoint}: {e} (is trail-node running with [control] listen?)"))?;
-    let bearer: Option<MetadataValue<_>> = match token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .context("the token is not a valid header value")?,
-        ),
-        None => None,
-    };
-    let mut client = ControlClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(b) = &bearer {
-            req.metadata_mut().insert("authorization", b.clone());
+        Command::Rebalance { dry_run } => {
+            let r = api
+                .control
+                .rebalance(pb::RebalanceRequest { dry_run })
+                .await
+                .map_err(|e| api.fail(e))?
+                .into_inner();
+            print_moves(&r.moves, output, r.applied)
         }
-        Ok(req)
-    });
-    match client.status(pb::StatusRequest {}).await {
-        Ok(r) => Ok(r.into_inner()),
-        Err(s) if s.code() == tonic::Code::Unauthenticated => bail!(
-            "unauthorized by {endpoint}: {} (set --token or TRAIL_TOKEN)",
-            s.message()
-        ),
-        Err(s) => bail!("{endpoint} answered {:?}: {}", s.code(), s.message()),
+        Command::Members { command } => {
+            let r = match command {
+                MembersCommand::List => api.control.list_members(pb::ListMembersRequest {}).await,
+                MembersCommand::Add { id, addr } => {
+                    api.control
+                        .add_member(pb::AddMemberRequest { id, addr })
+                        .await
+                }
+                MembersCommand::Remove { id } => {
+                    api.control
+                        .remove_member(pb::RemoveMemberRequest { id })
+                        .await
+                }
+            }
+            .map_err(|e| api.fail(e))?;
+            print_members(&r.into_inner(), output)
+        }
+        Command::Drain { id, undo } => {
+            let r = api
+                .control
+                .drain(pb::DrainRequest { id, undo })
+                .await
+                .map_err(|e| api.fail(e))?
+                .into_inner();
+            print_moves(&r.moves, output, true)
+        }
+        Command::Tags { command } => match command {
+            TagsCommand::Get { arns } => {
+                let r = api
+                    .tags
+                    .get(pb::GetTagsRequest { arns })
+                    .await
+                    .map_err(|e| api.fail(e))?
+                    .into_inner();
+                print_tags(&r.resources, output)
+            }
+            TagsCommand::List { prefix, limit } => {
+                let r = api
+                    .tags
+                    .list(pb::ListTagsRequest {
+                        prefix,
+                        after: String::new(),
+                        limit,
+                    })
+                    .await
+                    .map_err(|e| api.fail(e))?
+                    .into_inner();
+                print_tags(&r.resources, output)
+            }
+            TagsCommand::Put { arn, tags } => {
+                let tags = parse_tags(&tags)?;
+                let r = api
+                    .tags
+                    .put(pb::PutTagsRequest {
+                        resources: vec![pb::ResourceTags {
+                            arn,
+                            tags,
+                            origin: String::new(),
+                            updated_ms: 0,
+                        }],
+                    })
+                    .await
+                    .map_err(|e| api.fail(e))?
+                    .into_inner();
+                println!("{} resource(s) written", r.written);
+                Ok(())
+            }
+            TagsCommand::Import { file } => {
+                let resources = read_tags_file(&file)?;
+                let n = resources.len();
+                let r = api
+                    .tags
+                    .import(tokio_stream::iter(resources))
+                    .await
+                    .map_err(|e| api.fail(e))?
+                    .into_inner();
+                println!("{} of {n} resource(s) imported", r.written);
+                Ok(())
+            }
+        },
     }
 }
 
@@ -125,8 +448,10 @@ fn to_json(s: &pb::StatusResponse) -> Value {
         "commit_index": s.commit_index,
         "applied_index": s.applied_index,
         "answered_by": s.answered_by,
+        "voters": s.voters, "learners": s.learners,
+        "shards_assigned": s.shards_assigned, "shards_total": s.shards_total, "slots": s.slots,
         "nodes": s.nodes.iter().map(|n| json!({
-            "id": n.id, "addr": n.addr, "role": n.role, "pid": n.pid,
+            "id": n.id, "name": n.name, "addr": n.addr, "role": n.role, "state": n.state, "pid": n.pid,
             "heartbeat_age_seconds": n.heartbeat_age_seconds,
             "shards_owned": n.shards_owned, "shards_standby": n.shards_standby,
             "events_per_second": n.events_per_second, "errors": n.errors,
@@ -135,7 +460,7 @@ fn to_json(s: &pb::StatusResponse) -> Value {
             "logstore": x.logstore, "shard": x.shard, "owner": x.owner, "epoch": x.epoch,
             "state": x.state, "checkpoint_age_seconds": x.checkpoint_age_seconds,
             "lag_seconds": x.lag_seconds, "events_per_second": x.events_per_second,
-            "cursor": x.cursor,
+            "cursor": x.cursor, "standbys": x.standbys,
         })).collect::<Vec<_>>(),
         "sinks": s.sinks.iter().map(|x| json!({
             "name": x.name, "kind": x.kind, "events": x.events, "bytes": x.bytes,
@@ -153,23 +478,26 @@ fn table(header: &[&str]) -> Table {
 }
 
 fn print_tables(s: &pb::StatusResponse) {
-    let assigned = s.shards.iter().filter(|x| !x.owner.is_empty()).count();
     println!(
-        "cluster {}  leader {}  term {}  commit/applied {}/{}  voters {}  shards {}/{} assigned  (answered by {})",
+        "cluster {}  leader {}  term {}  commit/applied {}/{}  voters {} learners {}  shards {}/{} assigned  slots {}  (answered by {})",
         s.cluster_id,
-        s.leader_id,
+        if s.leader_id.is_empty() { "none" } else { &s.leader_id },
         s.term,
         s.commit_index,
         s.applied_index,
-        s.nodes.iter().filter(|n| n.role != "learner").count(),
-        assigned,
-        s.shards.len(),
+        s.voters,
+        s.learners,
+        s.shards_assigned,
+        s.shards_total,
+        s.slots,
         s.answered_by
     );
     let mut t = table(&[
         "node",
+        "name",
         "addr",
         "role",
+        "state",
         "pid",
         "heartbeat",
         "owned",
@@ -180,10 +508,16 @@ fn print_tables(s: &pb::StatusResponse) {
     for n in &s.nodes {
         t.add_row(vec![
             n.id.clone(),
+            n.name.clone(),
             n.addr.clone(),
             n.role.clone(),
+            n.state.clone(),
             n.pid.to_string(),
-            format!("{:.1}s", n.heartbeat_age_seconds),
+            if n.heartbeat_age_seconds < 0.0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}s", n.heartbeat_age_seconds)
+            },
             n.shards_owned.to_string(),
             n.shards_standby.to_string(),
             format!("{:.0}", n.events_per_second),
@@ -197,6 +531,7 @@ fn print_tables(s: &pb::StatusResponse) {
         "owner",
         "epoch",
         "state",
+        "standby",
         "checkpoint age",
         "lag",
         "events/s",
@@ -208,6 +543,7 @@ fn print_tables(s: &pb::StatusResponse) {
             x.owner.clone(),
             x.epoch.to_string(),
             x.state.clone(),
+            x.standbys.join(","),
             format!("{:.0}s", x.checkpoint_age_seconds),
             format!("{:.0}s", x.lag_seconds),
             format!("{:.0}", x.events_per_second),

@@ -47,8 +47,10 @@ fn main() -> Result<()> {
     };
     #[cfg(not(feature = "demo"))]
     let default_level = "info";
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_level.into()),

@@ -129,8 +129,15 @@ impl Cluster {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
-                let m = self.raft_view();
-                if m.voters.contains(&id) || m.learners.contains(&id) {
+                if self.raft_view().voters.contains(&id) {
+                    // Joint consensus; with retain = false it leaves the nodes too.
+                    self.inner
+                        .raft
+                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(write_error)?;
+                }
+                if self.raft_view().learners.contains(&id) {
                     self.inner
                         .raft
                         .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)

@@ -12,6 +12,9 @@
 //!   *received* a beat from it, so its verdict always comes after the
 //!   node's own fence. A new leader starts everyone's clock at its election
 //!   (a full lease of grace).
+//! * An acknowledgement renews the lease only once the node has applied the
+//!   leader's commit index of that moment: a node back from a restart or a
+//!   partition never consumes on the stale assignments in its own log.
 //! * Even so, the epoch fences: a commit from an old epoch is refused by the
 //!   state machine, whatever the clocks did.
 
@@ -135,6 +138,12 @@ pub(crate) struct BeatReply {
     pub ok: bool,
     pub leader: Option<NodeId>,
     pub message: String,
+    /// The leader's commit index when it answered: the lease counts only
+    /// once this node has applied up to it, so a node never consumes on an
+    /// assignment older than what the leader knew (after a restart or a
+    /// partition its log may be behind).
+    #[serde(default)]
+    pub commit_index: u64,
 }
 
 /// The leader's view of who is alive (kept in memory, never in the log).

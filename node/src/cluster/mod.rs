@@ -603,6 +603,7 @@ impl Cluster {
             ok: false,
             leader: view.leader,
             message: message.into(),
+            commit_index: 0,
         };
         if view.leader != Some(self.id()) || !self.inner.liveness.is_leading() {
             return refuse("not the leader");
@@ -624,6 +625,7 @@ impl Cluster {
             ok: true,
             leader: view.leader,
             message: String::new(),
+            commit_index: view.commit_index,
         }
     }
 
@@ -678,7 +680,7 @@ impl Cluster {
                         )
                         .await
                     {
-                        Ok(r) if r.ok => me.inner.lease.renew(sent),
+                        Ok(r) if r.ok => me.renew_when_caught_up(sent, r.commit_index).await,
                         Ok(r) => tracing::debug!(message = %r.message, "beat refused"),
                         Err(e) => tracing::debug!(error = %e, "beat failed"),
                     }
@@ -689,10 +691,31 @@ impl Cluster {
             };
             if let Some(r) = reply {
                 if r.ok {
-                    self.inner.lease.renew(sent);
+                    self.renew_when_caught_up(sent, r.commit_index).await;
                 }
             }
         }
+    }
+
+    /// Renews the lease for a beat sent at `sent` once this node has applied
+    /// the leader's `commit_index` (waiting at most a lease for it).
+    async fn renew_when_caught_up(&self, sent: Instant, commit_index: u64) {
+        if self.raft_view().applied_index < commit_index {
+            let caught_up = self
+                .inner
+                .raft
+                .wait(Some(self.inner.settings.lease))
+                .applied_index_at_least(Some(commit_index), "lease")
+                .await;
+            if caught_up.is_err() {
+                tracing::debug!(
+                    commit_index,
+                    "not caught up with the leader; lease not renewed"
+                );
+                return;
+            }
+        }
+        self.inner.lease.renew(sent);
     }
 
     /// Stops raft (the node's other tasks stop with the token given at start).

@@ -259,7 +259,9 @@ impl Reconciler {
                 continue;
             }
             match (s.phase, self.running.get_mut(&k.shard)) {
-                (ShardPhase::Running, None) => {
+                // Only under a valid lease: the assignment is then at least
+                // as new as what the leader had committed.
+                (ShardPhase::Running, None) if self.cluster.lease().valid() => {
                     self.take(k, s.epoch, s.readonly, s.checkpoint.as_ref())
                         .await
                 }

@@ -331,6 +331,10 @@ impl RunningNode {
                         token,
                         sink_stats.clone(),
                         dead_letters.clone().recipient(),
+                        match &cluster {
+                            Some(c) => c.lease(),
+                            None => Arc::new(Lease::unbounded()),
+                        },
                     )
                     .map_err(|message| StartError::Sink {
                         key: key.clone(),

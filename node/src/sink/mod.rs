@@ -73,6 +73,21 @@ impl Ack {
     }
 }
 
+impl Ack {
+    /// Gives the part up unsent (the node lost its lease): the shard's
+    /// consumer restarts from its checkpoint, or has been stopped.
+    pub fn abandon(mut self) {
+        if let Some(to) = self.to.take() {
+            to.do_send(BatchAck {
+                shard: self.shard,
+                seq: self.seq,
+                sink: self.sink,
+                ok: false,
+            });
+        }
+    }
+}
+
 impl Drop for Ack {
     fn drop(&mut self) {
         if let Some(to) = self.to.take() {

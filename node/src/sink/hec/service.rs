@@ -41,13 +41,21 @@ pub struct HecService {
     cfg: Arc<HecSinkConfig>,
     stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
+    lease: Arc<crate::cluster::Lease>,
 }
 
 /// How a chunk ended.
 enum Settled {
     Delivered,
-    Partial { at: usize, reason: String },
-    DeadLetterAll { reason: String },
+    /// The node's lease ran out: nothing more is written for these parts.
+    Fenced,
+    Partial {
+        at: usize,
+        reason: String,
+    },
+    DeadLetterAll {
+        reason: String,
+    },
     Split,
 }
 
@@ -63,6 +71,7 @@ impl HecService {
         token: Secret,
         stats: Arc<SinkStats>,
         dead_letters: Recipient<DeadLetters>,
+        lease: Arc<crate::cluster::Lease>,
     ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.request_timeout_secs))
@@ -80,6 +89,7 @@ impl HecService {
             cfg,
             stats,
             dead_letters,
+            lease,
         })
     }
 
@@ -128,6 +138,17 @@ impl HecService {
             }
             let chunk = &order[at..end];
             match self.send_until_settled(&parts, chunk).await {
+                Settled::Fenced => {
+                    tracing::warn!(
+                        "lease lost: abandoning a batch unsent; the shard is re-read by its owner"
+                    );
+                    for p in &mut parts {
+                        if let Some(ack) = p.ack.take() {
+                            ack.abandon();
+                        }
+                    }
+                    return;
+                }
                 Settled::Delivered => {
                     SinkStats::add(&self.stats.events, chunk.len() as u64);
                     SinkStats::add(&self.stats.bytes, bytes as u64);
@@ -226,6 +247,10 @@ impl HecService {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            // Self-fencing: a node without a valid lease writes nothing.
+            if !self.lease.valid() {
+                return Settled::Fenced;
+            }
             SinkStats::add(&self.stats.requests, 1);
             let mut req = self
                 .http

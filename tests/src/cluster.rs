@@ -1,0 +1,485 @@
+//! A local Trail cluster of real `trail-node` processes on loopback, with
+//! devstack's SLS (a steady ActionTrail stream) and HEC receiver: the harness
+//! of `tests/cluster.rs` and of the takeover benchmark (`trail-takeover`).
+//!
+//! Status comes from `trailctl status -o json`, so every check also drives
+//! the operator's CLI. Nodes are stopped with SIGKILL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use trail_devstack::gen::Generator;
+use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
+use trail_proto::sls::{Log, LogContent, LogGroup};
+
+use crate::{binary, Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
+
+pub const PROJECT: &str = "trail-ha";
+pub const LOGSTORE: &str = "trail_ha";
+pub const TOKEN: &str = "cluster-test-token";
+
+/// Timing knobs written into every node's `[cluster]` and `[source]`.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub heartbeat_ms: u64,
+    pub lease_ms: u64,
+    pub fence_margin_ms: u64,
+    pub election_timeout_ms: u64,
+    pub commit_interval_ms: u64,
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Timing {
+    /// What an operator gets without setting anything.
+    pub fn defaults() -> Timing {
+        Timing {
+            heartbeat_ms: 250,
+            lease_ms: 2_000,
+            fence_margin_ms: 500,
+            election_timeout_ms: 600,
+            commit_interval_ms: 1_000,
+            checkpoint_interval_ms: 1_000,
+        }
+    }
+
+    /// Tighter commits, so duplicate bounds in tests are small.
+    pub fn tests() -> Timing {
+        Timing {
+            commit_interval_ms: 300,
+            checkpoint_interval_ms: 100,
+            ..Timing::defaults()
+        }
+    }
+}
+
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub sls: Devstack,
+    pub hec: Devstack,
+    pub nodes: BTreeMap<u64, TrailNode>,
+    pub ports: BTreeMap<u64, u16>,
+    pub timing: Timing,
+    pub shards: u32,
+    stream: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    /// Events written by the stream so far.
+    pub written: Arc<AtomicU64>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn sls_client(sls: &Devstack) -> SlsClient {
+    SlsClient::builder(
+        Endpoint::parse("http://sls.test")
+            .unwrap()
+            .with_address(&sls.addr.to_string())
+            .unwrap(),
+        Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET),
+    )
+    .build()
+    .unwrap()
+}
+
+impl LocalCluster {
+    /// devstack and `nodes` nodes: node 1 bootstraps, the others join through it.
+    pub fn start(name: &str, nodes: u64, shards: u32, timing: Timing) -> LocalCluster {
+        let dir = std::env::temp_dir().join(format!("trail-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let shards_arg = shards.to_string();
+        let sls = Devstack::sls(&[
+            "--project",
+            PROJECT,
+            "--logstore",
+            LOGSTORE,
+            "--shards",
+            &shards_arg,
+        ]);
+        let hec = Devstack::hec(&[]);
+        std::env::set_var("TRAIL_TEST_CONTROL_TOKEN", TOKEN);
+        let mut c = LocalCluster {
+            dir,
+            sls,
+            hec,
+            nodes: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            timing,
+            shards,
+            stream: None,
+            written: Arc::default(),
+        };
+        for id in 1..=nodes {
+            c.add_node(id);
+            c.wait_members(id as usize, Duration::from_secs(60));
+        }
+        c
+    }
+
+    fn config(&mut self, id: u64) -> PathBuf {
+        let port = *self.ports.entry(id).or_insert_with(free_port);
+        let join = if id == 1 {
+            "bootstrap = true".to_string()
+        } else {
+            let seeds: Vec<String> = self
+                .ports
+                .iter()
+                .filter(|(n, _)| **n != id)
+                .map(|(_, p)| format!("\"127.0.0.1:{p}\""))
+                .collect();
+            format!("join = [{}]", seeds.join(", "))
+        };
+        let t = &self.timing;
+        let path = self.dir.join(format!("n{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"[node]
+id = "n{id}"
+data_dir = {data:?}
+
+[source]
+endpoint = "http://sls.test"
+address = "{sls}"
+project = "{PROJECT}"
+logstore = "{LOGSTORE}"
+access_key_id = "{ACCESS_KEY_ID}"
+access_key_secret = "{ACCESS_KEY_SECRET}"
+start = "begin"
+empty_backoff_max_ms = 100
+checkpoint_interval_ms = {ckpt}
+
+[filter]
+event_rw = "all"
+
+[[sinks]]
+type = "hec"
+url = "http://{hec}"
+token = "{HEC_TOKEN}"
+flush_interval_ms = 50
+
+[dead_letter]
+path = {dead:?}
+
+[control]
+listen = "127.0.0.1:{port}"
+token = {{ env = "TRAIL_TEST_CONTROL_TOKEN" }}
+
+[cluster]
+node_id = {id}
+{join}
+heartbeat_ms = {hb}
+lease_ms = {lease}
+fence_margin_ms = {margin}
+election_timeout_ms = {election}
+commit_interval_ms = {commit}
+"#,
+                data = self.dir.join(format!("n{id}")).display().to_string(),
+                sls = self.sls.addr,
+                hec = self.hec.addr,
+                dead = self
+                    .dir
+                    .join(format!("n{id}-dead.jsonl"))
+                    .display()
+                    .to_string(),
+                ckpt = t.checkpoint_interval_ms,
+                hb = t.heartbeat_ms,
+                lease = t.lease_ms,
+                margin = t.fence_margin_ms,
+                election = t.election_timeout_ms,
+                commit = t.commit_interval_ms,
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Starts (or restarts, with its data dir) node `id`.
+    pub fn add_node(&mut self, id: u64) {
+        let path = self.config(id);
+        self.nodes.insert(id, TrailNode::spawn(&path));
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut n) = self.nodes.remove(&id) {
+            n.kill();
+        }
+    }
+
+    pub fn endpoint(&self, id: u64) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&id])
+    }
+
+    /// `trailctl ARGS` against node `id`.
+    pub fn trailctl(&self, id: u64, args: &[&str]) -> std::process::Output {
+        Command::new(binary("trailctl"))
+            .args(["--endpoint", &self.endpoint(id)])
+            .args(args)
+            .env("TRAIL_TOKEN", TOKEN)
+            .output()
+            .expect("run trailctl")
+    }
+
+    /// `trailctl status -o json` from the first running node that answers.
+    pub fn status(&self) -> Option<Value> {
+        for id in self.nodes.keys() {
+            let out = self.trailctl(*id, &["status", "-o", "json"]);
+            if out.status.success() {
+                if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+                    if !v["leader_id"].as_str().unwrap_or("").is_empty() {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Polls status until `f` holds; panics with the last status after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(s) = self.status() {
+                if f(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: not within {timeout:?}; last status: {}\nlogs in {}",
+                    last.map(|s| serde_json::to_string_pretty(&s).unwrap())
+                        .unwrap_or_default(),
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_members(&self, n: usize, timeout: Duration) {
+        self.wait_for(&format!("{n} live members"), timeout, |s| {
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["state"] == "alive" && x["role"] != "learner")
+                .count()
+                >= n
+        });
+    }
+
+    /// Every shard running (its owner reported a pull under its epoch) and
+    /// caught up with the stream, with a standby on another node.
+    pub fn wait_settled(&self, timeout: Duration) -> Value {
+        let shards = self.shards as usize;
+        self.wait_for(
+            "every shard caught up with a standby, balanced",
+            timeout,
+            |s| {
+                let list = s["shards"].as_array().unwrap();
+                let owned: Vec<u64> = s["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|n| n["state"] == "alive")
+                    .map(|n| n["shards_owned"].as_u64().unwrap_or(0))
+                    .collect();
+                let balanced =
+                    owned.iter().max().unwrap_or(&0) - owned.iter().min().unwrap_or(&0) <= 1;
+                balanced
+                    && list.len() == shards
+                    && list.iter().all(|x| {
+                        x["state"] == "caught_up"
+                            && x["standbys"]
+                                .as_array()
+                                .is_some_and(|sb| !sb.is_empty() && sb[0] != x["owner"])
+                    })
+            },
+        )
+    }
+
+    /// Writes events into the source at `rate` per second (load-balanced
+    /// over shards) on a thread of its own, until [`LocalCluster::stop_stream`].
+    pub fn start_stream(&mut self, rate: u64, seed: u64) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = self.written.clone();
+        let client = sls_client(&self.sls);
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut g = Generator::new(seed);
+                let started = Instant::now();
+                let group = 20u64;
+                let mut sent = 0u64;
+                while !s.load(Ordering::Relaxed) {
+                    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    let logs = (0..group)
+                        .map(|_| Log {
+                            time: g.next_time() as u32,
+                            contents: vec![LogContent {
+                                key: Bytes::from_static(b"event"),
+                                value: Bytes::from(g.next_event()),
+                            }],
+                            time_ns: None,
+                        })
+                        .collect();
+                    let lg = LogGroup {
+                        logs,
+                        topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+                        ..Default::default()
+                    };
+                    // A refused write is retried: every event written counts.
+                    while client
+                        .put_logs(PROJECT, LOGSTORE, &lg, PutTarget::LoadBalanced)
+                        .await
+                        .is_err()
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    sent += group;
+                    written.fetch_add(group, Ordering::Relaxed);
+                }
+            });
+        });
+        self.stream = Some((stop, handle));
+    }
+
+    pub fn stop_stream(&mut self) {
+        if let Some((stop, h)) = self.stream.take() {
+            stop.store(true, Ordering::Relaxed);
+            h.join().unwrap();
+        }
+    }
+
+    /// Every event indexed by the HEC receiver, in the order it indexed them.
+    pub fn hec_events(&self) -> Vec<Value> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let text = reqwest::get(format!("http://{}/_devstack/events", self.hec.addr))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+    }
+
+    /// Every eventId written to the source.
+    pub fn source_event_ids(&self) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = sls_client(&self.sls);
+        rt.block_on(crate::pull_all(&client, PROJECT, LOGSTORE))
+            .into_iter()
+            .map(|(_, log)| {
+                let raw = &log.contents[0].value;
+                let v: Value = serde_json::from_slice(raw).unwrap();
+                v["eventId"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// Waits until the receiver has every event of the source at least once;
+    /// returns eventId → times indexed.
+    pub fn wait_delivered(&self, timeout: Duration) -> HashMap<String, u32> {
+        let want = self.source_event_ids();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut got: HashMap<String, u32> = HashMap::new();
+            for e in self.hec_events() {
+                *got.entry(e["event"]["eventId"].as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
+            }
+            let missing = want.iter().filter(|id| !got.contains_key(*id)).count();
+            if missing == 0 {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{missing} of {} events never delivered; logs in {}",
+                    want.len(),
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop_stream();
+        for (_, mut n) in std::mem::take(&mut self.nodes) {
+            n.kill();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Duplicates: deliveries beyond the first.
+pub fn duplicates(got: &HashMap<String, u32>) -> u64 {
+    got.values().map(|n| u64::from(n.saturating_sub(1))).sum()
+}
+
+/// Per shard, the hosts (node names) that delivered it, in delivery order,
+/// with consecutive repeats collapsed: `[n1, n3]` = n1 then n3 took over.
+pub fn delivery_runs(events: &[Value]) -> BTreeMap<String, Vec<String>> {
+    let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events {
+        let shard = e["fields"]["shard"].as_str().unwrap_or("?").to_owned();
+        let host = e["host"].as_str().unwrap_or("?").to_owned();
+        let r = runs.entry(shard).or_default();
+        if r.last() != Some(&host) {
+            r.push(host);
+        }
+    }
+    runs
+}
+
+/// The owner of each shard in a status.
+pub fn owners(status: &Value) -> BTreeMap<u64, (String, u64)> {
+    status["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["shard"].as_u64().unwrap(),
+                (
+                    s["owner"].as_str().unwrap().to_owned(),
+                    s["epoch"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,319 @@
+//! Trail as a cluster: real `trail-node` processes on loopback in one raft
+//! cluster, devstack's SLS fed by a steady stream, devstack's HEC receiving.
+//! Nodes die by SIGKILL. Every test ends by reading the whole source back
+//! and checking that the receiver has every event, and how many twice.
+//!
+//! The duplicate bound (README "Cluster"): after an owner dies, the new owner
+//! resumes at the last checkpoint committed through raft, so what is sent
+//! twice is what the old owner delivered after that commit: at most
+//! `checkpoint_interval + commit_interval` of the shard's stream plus its
+//! in-flight batches. Graceful moves (rebalance, drain, join) send nothing twice.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use trail_tests::cluster::{delivery_runs, duplicates, owners, LocalCluster, Timing};
+
+const RATE: u64 = 300;
+
+fn node_of(status: &Value, pred: impl Fn(&Value) -> bool) -> Option<u64> {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| pred(n))
+        .map(|n| n["id"].as_str().unwrap().parse().unwrap())
+}
+
+/// Events a dead owner may have delivered after its last commit (see the module docs).
+fn duplicate_bound(c: &LocalCluster, shards_lost: usize, extra: Duration) -> u64 {
+    let t = &c.timing;
+    let window = Duration::from_millis(t.checkpoint_interval_ms + t.commit_interval_ms) + extra;
+    let per_shard = RATE as f64 / f64::from(c.shards);
+    // + the in-flight batches: 2 credits of at most a second of stream each.
+    (shards_lost as f64 * per_shard * (window.as_secs_f64() + 2.0)).ceil() as u64
+}
+
+/// Waits until none of `shards` is owned by `dead` and each is consumed again.
+fn wait_taken_over(c: &LocalCluster, dead: &str, shards: &[u64], timeout: Duration) -> Value {
+    c.wait_for("takeover", timeout, |s| {
+        s["shards"].as_array().unwrap().iter().all(|x| {
+            !shards.contains(&x["shard"].as_u64().unwrap())
+                || (x["owner"] != dead
+                    && matches!(x["state"].as_str(), Some("consuming" | "caught_up")))
+        })
+    })
+}
+
+#[test]
+fn three_nodes_consume_every_shard_once_with_standbys_and_share_tags() {
+    let mut c = LocalCluster::start("cluster-a", 3, 4, Timing::tests());
+    c.start_stream(RATE, 1);
+    let s = c.wait_settled(Duration::from_secs(60));
+    assert_eq!(s["voters"], 3);
+    let o = owners(&s);
+    let per_node: BTreeSet<&String> = o.values().map(|(n, _)| n).collect();
+    assert_eq!(per_node.len(), 3, "every node owns a shard: {o:?}");
+    for x in s["shards"].as_array().unwrap() {
+        assert_ne!(x["standbys"][0], x["owner"], "standby on another node");
+    }
+
+    // Membership through trailctl.
+    let out = c.trailctl(2, &["members", "list", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let voters = m["members"].as_array().unwrap();
+    assert_eq!(voters.len(), 3);
+    assert!(voters.iter().all(|v| v["role"] == "voter"));
+
+    // The tag tier: written through one node, read from another.
+    let out = c.trailctl(
+        2,
+        &[
+            "tags",
+            "put",
+            "acs:ecs:cn-hangzhou:1:instance/i-x",
+            "project=ha",
+            "owner=sec",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = c.trailctl(
+            3,
+            &[
+                "tags",
+                "get",
+                "acs:ecs:cn-hangzhou:1:instance/i-x",
+                "-o",
+                "json",
+            ],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v[0]["tags"]["project"] == "ha" {
+            assert_eq!(v[0]["tags"]["owner"], "sec");
+            assert_eq!(v[0]["origin"], "api");
+            break;
+        }
+        assert!(Instant::now() < deadline, "tags never reached node 3: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    std::thread::sleep(Duration::from_secs(3));
+    c.stop_stream();
+    let got = c.wait_delivered(Duration::from_secs(60));
+    assert_eq!(
+        duplicates(&got),
+        0,
+        "steady state (and the graceful moves of joining) send nothing twice"
+    );
+    let runs = delivery_runs(&c.hec_events());
+    assert_eq!(runs.len(), 4, "{runs:?}");
+}
+
+#[test]
+fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
+    let mut c = LocalCluster::start("cluster-b", 3, 4, Timing::tests());
+    c.start_stream(RATE, 2);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let leader = s["leader_id"].as_str().unwrap().to_owned();
+    // The victim: a follower that owns shards.
+    let before = owners(&s);
+    let victim = node_of(&s, |n| {
+        n["id"] != leader.as_str() && n["shards_owned"].as_u64() > Some(0)
+    })
+    .unwrap();
+    let name = victim.to_string();
+    let lost: Vec<u64> = before
+        .iter()
+        .filter(|(_, (o, _))| *o == name)
+        .map(|(k, _)| *k)
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+
+    let killed = Instant::now();
+    c.kill(victim);
+    let after = wait_taken_over(&c, &name, &lost, Duration::from_secs(20));
+    let takeover = killed.elapsed();
+    println!(
+        "takeover of {} shard(s) after SIGKILL: {takeover:?} (as seen through status)",
+        lost.len()
+    );
+    let now = owners(&after);
+    for k in &lost {
+        let (owner, epoch) = &now[k];
+        assert_ne!(owner, &name);
+        assert!(*epoch > before[k].1, "a new epoch fences the dead owner");
+    }
+    let dead = after["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == name.as_str())
+        .unwrap();
+    assert_eq!(dead["state"], "dead");
+
+    // (c) It comes back with its data dir and rejoins without membership calls.
+    c.add_node(victim);
+    let s = c.wait_for(
+        "the restarted node alive and owning shards again",
+        Duration::from_secs(60),
+        |s| {
+            s["nodes"].as_array().unwrap().iter().any(|n| {
+                n["id"] == name.as_str()
+                    && n["state"] == "alive"
+                    && n["shards_owned"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["voters"], 3);
+    c.wait_settled(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    c.stop_stream();
+    let got = c.wait_delivered(Duration::from_secs(60));
+    let dups = duplicates(&got);
+    let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
+    println!(
+        "duplicates after the kill: {dups} (bound {bound}) of {} events",
+        got.len()
+    );
+    assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
+}
+
+#[test]
+fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
+    let mut c = LocalCluster::start("cluster-d", 3, 6, Timing::tests());
+    c.start_stream(RATE, 3);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let before = owners(&s);
+
+    // Balanced already: a dry run plans nothing.
+    let out = c.trailctl(1, &["rebalance", "--dry-run", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["moves"].as_array().unwrap().len(), 0, "{plan}");
+    assert_eq!(plan["applied"], false);
+
+    c.add_node(4);
+    let s = c.wait_for("node 4 owns shards", Duration::from_secs(60), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "4" && n["shards_owned"].as_u64() > Some(0))
+    });
+    let s = {
+        let _ = s;
+        c.wait_settled(Duration::from_secs(60))
+    };
+    let after = owners(&s);
+    let mut moved = 0;
+    for (k, (owner, epoch)) in &after {
+        let (o0, e0) = &before[k];
+        if owner == o0 {
+            assert_eq!(epoch, e0, "shard {k} did not move, so it never paused");
+        } else {
+            moved += 1;
+            assert_eq!(owner, "4", "only moves to the new node");
+        }
+    }
+    assert!(
+        (1..=2).contains(&moved),
+        "sticky: {moved} moves for 6 shards on 4 nodes"
+    );
+    let rebalance = c.trailctl(2, &["rebalance", "-o", "json"]);
+    assert!(rebalance.status.success());
+
+    // Drain it and remove it: its shards move off gracefully.
+    let out = c.trailctl(3, &["drain", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_for("node 4 drained", Duration::from_secs(60), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "4" && n["shards_owned"] == 0)
+    });
+    let out = c.trailctl(1, &["members", "remove", "4", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["members"].as_array().unwrap().len(), 3, "{m}");
+    c.wait_settled(Duration::from_secs(60));
+
+    std::thread::sleep(Duration::from_secs(1));
+    c.stop_stream();
+    let got = c.wait_delivered(Duration::from_secs(60));
+    assert_eq!(duplicates(&got), 0, "graceful moves send nothing twice");
+    let mut pauses = Vec::new();
+    for id in 1..=4 {
+        let log = std::fs::read_to_string(c.dir.join(format!("n{id}.log"))).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("shard handed over")) {
+            if let Some(ms) = line.split("drained_ms").nth(1) {
+                let digits: String = ms
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                pauses.push(digits.parse::<u64>().unwrap_or(0));
+            }
+        }
+    }
+    println!("hand-over drains (ms): {pauses:?}");
+    assert!(!pauses.is_empty());
+}
+
+#[test]
+fn killing_the_raft_leader_elects_another_and_nothing_is_lost() {
+    let mut c = LocalCluster::start("cluster-e", 3, 4, Timing::tests());
+    c.start_stream(RATE, 4);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let leader: u64 = s["leader_id"].as_str().unwrap().parse().unwrap();
+    let term = s["term"].as_u64().unwrap();
+    let lost: Vec<u64> = owners(&s)
+        .iter()
+        .filter(|(_, (o, _))| *o == leader.to_string())
+        .map(|(k, _)| *k)
+        .collect();
+    c.kill(leader);
+    let killed = Instant::now();
+    let s = c.wait_for("a new leader", Duration::from_secs(30), |s| {
+        s["leader_id"] != leader.to_string().as_str() && s["term"].as_u64() > Some(term)
+    });
+    println!("new leader {} after {:?}", s["leader_id"], killed.elapsed());
+    wait_taken_over(&c, &leader.to_string(), &lost, Duration::from_secs(30));
+    println!(
+        "the old leader's {} shard(s) taken over after {:?}",
+        lost.len(),
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    c.stop_stream();
+    let got = c.wait_delivered(Duration::from_secs(60));
+    let dups = duplicates(&got);
+    // Every node pauses while no leader renews leases: the window grows by an election.
+    let bound = duplicate_bound(&c, lost.len(), Duration::from_secs(2));
+    println!("duplicates: {dups} (bound {bound})");
+    assert!(dups <= bound);
+}
