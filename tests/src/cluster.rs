@@ -58,8 +58,96 @@ impl Timing {
     }
 }
 
+/// A network namespace joined to the host by a veth pair: a second "host"
+/// for a node that the test can cut off (`ip link set … down`). Needs root.
+pub struct Netns {
+    pub name: String,
+    host_if: String,
+    /// The host side's address (listeners the namespace must reach bind here).
+    pub host_ip: String,
+    /// The namespace side's address.
+    pub ns_ip: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    pub fn create() -> Result<Netns, String> {
+        let n = std::process::id() % 10_000;
+        let subnet = 10 + std::process::id() % 240;
+        let ns = Netns {
+            name: format!("trailcut{n}"),
+            host_if: format!("tch{n}"),
+            host_ip: format!("10.231.{subnet}.1"),
+            ns_ip: format!("10.231.{subnet}.2"),
+        };
+        let ns_if = format!("tcn{n}");
+        let _ = ip(&["netns", "del", &ns.name]);
+        let _ = ip(&["link", "del", &ns.host_if]);
+        ip(&["netns", "add", &ns.name])?;
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ])?;
+        ip(&["link", "set", &ns_if, "netns", &ns.name])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", ns.host_ip),
+            "dev",
+            &ns.host_if,
+        ])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns.name.as_str(), "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["addr", "add", &format!("{}/24", ns.ns_ip), "dev", &ns_if])?;
+        inside(&["link", "set", &ns_if, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Cuts (false) or restores (true) the namespace's only link.
+    pub fn link(&self, up: bool) {
+        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]).unwrap();
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
 pub struct LocalCluster {
     pub dir: PathBuf,
+    /// Where devstack and the nodes outside `netns` listen.
+    pub host_ip: String,
+    /// Nodes started inside this namespace, with its address.
+    pub netns: Option<(Netns, Vec<u64>)>,
     pub sls: Devstack,
     pub hec: Devstack,
     pub nodes: BTreeMap<u64, TrailNode>,
@@ -94,22 +182,48 @@ pub fn sls_client(sls: &Devstack) -> SlsClient {
 impl LocalCluster {
     /// devstack and `nodes` nodes: node 1 bootstraps, the others join through it.
     pub fn start(name: &str, nodes: u64, shards: u32, timing: Timing) -> LocalCluster {
+        Self::start_with(name, nodes, shards, timing, None)
+    }
+
+    /// As [`LocalCluster::start`], with the nodes in `isolated` inside a
+    /// network namespace (everything else listens on its host side).
+    pub fn start_with(
+        name: &str,
+        nodes: u64,
+        shards: u32,
+        timing: Timing,
+        isolated: Option<(Netns, Vec<u64>)>,
+    ) -> LocalCluster {
         let dir = std::env::temp_dir().join(format!("trail-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let shards_arg = shards.to_string();
-        let sls = Devstack::sls(&[
-            "--project",
-            PROJECT,
-            "--logstore",
-            LOGSTORE,
-            "--shards",
-            &shards_arg,
-        ]);
-        let hec = Devstack::hec(&[]);
+        let host_ip = isolated
+            .as_ref()
+            .map(|(ns, _)| ns.host_ip.clone())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let sls = Devstack::spawn_on(
+            "sls",
+            &host_ip,
+            &[
+                "--access-key-id",
+                ACCESS_KEY_ID,
+                "--access-key-secret",
+                ACCESS_KEY_SECRET,
+                "--project",
+                PROJECT,
+                "--logstore",
+                LOGSTORE,
+                "--shards",
+                &shards_arg,
+            ],
+        );
+        let hec = Devstack::spawn_on("hec", &host_ip, &["--token", HEC_TOKEN]);
         std::env::set_var("TRAIL_TEST_CONTROL_TOKEN", TOKEN);
         let mut c = LocalCluster {
             dir,
+            host_ip,
+            netns: isolated,
             sls,
             hec,
             nodes: BTreeMap::new(),
@@ -126,8 +240,17 @@ impl LocalCluster {
         c
     }
 
+    /// The address node `id` listens on.
+    pub fn node_ip(&self, id: u64) -> String {
+        match &self.netns {
+            Some((ns, ids)) if ids.contains(&id) => ns.ns_ip.clone(),
+            _ => self.host_ip.clone(),
+        }
+    }
+
     fn config(&mut self, id: u64) -> PathBuf {
         let port = *self.ports.entry(id).or_insert_with(free_port);
+        let host = self.node_ip(id);
         let join = if id == 1 {
             "bootstrap = true".to_string()
         } else {
@@ -135,7 +258,7 @@ impl LocalCluster {
                 .ports
                 .iter()
                 .filter(|(n, _)| **n != id)
-                .map(|(_, p)| format!("\"127.0.0.1:{p}\""))
+                .map(|(n, p)| format!("\"{}:{p}\"", self.node_ip(*n)))
                 .collect();
             format!("join = [{}]", seeds.join(", "))
         };
@@ -172,7 +295,7 @@ flush_interval_ms = 50
 path = {dead:?}
 
 [control]
-listen = "127.0.0.1:{port}"
+listen = "{host}:{port}"
 token = {{ env = "TRAIL_TEST_CONTROL_TOKEN" }}
 
 [cluster]
@@ -207,7 +330,12 @@ commit_interval_ms = {commit}
     /// Starts (or restarts, with its data dir) node `id`.
     pub fn add_node(&mut self, id: u64) {
         let path = self.config(id);
-        self.nodes.insert(id, TrailNode::spawn(&path));
+        let ns = match &self.netns {
+            Some((ns, ids)) if ids.contains(&id) => Some(ns.name.clone()),
+            _ => None,
+        };
+        self.nodes
+            .insert(id, TrailNode::spawn_in(&path, ns.as_deref()));
     }
 
     /// SIGKILL.
@@ -218,7 +346,7 @@ commit_interval_ms = {commit}
     }
 
     pub fn endpoint(&self, id: u64) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&id])
+        format!("http://{}:{}", self.node_ip(id), self.ports[&id])
     }
 
     /// `trailctl ARGS` against node `id`.
@@ -482,4 +610,19 @@ pub fn owners(status: &Value) -> BTreeMap<u64, (String, u64)> {
             )
         })
         .collect()
+}
+
+/// No shard was ever delivered by two owners at once: per shard, the runs of
+/// delivering hosts (in the receiver's order) never outnumber its epochs,
+/// since each epoch has one owner. Interleaved deliveries would.
+pub fn assert_one_writer_per_epoch(events: &[Value], status: &Value) {
+    let runs = delivery_runs(events);
+    let epochs = owners(status);
+    for (shard, hosts) in &runs {
+        let epoch = epochs[&shard.parse::<u64>().unwrap()].1;
+        assert!(
+            hosts.len() as u64 <= epoch,
+            "shard {shard}: delivered by {hosts:?} (in that order) over only {epoch} epoch(s)"
+        );
+    }
 }

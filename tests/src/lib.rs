@@ -89,8 +89,13 @@ impl Devstack {
 
     /// Starts `trail-devstack SERVICE --listen 127.0.0.1:0 ARGS` and waits for its address.
     pub fn spawn(service: &str, args: &[&str]) -> Devstack {
+        Self::spawn_on(service, "127.0.0.1", args)
+    }
+
+    /// The same on another local address.
+    pub fn spawn_on(service: &str, ip: &str, args: &[&str]) -> Devstack {
         let mut child = Command::new(binary("trail-devstack"))
-            .args([service, "--listen", "127.0.0.1:0"])
+            .args([service, "--listen", &format!("{ip}:0")])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -141,12 +146,26 @@ pub struct TrailNode {
 
 impl TrailNode {
     pub fn spawn(config: &std::path::Path) -> TrailNode {
+        Self::spawn_in(config, None)
+    }
+
+    /// In a network namespace (`ip netns exec NS`, which execs the node: the
+    /// pid is the node's).
+    pub fn spawn_in(config: &std::path::Path, netns: Option<&str>) -> TrailNode {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
             .open(config.with_extension("log"))
             .expect("node log file");
-        let child = Command::new(binary("trail-node"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary("trail-node"));
+                c
+            }
+            None => Command::new(binary("trail-node")),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

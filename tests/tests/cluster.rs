@@ -181,6 +181,9 @@ fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
     std::thread::sleep(Duration::from_secs(1));
     c.stop_stream();
     let got = c.wait_delivered(Duration::from_secs(60));
+    if let Some(st) = c.status() {
+        trail_tests::cluster::assert_one_writer_per_epoch(&c.hec_events(), &st);
+    }
     let dups = duplicates(&got);
     let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
     println!(
@@ -311,9 +314,101 @@ fn killing_the_raft_leader_elects_another_and_nothing_is_lost() {
     std::thread::sleep(Duration::from_secs(1));
     c.stop_stream();
     let got = c.wait_delivered(Duration::from_secs(60));
+    if let Some(st) = c.status() {
+        trail_tests::cluster::assert_one_writer_per_epoch(&c.hec_events(), &st);
+    }
     let dups = duplicates(&got);
     // Every node pauses while no leader renews leases: the window grows by an election.
     let bound = duplicate_bound(&c, lost.len(), Duration::from_secs(2));
     println!("duplicates: {dups} (bound {bound})");
     assert!(dups <= bound);
+}
+
+#[test]
+fn a_node_cut_off_fences_itself_within_its_lease_and_the_rest_take_over() {
+    if std::env::var_os("TRAIL_TEST_NO_NETNS").is_some() {
+        eprintln!("TRAIL_TEST_NO_NETNS set: not cutting a node off");
+        return;
+    }
+    // Node 3 lives in a network namespace ("another host"); the others and
+    // devstack listen on the host end of its veth link.
+    let ns = trail_tests::cluster::Netns::create()
+        .expect("network namespaces need root (set TRAIL_TEST_NO_NETNS=1 to skip this test)");
+    let mut c = LocalCluster::start_with("cluster-f", 3, 4, Timing::tests(), Some((ns, vec![3])));
+    c.start_stream(RATE, 6);
+    let s = c.wait_for("node 3 owns shards", Duration::from_secs(60), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "3" && n["shards_owned"].as_u64() > Some(0))
+    });
+    let s = {
+        let _ = s;
+        c.wait_settled(Duration::from_secs(60))
+    };
+    let lost: Vec<u64> = owners(&s)
+        .iter()
+        .filter(|(_, (o, _))| o == "3")
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(!lost.is_empty());
+    std::thread::sleep(Duration::from_secs(1));
+
+    let cut = Instant::now();
+    c.netns.as_ref().unwrap().0.link(false);
+    // It fences itself once its lease runs out (lease − margin after its last acknowledged beat).
+    let log = c.dir.join("n3.log");
+    let fenced = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("lease expired") {
+            break cut.elapsed();
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "node 3 never fenced itself"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lease = Duration::from_millis(c.timing.lease_ms);
+    println!("node 3 fenced itself {fenced:?} after the cut (lease {lease:?})");
+    assert!(
+        fenced <= lease,
+        "it must stop before the leader may reassign"
+    );
+    let after = wait_taken_over(&c, "3", &lost, Duration::from_secs(20));
+    println!("its shards taken over {:?} after the cut", cut.elapsed());
+    for k in &lost {
+        assert!(
+            owners(&after)[k].1 > owners(&s)[k].1,
+            "new epoch for shard {k}"
+        );
+    }
+
+    // The link comes back: node 3 catches up, is given shards again, and
+    // nothing it held before the cut is written late.
+    c.netns.as_ref().unwrap().0.link(true);
+    c.wait_for("node 3 back", Duration::from_secs(60), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "3" && n["state"] == "alive")
+    });
+    let last = c.wait_settled(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    c.stop_stream();
+    let got = c.wait_delivered(Duration::from_secs(60));
+    let events = c.hec_events();
+    let last = c.status().unwrap_or(last);
+    trail_tests::cluster::assert_one_writer_per_epoch(&events, &last);
+    let dups = duplicates(&got);
+    let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
+    println!("duplicates: {dups} (bound {bound})");
+    assert!(dups <= bound);
+    let refused = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("checkpoint refused")
+        .count();
+    println!("node 3's stale checkpoint commits refused by the state machine: {refused}");
 }

@@ -86,6 +86,23 @@ impl Lease {
         ok
     }
 
+    /// Resolves once the lease has expired (never without a cluster): work
+    /// in flight (a pull, a sink request) races this and is dropped.
+    pub async fn expired(&self) {
+        if self.ttl.is_none() {
+            return std::future::pending().await;
+        }
+        while self.valid() {
+            let left = self
+                .valid_until
+                .lock()
+                .map(|u| u.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            tokio::time::sleep(left.clamp(Duration::from_millis(5), Duration::from_millis(50)))
+                .await;
+        }
+    }
+
     /// Waits until the lease is valid; false if `stop` fired first.
     pub async fn wait_valid(&self, stop: &CancellationToken) -> bool {
         loop {

@@ -639,6 +639,8 @@ impl Cluster {
                 _ = tick.tick() => {}
                 _ = self.inner.stop.cancelled() => return,
             }
+            // Notice an expired lease at once (it logs and counts), not at the next pull.
+            self.inner.lease.valid();
             let Some(leader) = self.raft_view().leader else {
                 continue;
             };

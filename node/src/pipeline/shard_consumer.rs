@@ -520,6 +520,8 @@ impl PullLoop {
             let resp = tokio::select! {
                 r = self.client.pull_logs(&p.project, &p.logstore, self.shard, &req) => r,
                 _ = self.stop.cancelled() => return Ok(()),
+                // Fenced mid-pull: drop it and wait for the lease at the top.
+                _ = self.settings.lease.expired() => continue,
             };
             let resp = match resp {
                 Ok(r) => {

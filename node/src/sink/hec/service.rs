@@ -262,7 +262,11 @@ impl HecService {
             if self.cfg.gzip {
                 req = req.header("Content-Encoding", "gzip");
             }
-            let action = match req.send().await {
+            let sent = tokio::select! {
+                r = req.send() => r,
+                _ = self.lease.expired() => return Settled::Fenced,
+            };
+            let action = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
