@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::Value;
 use trail_devstack::gen::Generator;
 use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
-use trail_proto::sls::{Log, LogContent, LogGroup};
 
-use crate::{binary, Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
+use crate::{
+    actiontrail_group, binary, free_port, Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
+    HEC_TOKEN,
+};
 
 pub const PROJECT: &str = "trail-ha";
 pub const LOGSTORE: &str = "trail_ha";
@@ -157,14 +158,6 @@ pub struct LocalCluster {
     stream: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
     /// Events written by the stream so far.
     pub written: Arc<AtomicU64>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn sls_client(sls: &Devstack) -> SlsClient {
@@ -397,6 +390,28 @@ commit_interval_ms = {commit}
         }
     }
 
+    /// Waits until none of `shards` is owned by `dead` and each is consumed again.
+    pub fn wait_taken_over(&self, dead: &str, shards: &[u64], timeout: Duration) -> Value {
+        self.wait_for("takeover", timeout, |s| {
+            s["shards"].as_array().unwrap().iter().all(|x| {
+                !shards.contains(&x["shard"].as_u64().unwrap())
+                    || (x["owner"] != dead
+                        && matches!(x["state"].as_str(), Some("consuming" | "caught_up")))
+            })
+        })
+    }
+
+    /// Stops the stream, waits for every event, checks that no shard had two
+    /// owners delivering at once; returns eventId → times delivered.
+    pub fn finish(&mut self) -> HashMap<String, u32> {
+        self.stop_stream();
+        let got = self.wait_delivered(Duration::from_secs(60));
+        if let Some(st) = self.status() {
+            assert_one_writer_per_epoch(&self.hec_events(), &st);
+        }
+        got
+    }
+
     fn wait_members(&self, n: usize, timeout: Duration) {
         self.wait_for(&format!("{n} live members"), timeout, |s| {
             s["nodes"]
@@ -461,21 +476,7 @@ commit_interval_ms = {commit}
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
-                    let logs = (0..group)
-                        .map(|_| Log {
-                            time: g.next_time() as u32,
-                            contents: vec![LogContent {
-                                key: Bytes::from_static(b"event"),
-                                value: Bytes::from(g.next_event()),
-                            }],
-                            time_ns: None,
-                        })
-                        .collect();
-                    let lg = LogGroup {
-                        logs,
-                        topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
-                        ..Default::default()
-                    };
+                    let lg = actiontrail_group(&mut g, group as usize);
                     // A refused write is retried: every event written counts.
                     while client
                         .put_logs(PROJECT, LOGSTORE, &lg, PutTarget::LoadBalanced)

@@ -57,6 +57,40 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A free TCP port on loopback (for a listener a process will bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` generated ActionTrail events as SLS delivers them: one log group,
+/// topic `actiontrail_audit_event`, key `event`, log time from eventTime.
+pub fn actiontrail_group(
+    g: &mut trail_devstack::gen::Generator,
+    n: usize,
+) -> trail_proto::sls::LogGroup {
+    use bytes::Bytes;
+    use trail_proto::sls::{Log, LogContent, LogGroup};
+    let logs = (0..n)
+        .map(|_| Log {
+            time: g.next_time() as u32,
+            contents: vec![LogContent {
+                key: Bytes::from_static(b"event"),
+                value: Bytes::from(g.next_event()),
+            }],
+            time_ns: None,
+        })
+        .collect();
+    LogGroup {
+        logs,
+        topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+        ..Default::default()
+    }
+}
+
 /// A `trail-devstack` stand-in process on a free loopback port.
 pub struct Devstack {
     child: Child,

@@ -17,6 +17,14 @@ use trail_tests::cluster::{delivery_runs, duplicates, owners, LocalCluster, Timi
 
 const RATE: u64 = 300;
 
+/// One cluster at a time: five clusters of real processes at once on a
+/// two-core machine would make lease timing, not Trail, the thing tested.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn node_of(status: &Value, pred: impl Fn(&Value) -> bool) -> Option<u64> {
     status["nodes"]
         .as_array()
@@ -35,19 +43,9 @@ fn duplicate_bound(c: &LocalCluster, shards_lost: usize, extra: Duration) -> u64
     (shards_lost as f64 * per_shard * (window.as_secs_f64() + 2.0)).ceil() as u64
 }
 
-/// Waits until none of `shards` is owned by `dead` and each is consumed again.
-fn wait_taken_over(c: &LocalCluster, dead: &str, shards: &[u64], timeout: Duration) -> Value {
-    c.wait_for("takeover", timeout, |s| {
-        s["shards"].as_array().unwrap().iter().all(|x| {
-            !shards.contains(&x["shard"].as_u64().unwrap())
-                || (x["owner"] != dead
-                    && matches!(x["state"].as_str(), Some("consuming" | "caught_up")))
-        })
-    })
-}
-
 #[test]
 fn three_nodes_consume_every_shard_once_with_standbys_and_share_tags() {
+    let _one = serial();
     let mut c = LocalCluster::start("cluster-a", 3, 4, Timing::tests());
     c.start_stream(RATE, 1);
     let s = c.wait_settled(Duration::from_secs(60));
@@ -110,8 +108,7 @@ fn three_nodes_consume_every_shard_once_with_standbys_and_share_tags() {
     }
 
     std::thread::sleep(Duration::from_secs(3));
-    c.stop_stream();
-    let got = c.wait_delivered(Duration::from_secs(60));
+    let got = c.finish();
     assert_eq!(
         duplicates(&got),
         0,
@@ -123,6 +120,7 @@ fn three_nodes_consume_every_shard_once_with_standbys_and_share_tags() {
 
 #[test]
 fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
+    let _one = serial();
     let mut c = LocalCluster::start("cluster-b", 3, 4, Timing::tests());
     c.start_stream(RATE, 2);
     let s = c.wait_settled(Duration::from_secs(60));
@@ -143,7 +141,7 @@ fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
 
     let killed = Instant::now();
     c.kill(victim);
-    let after = wait_taken_over(&c, &name, &lost, Duration::from_secs(20));
+    let after = c.wait_taken_over(&name, &lost, Duration::from_secs(20));
     let takeover = killed.elapsed();
     println!(
         "takeover of {} shard(s) after SIGKILL: {takeover:?} (as seen through status)",
@@ -179,11 +177,7 @@ fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
     assert_eq!(s["voters"], 3);
     c.wait_settled(Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
-    c.stop_stream();
-    let got = c.wait_delivered(Duration::from_secs(60));
-    if let Some(st) = c.status() {
-        trail_tests::cluster::assert_one_writer_per_epoch(&c.hec_events(), &st);
-    }
+    let got = c.finish();
     let dups = duplicates(&got);
     let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
     println!(
@@ -195,6 +189,7 @@ fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
 
 #[test]
 fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
+    let _one = serial();
     let mut c = LocalCluster::start("cluster-d", 3, 6, Timing::tests());
     c.start_stream(RATE, 3);
     let s = c.wait_settled(Duration::from_secs(60));
@@ -212,17 +207,14 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     assert_eq!(plan["applied"], false);
 
     c.add_node(4);
-    let s = c.wait_for("node 4 owns shards", Duration::from_secs(60), |s| {
+    c.wait_for("node 4 owns shards", Duration::from_secs(60), |s| {
         s["nodes"]
             .as_array()
             .unwrap()
             .iter()
             .any(|n| n["id"] == "4" && n["shards_owned"].as_u64() > Some(0))
     });
-    let s = {
-        let _ = s;
-        c.wait_settled(Duration::from_secs(60))
-    };
+    let s = c.wait_settled(Duration::from_secs(60));
     let after = owners(&s);
     let mut moved = 0;
     for (k, (owner, epoch)) in &after {
@@ -266,8 +258,7 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     c.wait_settled(Duration::from_secs(60));
 
     std::thread::sleep(Duration::from_secs(1));
-    c.stop_stream();
-    let got = c.wait_delivered(Duration::from_secs(60));
+    let got = c.finish();
     assert_eq!(duplicates(&got), 0, "graceful moves send nothing twice");
     let mut pauses = Vec::new();
     for id in 1..=4 {
@@ -289,6 +280,7 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
 
 #[test]
 fn killing_the_raft_leader_elects_another_and_nothing_is_lost() {
+    let _one = serial();
     let mut c = LocalCluster::start("cluster-e", 3, 4, Timing::tests());
     c.start_stream(RATE, 4);
     let s = c.wait_settled(Duration::from_secs(60));
@@ -305,18 +297,14 @@ fn killing_the_raft_leader_elects_another_and_nothing_is_lost() {
         s["leader_id"] != leader.to_string().as_str() && s["term"].as_u64() > Some(term)
     });
     println!("new leader {} after {:?}", s["leader_id"], killed.elapsed());
-    wait_taken_over(&c, &leader.to_string(), &lost, Duration::from_secs(30));
+    c.wait_taken_over(&leader.to_string(), &lost, Duration::from_secs(30));
     println!(
         "the old leader's {} shard(s) taken over after {:?}",
         lost.len(),
         killed.elapsed()
     );
     std::thread::sleep(Duration::from_secs(1));
-    c.stop_stream();
-    let got = c.wait_delivered(Duration::from_secs(60));
-    if let Some(st) = c.status() {
-        trail_tests::cluster::assert_one_writer_per_epoch(&c.hec_events(), &st);
-    }
+    let got = c.finish();
     let dups = duplicates(&got);
     // Every node pauses while no leader renews leases: the window grows by an election.
     let bound = duplicate_bound(&c, lost.len(), Duration::from_secs(2));
@@ -326,6 +314,7 @@ fn killing_the_raft_leader_elects_another_and_nothing_is_lost() {
 
 #[test]
 fn a_node_cut_off_fences_itself_within_its_lease_and_the_rest_take_over() {
+    let _one = serial();
     if std::env::var_os("TRAIL_TEST_NO_NETNS").is_some() {
         eprintln!("TRAIL_TEST_NO_NETNS set: not cutting a node off");
         return;
@@ -336,17 +325,14 @@ fn a_node_cut_off_fences_itself_within_its_lease_and_the_rest_take_over() {
         .expect("network namespaces need root (set TRAIL_TEST_NO_NETNS=1 to skip this test)");
     let mut c = LocalCluster::start_with("cluster-f", 3, 4, Timing::tests(), Some((ns, vec![3])));
     c.start_stream(RATE, 6);
-    let s = c.wait_for("node 3 owns shards", Duration::from_secs(60), |s| {
+    c.wait_for("node 3 owns shards", Duration::from_secs(60), |s| {
         s["nodes"]
             .as_array()
             .unwrap()
             .iter()
             .any(|n| n["id"] == "3" && n["shards_owned"].as_u64() > Some(0))
     });
-    let s = {
-        let _ = s;
-        c.wait_settled(Duration::from_secs(60))
-    };
+    let s = c.wait_settled(Duration::from_secs(60));
     let lost: Vec<u64> = owners(&s)
         .iter()
         .filter(|(_, (o, _))| o == "3")
@@ -376,7 +362,7 @@ fn a_node_cut_off_fences_itself_within_its_lease_and_the_rest_take_over() {
         fenced <= lease,
         "it must stop before the leader may reassign"
     );
-    let after = wait_taken_over(&c, "3", &lost, Duration::from_secs(20));
+    let after = c.wait_taken_over("3", &lost, Duration::from_secs(20));
     println!("its shards taken over {:?} after the cut", cut.elapsed());
     for k in &lost {
         assert!(
@@ -395,13 +381,9 @@ fn a_node_cut_off_fences_itself_within_its_lease_and_the_rest_take_over() {
             .iter()
             .any(|n| n["id"] == "3" && n["state"] == "alive")
     });
-    let last = c.wait_settled(Duration::from_secs(60));
+    c.wait_settled(Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
-    c.stop_stream();
-    let got = c.wait_delivered(Duration::from_secs(60));
-    let events = c.hec_events();
-    let last = c.status().unwrap_or(last);
-    trail_tests::cluster::assert_one_writer_per_epoch(&events, &last);
+    let got = c.finish();
     let dups = duplicates(&got);
     let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
     println!("duplicates: {dups} (bound {bound})");

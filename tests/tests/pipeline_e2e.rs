@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use trail_devstack::gen::Generator;
-use trail_node::sls::{Credentials, CursorPosition, Endpoint, PutTarget, SlsClient};
+use trail_node::sls::{CursorPosition, PutTarget, SlsClient};
 use trail_proto::sls::{Log, LogContent, LogGroup};
 use trail_tests::{Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
 
@@ -29,15 +29,7 @@ struct Setup {
 }
 
 fn client(sls: &Devstack) -> SlsClient {
-    SlsClient::builder(
-        Endpoint::parse("http://sls.test")
-            .unwrap()
-            .with_address(&sls.addr.to_string())
-            .unwrap(),
-        Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET),
-    )
-    .build()
-    .unwrap()
+    trail_tests::cluster::sls_client(sls)
 }
 
 /// devstack SLS (4 shards) and HEC with `hec_args`; `events` generated events

@@ -10,7 +10,9 @@ use serde_json::Value;
 use trail_devstack::gen::Generator;
 use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
 use trail_proto::sls::{Log, LogContent, LogGroup};
-use trail_tests::{binary, Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
+use trail_tests::{
+    binary, free_port, Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN,
+};
 
 const TOKEN: &str = "ctl-test-token";
 
@@ -23,14 +25,6 @@ fn trailctl(endpoint: &str, token: Option<&str>, args: &[&str]) -> std::process:
         c.env("TRAIL_TOKEN", t);
     }
     c.output().expect("run trailctl")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

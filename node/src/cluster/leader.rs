@@ -83,9 +83,7 @@ impl Cluster {
                 Ok(LeaderReply::Moves(moves))
             }
             LeaderRequest::AddMember { id, addr } => {
-                let _one = self.inner.admin.try_lock().map_err(|_| {
-                    LeaderError::Refused("another membership change is in progress".into())
-                })?;
+                let _one = self.one_membership_change()?;
                 let m = self.raft_view();
                 if m.voters.contains(&id) {
                     return Ok(LeaderReply::Done);
@@ -111,9 +109,7 @@ impl Cluster {
                 Ok(LeaderReply::Done)
             }
             LeaderRequest::RemoveMember { id } => {
-                let _one = self.inner.admin.try_lock().map_err(|_| {
-                    LeaderError::Refused("another membership change is in progress".into())
-                })?;
+                let _one = self.one_membership_change()?;
                 if id == self.id() {
                     return Err(LeaderError::Refused(
                         "the leader cannot remove itself; remove it from another node after it steps down, or drain it first".into(),
@@ -150,6 +146,14 @@ impl Cluster {
                 Ok(LeaderReply::Done)
             }
         }
+    }
+
+    /// Membership changes run one at a time (openraft interleaves concurrent ones).
+    fn one_membership_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, LeaderError> {
+        self.inner
+            .admin
+            .try_lock()
+            .map_err(|_| LeaderError::Refused("another membership change is in progress".into()))
     }
 
     /// Members the leader counts alive (itself always).

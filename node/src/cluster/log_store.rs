@@ -32,11 +32,11 @@ pub(crate) fn io_err(
 }
 
 fn read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    io_err(|a| StorageIOError::read_logs(a))(&e)
+    io_err(StorageIOError::read_logs)(&e)
 }
 
 fn write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    io_err(|a| StorageIOError::write_logs(a))(&e)
+    io_err(StorageIOError::write_logs)(&e)
 }
 
 /// Reads a meta value.
@@ -93,6 +93,7 @@ impl LogStore {
         LogStore { db }
     }
 
+    #[allow(clippy::result_large_err)]
     fn last_purged(&self) -> StoreResult<Option<LogId<NodeId>>> {
         meta_get(&self.db, "last_purged").map_err(read_err)
     }

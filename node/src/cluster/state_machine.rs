@@ -82,7 +82,7 @@ pub(crate) struct StateMachine {
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    io_err(|a| StorageIOError::read_state_machine(a))(&e)
+    io_err(StorageIOError::read_state_machine)(&e)
 }
 
 fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {

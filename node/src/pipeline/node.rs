@@ -85,6 +85,19 @@ pub struct RunningNode {
     stop: CancellationToken,
 }
 
+/// `[control] token`, resolved (callers and peers must send it).
+fn control_token(config: &Config) -> Result<Option<String>, StartError> {
+    Ok(match &config.control.token {
+        Some(t) => Some(
+            t.resolve("control.token")
+                .map_err(ConfigError::from)?
+                .expose()
+                .to_owned(),
+        ),
+        None => None,
+    })
+}
+
 /// Starts raft for `[cluster]` (the gRPC listener starts after it).
 async fn start_cluster(
     config: &Config,
@@ -95,15 +108,7 @@ async fn start_cluster(
         .control
         .listen
         .expect("validated: [cluster] needs control.listen");
-    let token = match &config.control.token {
-        Some(t) => Some(
-            t.resolve("control.token")
-                .map_err(ConfigError::from)?
-                .expose()
-                .to_owned(),
-        ),
-        None => None,
-    };
+    let token = control_token(config)?;
     let settings = ClusterSettings {
         node_id: c.node_id,
         name: config.node.id.clone(),
@@ -379,8 +384,14 @@ impl RunningNode {
                     let cfg = Arc::new(x.clone());
                     let st = sink_stats.clone();
                     let dl = dead_letters.clone().recipient();
-                    SlsSink::start_in_arbiter(&arbiter, move |_| SlsSink::new(c, cfg, st, dl))
-                        .recipient()
+                    let lease = match &cluster {
+                        Some(c) => c.lease(),
+                        None => Arc::new(Lease::unbounded()),
+                    };
+                    SlsSink::start_in_arbiter(&arbiter, move |_| {
+                        SlsSink::new(c, cfg, st, dl, lease)
+                    })
+                    .recipient()
                 }
             };
             handles.push(SinkHandle {
@@ -475,15 +486,7 @@ impl RunningNode {
         }
         let control_addr = match config.control.listen {
             Some(listen) => {
-                let token = match &config.control.token {
-                    Some(t) => Some(
-                        t.resolve("control.token")
-                            .map_err(ConfigError::from)?
-                            .expose()
-                            .to_owned(),
-                    ),
-                    None => None,
-                };
+                let token = control_token(&config)?;
                 let info = crate::control::grpc::NodeInfo {
                     node_id: config.node.id.clone(),
                     project: s.project.clone(),

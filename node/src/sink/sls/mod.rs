@@ -138,6 +138,8 @@ struct Writer {
     cfg: Arc<SlsSinkConfig>,
     stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
+    /// No writes without a valid lease (self-fencing).
+    lease: Arc<crate::cluster::Lease>,
 }
 
 impl SlsSink {
@@ -146,6 +148,7 @@ impl SlsSink {
         cfg: Arc<SlsSinkConfig>,
         stats: Arc<SinkStats>,
         dead_letters: Recipient<DeadLetters>,
+        lease: Arc<crate::cluster::Lease>,
     ) -> Self {
         let lanes = (0..cfg.concurrency.max(1))
             .map(|_| Lane::default())
@@ -156,6 +159,7 @@ impl SlsSink {
                 cfg,
                 stats,
                 dead_letters,
+                lease,
             }),
             lanes,
         }
@@ -218,6 +222,7 @@ impl Writer {
             cfg,
             stats,
             dead_letters,
+            lease,
         } = self;
         let source = cfg
             .source
@@ -247,11 +252,19 @@ impl Writer {
             };
             let mut pause = Duration::from_millis(200);
             loop {
+                if !lease.valid() {
+                    tracing::warn!(
+                        "lease lost: abandoning a part unsent; the shard is re-read by its owner"
+                    );
+                    part.ack.abandon();
+                    return;
+                }
                 SinkStats::add(&stats.requests, 1);
-                match client
-                    .put_encoded_logs(&cfg.project, &cfg.logstore, &group, target)
-                    .await
-                {
+                let put = tokio::select! {
+                    r = client.put_encoded_logs(&cfg.project, &cfg.logstore, &group, target) => r,
+                    _ = lease.expired() => continue,
+                };
+                match put {
                     Ok(()) => {
                         SinkStats::add(&stats.events, (to - from) as u64);
                         SinkStats::add(&stats.bytes, group.len() as u64);
