@@ -74,6 +74,14 @@ pub struct ClusterConfig {
     /// Moves shards to even the load on join and leave (else only `trailctl rebalance`).
     #[serde(default = "default_true")]
     pub auto_rebalance: bool,
+    /// Snapshot the replicated state after this many log entries (and
+    /// purge the log behind it, keeping a quarter).
+    #[serde(default = "default_snapshot_logs")]
+    pub snapshot_logs: u64,
+}
+
+fn default_snapshot_logs() -> u64 {
+    5_000
 }
 
 fn default_slots() -> u32 {
@@ -512,6 +520,9 @@ impl Config {
                     "cluster.election_timeout_ms",
                     "must be at least 100",
                 ));
+            }
+            if c.snapshot_logs < 10 {
+                return Err(invalid("cluster.snapshot_logs", "must be at least 10"));
             }
             if c.commit_interval_ms == 0 {
                 return Err(invalid("cluster.commit_interval_ms", "must be at least 1"));

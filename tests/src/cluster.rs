@@ -34,6 +34,7 @@ pub struct Timing {
     pub election_timeout_ms: u64,
     pub commit_interval_ms: u64,
     pub checkpoint_interval_ms: u64,
+    pub snapshot_logs: u64,
 }
 
 impl Timing {
@@ -46,14 +47,18 @@ impl Timing {
             election_timeout_ms: 600,
             commit_interval_ms: 1_000,
             checkpoint_interval_ms: 1_000,
+            snapshot_logs: 5_000,
         }
     }
 
-    /// Tighter commits, so duplicate bounds in tests are small.
+    /// Tighter commits, so duplicate bounds in tests are small; frequent
+    /// snapshots, so restarts and joins go through snapshot install and
+    /// log purging.
     pub fn tests() -> Timing {
         Timing {
             commit_interval_ms: 300,
             checkpoint_interval_ms: 100,
+            snapshot_logs: 40,
             ..Timing::defaults()
         }
     }
@@ -299,6 +304,7 @@ lease_ms = {lease}
 fence_margin_ms = {margin}
 election_timeout_ms = {election}
 commit_interval_ms = {commit}
+snapshot_logs = {snap}
 "#,
                 data = self.dir.join(format!("n{id}")).display().to_string(),
                 sls = self.sls.addr,
@@ -314,6 +320,7 @@ commit_interval_ms = {commit}
                 margin = t.fence_margin_ms,
                 election = t.election_timeout_ms,
                 commit = t.commit_interval_ms,
+                snap = t.snapshot_logs,
             ),
         )
         .unwrap();
@@ -569,7 +576,8 @@ impl Drop for LocalCluster {
         for (_, mut n) in std::mem::take(&mut self.nodes) {
             n.kill();
         }
-        if !std::thread::panicking() {
+        // Kept after a failure (or with TRAIL_TEST_KEEP set) for the logs.
+        if !std::thread::panicking() && std::env::var_os("TRAIL_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

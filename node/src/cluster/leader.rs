@@ -197,6 +197,13 @@ impl Cluster {
                 _ = tokio::time::sleep(tick) => {}
                 _ = self.inner.stop.cancelled() => return,
             }
+            if let Err(e) = &self.inner.raft.metrics().borrow().running_state {
+                // Raft stopped (a storage failure): a node that cannot keep
+                // its log must not run; exit so the supervisor restarts it
+                // and the others take its shards.
+                tracing::error!(error = %e, "raft stopped; exiting");
+                std::process::exit(70);
+            }
             let leader = self.raft_view().leader == Some(self.id());
             if leader != was_leader {
                 self.inner.liveness.leading(leader);

@@ -84,6 +84,8 @@ pub struct ClusterSettings {
     pub revoke_timeout: Duration,
     pub shard_rescan: Duration,
     pub auto_rebalance: bool,
+    /// Snapshot after this many log entries.
+    pub snapshot_logs: u64,
     /// Bearer token for peer calls (the control token).
     pub token: Option<String>,
 }
@@ -195,8 +197,9 @@ impl Cluster {
             election_timeout_min: election,
             election_timeout_max: election * 2,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(2_000),
-            max_in_snapshot_log_to_keep: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs),
+            max_in_snapshot_log_to_keep: settings.snapshot_logs / 4,
+            purge_batch_size: (settings.snapshot_logs / 10).max(1),
             ..Default::default()
         }
         .validate()

@@ -605,6 +605,47 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_state_survives_a_snapshot() {
+        let mut d = Data::default();
+        run(
+            &mut d,
+            Command::Shards {
+                project: "p".into(),
+                logstore: "l".into(),
+                shards: vec![(0, false), (1, true)],
+            },
+        );
+        run(
+            &mut d,
+            Command::Assign {
+                shard: key(1),
+                owner: 3,
+                standbys: vec![1],
+                expect_epoch: 0,
+                at_ms: 5,
+            },
+        );
+        run(
+            &mut d,
+            Command::PutTags {
+                tags: vec![(
+                    "acs:ram::1:user/a".into(),
+                    TagRecord {
+                        tags: [("k".to_string(), "v".to_string())].into(),
+                        origin: "api".into(),
+                        updated_ms: 1,
+                    },
+                )],
+                expire_before_ms: 0,
+            },
+        );
+        let bytes = serde_json::to_vec(&d).expect("a snapshot serializes");
+        let back: Data = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.assignments, d.assignments);
+        assert_eq!(back.tags, d.tags);
+    }
+
+    #[test]
     fn cloud_tags_expire_and_api_tags_stay() {
         let mut d = Data::default();
         let rec = |origin: &str, at| TagRecord {

@@ -262,7 +262,32 @@ impl Reply {
 pub struct Assignments {
     pub cluster_id: String,
     pub members: BTreeMap<NodeId, MemberState>,
+    /// Serialized as a list of pairs: JSON object keys must be strings.
+    #[serde(with = "pairs")]
     pub shards: BTreeMap<ShardKey, ShardState>,
+}
+
+/// A map with structured keys as a JSON list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl Assignments {

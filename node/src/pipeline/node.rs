@@ -125,6 +125,7 @@ async fn start_cluster(
         revoke_timeout: Duration::from_millis(c.revoke_timeout_ms),
         shard_rescan: Duration::from_secs(config.source.shard_rescan_secs.max(1)),
         auto_rebalance: c.auto_rebalance,
+        snapshot_logs: c.snapshot_logs,
         token,
     };
     tracing::info!(node = c.node_id, advertise = %settings.advertise, "starting raft");
