@@ -279,6 +279,7 @@ access_key_secret = "{ACCESS_KEY_SECRET}"
 start = "begin"
 empty_backoff_max_ms = 100
 checkpoint_interval_ms = {ckpt}
+shard_rescan_secs = 1
 
 [filter]
 event_rw = "all"

@@ -394,3 +394,51 @@ fn a_node_cut_off_fences_itself_within_its_lease_and_the_rest_take_over() {
         .count();
     println!("node 3's stale checkpoint commits refused by the state machine: {refused}");
 }
+
+#[test]
+fn a_split_shard_is_read_to_its_end_and_its_children_are_assigned() {
+    let _one = serial();
+    let mut c = LocalCluster::start("cluster-s", 3, 2, Timing::tests());
+    c.start_stream(RATE, 8);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let parent_owner = owners(&s)[&0].0.clone();
+    // Shard 0 holds [00…, 80…): split it in the middle, mid-stream.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(trail_tests::split_shard(
+        &c.sls,
+        trail_tests::cluster::PROJECT,
+        trail_tests::cluster::LOGSTORE,
+        0,
+        "40000000000000000000000000000000",
+    ));
+    assert_eq!(answer.as_array().unwrap().len(), 3, "{answer}");
+    // The leader's ListShards finds the children; the parent's owner reads it
+    // to its end and marks it done; the children get owners and standbys.
+    let s = c.wait_for(
+        "the parent done, its children consumed",
+        Duration::from_secs(60),
+        |s| {
+            let list = s["shards"].as_array().unwrap();
+            let state = |n: u64| {
+                list.iter()
+                    .find(|x| x["shard"] == n)
+                    .map(|x| x["state"].as_str().unwrap_or("").to_owned())
+            };
+            state(0).as_deref() == Some("done")
+                && [1, 2, 3]
+                    .iter()
+                    .all(|n| matches!(state(*n).as_deref(), Some("caught_up" | "consuming")))
+                && s["shards_total"] == 3
+        },
+    );
+    println!(
+        "parent (owned by {parent_owner}) done; children: {:?}",
+        owners(&s)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let got = c.finish();
+    assert_eq!(duplicates(&got), 0, "a split sends nothing twice");
+}

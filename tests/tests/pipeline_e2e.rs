@@ -624,35 +624,8 @@ async fn hec_refusing_single_events_dead_letters_them_and_resends_the_rest() {
     assert!(reason.as_str().unwrap().contains("code 6"), "{reason}");
 }
 
-/// SplitShard, signed with Alibaba's signing crate (Trail's client has no
-/// reason to split shards; operators do).
 async fn split_shard(sls: &Devstack, shard: u32, key: &str) -> Value {
-    let path = format!("/logstores/{LOGSTORE}/shards/{shard}");
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "x-log-bodyrawsize",
-        reqwest::header::HeaderValue::from_static("0"),
-    );
-    aliyun_log_sdk_sign::sign_v1(
-        ACCESS_KEY_ID,
-        ACCESS_KEY_SECRET,
-        None,
-        reqwest::Method::POST,
-        &path,
-        &mut headers,
-        [("action", "split"), ("key", key)].into(),
-        None,
-    )
-    .unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}{path}?action=split&key={key}", sls.addr))
-        .headers(headers)
-        .header("host", format!("{PROJECT}.sls.test"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    trail_tests::split_shard(sls, PROJECT, LOGSTORE, shard, key).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use crate::cluster::{
 };
 use crate::pipeline::checkpoint::{CheckpointSink, Saved, StoreError};
 use crate::pipeline::node::{NodeStats, Spawner};
-use crate::pipeline::shard_consumer::{Progress, ShardConsumer, Stop, StopPulling};
+use crate::pipeline::shard_consumer::{MarkReadOnly, Progress, ShardConsumer, Stop, StopPulling};
 use crate::sls::{Cursor, ShardStatus, SlsClient};
 use crate::tags::TagCache;
 
@@ -69,6 +69,8 @@ struct Running {
     stop: CancellationToken,
     draining: bool,
     finish_sent: bool,
+    /// Told that its shard turned read-only (split or merged).
+    readonly: bool,
 }
 
 /// Keeps this node's consumers in line with the replicated assignments.
@@ -266,6 +268,11 @@ impl Reconciler {
                         .await
                 }
                 (ShardPhase::Running, Some(r)) => {
+                    if s.readonly && !r.readonly {
+                        // Split or merged: read it to its end, then `Finish`.
+                        r.readonly = true;
+                        r.addr.do_send(MarkReadOnly);
+                    }
                     let finished = self
                         .spawner
                         .stats
@@ -360,6 +367,7 @@ impl Reconciler {
                 stop,
                 draining: false,
                 finish_sent: false,
+                readonly,
             },
         );
     }
