@@ -39,6 +39,15 @@ struct Cli {
     /// The control token (`[control] token` of the nodes).
     #[arg(long, env = "TRAIL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// With an https endpoint: the CA that signed the nodes' certificates (PEM).
+    #[arg(long, env = "TRAIL_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) for nodes that require mTLS (`client_auth`).
+    #[arg(long, env = "TRAIL_CERT", global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "TRAIL_KEY", global = true, requires = "cert")]
+    key: Option<PathBuf>,
     /// Table for people, JSON for scripts.
     #[arg(short, long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -144,14 +153,45 @@ struct Api {
 }
 
 impl Api {
-    async fn connect(endpoint: &str, token: Option<&str>) -> Result<Api> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .with_context(|| format!("endpoint {endpoint:?} is not a URL (e.g. http://127.0.0.1:7400)"))?
+    async fn connect(cli: &Cli) -> Result<Api> {
+        let endpoint = cli.endpoint.as_str();
+        let token = cli.token.as_deref();
+        let mut ep =
+            tonic::transport::Endpoint::from_shared(endpoint.to_owned()).with_context(|| {
+                format!("endpoint {endpoint:?} is not a URL (e.g. http://127.0.0.1:7400)")
+            })?;
+        if endpoint.starts_with("https://") {
+            let ca = cli.ca.as_ref().context(
+                "an https endpoint needs --ca (or TRAIL_CA): the CA of the nodes' certificates",
+            )?;
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+            if let (Some(cert), Some(key)) = (&cli.cert, &cli.key) {
+                tls = tls.identity(tonic::transport::Identity::from_pem(
+                    read(cert)?,
+                    read(key)?,
+                ));
+            }
+            ep = ep.tls_config(tls).context("TLS settings")?;
+        }
+        let channel = ep
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(90))
             .connect()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach a Trail node at {endpoint}: {e} (is trail-node running with [control] listen?)"))?;
+            .map_err(|e| {
+                // The transport error alone says little; its causes say why (refused, TLS).
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(": ");
+                    why.push_str(&s.to_string());
+                    source = s.source();
+                }
+                anyhow::anyhow!("cannot reach a Trail node at {endpoint}: {why} (is trail-node running with [control] listen, and TLS as the endpoint says?)")
+            })?;
         let bearer = Bearer(match token {
             Some(t) => Some(
                 format!("Bearer {t}")
@@ -176,6 +216,15 @@ impl Api {
             ),
             tonic::Code::Unavailable if s.message().contains("transport") => {
                 anyhow::anyhow!("cannot reach a Trail node at {endpoint}: {}", s.message())
+            }
+            // TLS 1.3 finishes the client's side of the handshake before the
+            // server checks the client certificate: a refusal shows up here.
+            tonic::Code::Cancelled | tonic::Code::Unknown if endpoint.starts_with("https://") => {
+                anyhow::anyhow!(
+                    "{endpoint} dropped the call ({}): the node may require a client certificate \
+                     signed by its CA (--cert/--key, or TRAIL_CERT/TRAIL_KEY)",
+                    s.message()
+                )
             }
             code => anyhow::anyhow!("{endpoint} answered {code:?}: {}", s.message()),
         }
@@ -328,7 +377,7 @@ fn read_tags_file(path: &PathBuf) -> Result<Vec<pb::ResourceTags>> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let mut api = Api::connect(&cli.endpoint, cli.token.as_deref()).await?;
+    let mut api = Api::connect(&cli).await?;
     let output = cli.output;
     match cli.command {
         Command::Status { watch } => loop {

@@ -117,6 +117,22 @@ pub struct ControlConfig {
     pub listen: Option<SocketAddr>,
     /// Callers must send `authorization: Bearer <token>`; open if absent.
     pub token: Option<SecretSource>,
+    /// TLS for the listener and for calls to peers (mTLS with `client_auth`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[control.tls]`: PEM files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain; also its client identity towards peers.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that signs the nodes' certificates (peers are verified against it).
+    pub ca: PathBuf,
+    /// Callers (peers, trailctl, other systems) must present a certificate signed by `ca`.
+    #[serde(default)]
+    pub client_auth: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -478,6 +494,17 @@ impl Config {
                 "tags.prefix",
                 "must not be empty (tags would collide with event fields)",
             ));
+        }
+        if let Some(tls) = &self.control.tls {
+            for (key, path) in [
+                ("control.tls.cert", &tls.cert),
+                ("control.tls.key", &tls.key),
+                ("control.tls.ca", &tls.ca),
+            ] {
+                if let Err(e) = std::fs::metadata(path) {
+                    return Err(invalid(key, format!("{}: {e}", path.display())));
+                }
+            }
         }
         if let Some(t) = &self.control.token {
             if t.resolve("control.token")?.expose().is_empty() {

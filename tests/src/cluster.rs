@@ -64,6 +64,63 @@ impl Timing {
     }
 }
 
+/// A test PKI made with the openssl CLI: a CA, a node certificate for
+/// 127.0.0.1 (also each node's client identity towards its peers), a client
+/// certificate for trailctl, and a client certificate from another CA.
+#[derive(Debug, Clone)]
+pub struct TestTls {
+    pub ca: PathBuf,
+    pub node_cert: PathBuf,
+    pub node_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub rogue_cert: PathBuf,
+    pub rogue_key: PathBuf,
+}
+
+impl TestTls {
+    pub fn generate(dir: &std::path::Path) -> TestTls {
+        std::fs::create_dir_all(dir).unwrap();
+        let sh = |script: &str| {
+            let out = Command::new("sh")
+                .arg("-ec")
+                .arg(script)
+                .current_dir(dir)
+                .output()
+                .expect("openssl (the CLI) makes the test certificates");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(r#"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2   -subj /CN=trail-test-ca -keyout ca.key -out ca.crt 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2   -subj /CN=rogue-ca -keyout rogue-ca.key -out rogue-ca.crt 2>/dev/null
+for who in node client rogue; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=$who     -keyout $who.key -out $who.csr 2>/dev/null
+done
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth,clientAuth
+' > node.ext
+printf 'extendedKeyUsage=clientAuth
+' > client.ext
+openssl x509 -req -in node.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile node.ext -out node.crt 2>/dev/null
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.crt 2>/dev/null
+openssl x509 -req -in rogue.csr -CA rogue-ca.crt -CAkey rogue-ca.key -CAcreateserial -days 2 -extfile client.ext -out rogue.crt 2>/dev/null
+"#);
+        TestTls {
+            ca: dir.join("ca.crt"),
+            node_cert: dir.join("node.crt"),
+            node_key: dir.join("node.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+            rogue_cert: dir.join("rogue.crt"),
+            rogue_key: dir.join("rogue.key"),
+        }
+    }
+}
+
 /// A network namespace joined to the host by a veth pair: a second "host"
 /// for a node that the test can cut off (`ip link set … down`). Needs root.
 pub struct Netns {
@@ -163,6 +220,8 @@ pub struct LocalCluster {
     stream: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
     /// Events written by the stream so far.
     pub written: Arc<AtomicU64>,
+    /// mTLS on every node's listener and peer calls; trailctl uses the client certificate.
+    pub tls: Option<TestTls>,
 }
 
 pub fn sls_client(sls: &Devstack) -> SlsClient {
@@ -183,6 +242,11 @@ impl LocalCluster {
         Self::start_with(name, nodes, shards, timing, None)
     }
 
+    /// As [`LocalCluster::start`], everything over mTLS.
+    pub fn start_tls(name: &str, nodes: u64, shards: u32, timing: Timing) -> LocalCluster {
+        Self::start_opts(name, nodes, shards, timing, None, true)
+    }
+
     /// As [`LocalCluster::start`], with the nodes in `isolated` inside a
     /// network namespace (everything else listens on its host side).
     pub fn start_with(
@@ -191,6 +255,17 @@ impl LocalCluster {
         shards: u32,
         timing: Timing,
         isolated: Option<(Netns, Vec<u64>)>,
+    ) -> LocalCluster {
+        Self::start_opts(name, nodes, shards, timing, isolated, false)
+    }
+
+    fn start_opts(
+        name: &str,
+        nodes: u64,
+        shards: u32,
+        timing: Timing,
+        isolated: Option<(Netns, Vec<u64>)>,
+        tls: bool,
     ) -> LocalCluster {
         let dir = std::env::temp_dir().join(format!("trail-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -230,7 +305,11 @@ impl LocalCluster {
             shards,
             stream: None,
             written: Arc::default(),
+            tls: None,
         };
+        if tls {
+            c.tls = Some(TestTls::generate(&c.dir.join("pki")));
+        }
         for id in 1..=nodes {
             c.add_node(id);
             c.wait_members(id as usize, Duration::from_secs(60));
@@ -261,6 +340,15 @@ impl LocalCluster {
             format!("join = [{}]", seeds.join(", "))
         };
         let t = &self.timing;
+        let tls = match &self.tls {
+            Some(p) => format!(
+                "\n[control.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = true\n",
+                p.node_cert.display().to_string(),
+                p.node_key.display().to_string(),
+                p.ca.display().to_string()
+            ),
+            None => String::new(),
+        };
         let path = self.dir.join(format!("n{id}.toml"));
         std::fs::write(
             &path,
@@ -296,6 +384,7 @@ path = {dead:?}
 [control]
 listen = "{host}:{port}"
 token = {{ env = "TRAIL_TEST_CONTROL_TOKEN" }}
+{tls}
 
 [cluster]
 node_id = {id}
@@ -347,17 +436,22 @@ snapshot_logs = {snap}
     }
 
     pub fn endpoint(&self, id: u64) -> String {
-        format!("http://{}:{}", self.node_ip(id), self.ports[&id])
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.node_ip(id), self.ports[&id])
     }
 
     /// `trailctl ARGS` against node `id`.
     pub fn trailctl(&self, id: u64, args: &[&str]) -> std::process::Output {
-        Command::new(binary("trailctl"))
-            .args(["--endpoint", &self.endpoint(id)])
+        let mut c = Command::new(binary("trailctl"));
+        c.args(["--endpoint", &self.endpoint(id)])
             .args(args)
-            .env("TRAIL_TOKEN", TOKEN)
-            .output()
-            .expect("run trailctl")
+            .env("TRAIL_TOKEN", TOKEN);
+        if let Some(p) = &self.tls {
+            c.env("TRAIL_CA", &p.ca)
+                .env("TRAIL_CERT", &p.client_cert)
+                .env("TRAIL_KEY", &p.client_key);
+        }
+        c.output().expect("run trailctl")
     }
 
     /// `trailctl status -o json` from the first running node that answers.

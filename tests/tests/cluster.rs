@@ -442,3 +442,69 @@ fn a_split_shard_is_read_to_its_end_and_its_children_are_assigned() {
     let got = c.finish();
     assert_eq!(duplicates(&got), 0, "a split sends nothing twice");
 }
+
+#[test]
+fn a_cluster_over_mtls_refuses_callers_without_a_certificate_of_its_ca() {
+    let _one = serial();
+    // Raft, heartbeats and forwarded writes between the nodes, and trailctl,
+    // all over TLS with client certificates.
+    let mut c = LocalCluster::start_tls("cluster-tls", 2, 2, Timing::tests());
+    c.start_stream(RATE, 9);
+    let s = c.wait_settled(Duration::from_secs(60));
+    assert_eq!(s["voters"], 2);
+    let tls = c.tls.clone().unwrap();
+    let ctl = |envs: &[(&str, &std::path::Path)], endpoint: &str| {
+        let mut cmd = std::process::Command::new(trail_tests::binary("trailctl"));
+        cmd.args(["--endpoint", endpoint, "status", "-o", "json"])
+            .env("TRAIL_TOKEN", trail_tests::cluster::TOKEN)
+            .env_remove("TRAIL_CA")
+            .env_remove("TRAIL_CERT")
+            .env_remove("TRAIL_KEY");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let https = c.endpoint(2);
+    let ok = ctl(
+        &[
+            ("TRAIL_CA", &tls.ca),
+            ("TRAIL_CERT", &tls.client_cert),
+            ("TRAIL_KEY", &tls.client_key),
+        ],
+        &https,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let no_cert = ctl(&[("TRAIL_CA", &tls.ca)], &https);
+    assert!(
+        !no_cert.status.success(),
+        "mTLS: a caller without a certificate is refused"
+    );
+    println!(
+        "without a client certificate: {}",
+        String::from_utf8_lossy(&no_cert.stderr).trim()
+    );
+    let rogue = ctl(
+        &[
+            ("TRAIL_CA", &tls.ca),
+            ("TRAIL_CERT", &tls.rogue_cert),
+            ("TRAIL_KEY", &tls.rogue_key),
+        ],
+        &https,
+    );
+    assert!(
+        !rogue.status.success(),
+        "a certificate of another CA is refused"
+    );
+    let plain = ctl(&[], &https.replace("https://", "http://"));
+    assert!(!plain.status.success(), "no plaintext on a TLS listener");
+    let no_ca = ctl(&[], &https);
+    assert!(String::from_utf8_lossy(&no_ca.stderr).contains("--ca"));
+    std::thread::sleep(Duration::from_secs(1));
+    let got = c.finish();
+    assert_eq!(duplicates(&got), 0);
+}

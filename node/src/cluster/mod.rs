@@ -88,6 +88,8 @@ pub struct ClusterSettings {
     pub snapshot_logs: u64,
     /// Bearer token for peer calls (the control token).
     pub token: Option<String>,
+    /// TLS (and a client certificate) for peer calls, with `[control.tls]`.
+    pub tls: Option<crate::control::tls::PeerTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +206,7 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let peers = network::Peers::new(settings.token.clone());
+        let peers = network::Peers::new(settings.token.clone(), settings.tls.clone());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),

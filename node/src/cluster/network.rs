@@ -79,6 +79,7 @@ pub(crate) struct SnapshotTransfer {
 pub(crate) struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     token: Option<Arc<str>>,
+    tls: Option<crate::control::tls::PeerTls>,
 }
 
 /// Which RPC of the `Peer` service.
@@ -90,10 +91,11 @@ pub(crate) enum Rpc {
 }
 
 impl Peers {
-    pub fn new(token: Option<String>) -> Peers {
+    pub fn new(token: Option<String>, tls: Option<crate::control::tls::PeerTls>) -> Peers {
         Peers {
             channels: Arc::default(),
             token: token.map(Arc::from),
+            tls,
         }
     }
 
@@ -101,11 +103,22 @@ impl Peers {
         if let Some(c) = self.channels.lock().get(addr) {
             return Ok(c.clone());
         }
-        let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| PeerError::Unreachable {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| {
+            PeerError::Unreachable {
                 addr: addr.into(),
                 message: e.to_string(),
-            })?
+            }
+        })?;
+        if let Some(tls) = &self.tls {
+            ep = ep
+                .tls_config(tls.0.clone())
+                .map_err(|e| PeerError::Unreachable {
+                    addr: addr.into(),
+                    message: format!("TLS: {e}"),
+                })?;
+        }
+        let ep = ep
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -451,6 +451,7 @@ pub async fn serve(
     info: NodeInfo,
     stats: NodeStats,
     cluster: Option<Cluster>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -484,7 +485,13 @@ pub async fn serve(
     let tags = super::tags::TagsService {
         cluster: cluster.clone(),
     };
-    let mut router = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| std::io::Error::other(format!("control.tls: {e}")))?;
+    }
+    let mut router = server
         .add_service(ControlServer::with_interceptor(service, check.clone()))
         .add_service(TagsServer::with_interceptor(tags, check.clone()));
     if let Some(c) = cluster {

@@ -25,6 +25,7 @@ use crate::pipeline::node::NodeStats;
 
 pub mod grpc;
 mod tags;
+pub mod tls;
 
 /// Renders the node's metrics in the Prometheus text format.
 pub fn render(stats: &NodeStats) -> String {

@@ -127,6 +127,17 @@ async fn start_cluster(
         auto_rebalance: c.auto_rebalance,
         snapshot_logs: c.snapshot_logs,
         token,
+        tls: match &config.control.tls {
+            Some(t) => Some(
+                crate::control::tls::load(t)
+                    .map_err(|message| StartError::Sink {
+                        key: "control.tls".into(),
+                        message,
+                    })?
+                    .peers,
+            ),
+            None => None,
+        },
     };
     tracing::info!(node = c.node_id, advertise = %settings.advertise, "starting raft");
     Cluster::start(settings, stop)
@@ -493,12 +504,24 @@ impl RunningNode {
                     project: s.project.clone(),
                     logstore: s.logstore.clone(),
                 };
+                let tls = match &config.control.tls {
+                    Some(t) => Some(
+                        crate::control::tls::load(t)
+                            .map_err(|message| StartError::Sink {
+                                key: "control.tls".into(),
+                                message,
+                            })?
+                            .server,
+                    ),
+                    None => None,
+                };
                 let addr = crate::control::grpc::serve(
                     listen,
                     token,
                     info,
                     stats.clone(),
                     cluster.clone(),
+                    tls,
                     stop.clone(),
                 )
                 .await
