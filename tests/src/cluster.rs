@@ -222,6 +222,8 @@ pub struct LocalCluster {
     pub written: Arc<AtomicU64>,
     /// mTLS on every node's listener and peer calls; trailctl uses the client certificate.
     pub tls: Option<TestTls>,
+    /// TOML appended to every node's config (e.g. `[tags]`).
+    pub extra: String,
 }
 
 pub fn sls_client(sls: &Devstack) -> SlsClient {
@@ -244,7 +246,18 @@ impl LocalCluster {
 
     /// As [`LocalCluster::start`], everything over mTLS.
     pub fn start_tls(name: &str, nodes: u64, shards: u32, timing: Timing) -> LocalCluster {
-        Self::start_opts(name, nodes, shards, timing, None, true)
+        Self::start_opts(name, nodes, shards, timing, None, true, String::new())
+    }
+
+    /// As [`LocalCluster::start`], with `extra` TOML in every node's config.
+    pub fn start_extra(
+        name: &str,
+        nodes: u64,
+        shards: u32,
+        timing: Timing,
+        extra: String,
+    ) -> LocalCluster {
+        Self::start_opts(name, nodes, shards, timing, None, false, extra)
     }
 
     /// As [`LocalCluster::start`], with the nodes in `isolated` inside a
@@ -256,7 +269,7 @@ impl LocalCluster {
         timing: Timing,
         isolated: Option<(Netns, Vec<u64>)>,
     ) -> LocalCluster {
-        Self::start_opts(name, nodes, shards, timing, isolated, false)
+        Self::start_opts(name, nodes, shards, timing, isolated, false, String::new())
     }
 
     fn start_opts(
@@ -266,6 +279,7 @@ impl LocalCluster {
         timing: Timing,
         isolated: Option<(Netns, Vec<u64>)>,
         tls: bool,
+        extra: String,
     ) -> LocalCluster {
         let dir = std::env::temp_dir().join(format!("trail-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -306,6 +320,7 @@ impl LocalCluster {
             stream: None,
             written: Arc::default(),
             tls: None,
+            extra,
         };
         if tls {
             c.tls = Some(TestTls::generate(&c.dir.join("pki")));
@@ -395,6 +410,7 @@ fence_margin_ms = {margin}
 election_timeout_ms = {election}
 commit_interval_ms = {commit}
 snapshot_logs = {snap}
+{extra}
 "#,
                 data = self.dir.join(format!("n{id}")).display().to_string(),
                 sls = self.sls.addr,
@@ -411,6 +427,7 @@ snapshot_logs = {snap}
                 election = t.election_timeout_ms,
                 commit = t.commit_interval_ms,
                 snap = t.snapshot_logs,
+                extra = self.extra,
             ),
         )
         .unwrap();
@@ -662,6 +679,68 @@ snapshot_logs = {snap}
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// Seconds since midnight UTC of a node log line's RFC 3339 timestamp.
+pub fn log_secs(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?;
+    let time = t.split('T').nth(1)?.trim_end_matches('Z');
+    let mut it = time.split(':');
+    let h: f64 = it.next()?.parse().ok()?;
+    let m: f64 = it.next()?.parse().ok()?;
+    let s: f64 = it.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The value of `key=` in a log line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl LocalCluster {
+    /// Every graceful move in the nodes' logs: how long the shard went
+    /// unread, from the old owner's stop (its drain start) to the new owner
+    /// starting the shard under the next epoch, in seconds.
+    pub fn graceful_pauses(&self) -> Vec<f64> {
+        let logs: Vec<String> = (1..=8)
+            .filter_map(|id| std::fs::read_to_string(self.dir.join(format!("n{id}.log"))).ok())
+            .collect();
+        let mut taken: Vec<(String, u64, f64)> = Vec::new(); // (shard, epoch, at)
+        for l in logs.iter().flat_map(|l| l.lines()) {
+            if l.contains("taking the shard") {
+                if let (Some(t), Some(s), Some(e)) =
+                    (log_secs(l), field(l, "shard"), field(l, "epoch"))
+                {
+                    taken.push((s.to_owned(), e.parse().unwrap_or(0), t));
+                }
+            }
+        }
+        let mut pauses = Vec::new();
+        for l in logs.iter().flat_map(|l| l.lines()) {
+            if !l.contains("shard handed over") {
+                continue;
+            }
+            let (Some(t), Some(s), Some(e), Some(d)) = (
+                log_secs(l),
+                field(l, "shard"),
+                field(l, "epoch"),
+                field(l, "drained_ms"),
+            ) else {
+                continue;
+            };
+            let shard = s.rsplit('/').next().unwrap_or(s);
+            let epoch: u64 = e.parse().unwrap_or(0);
+            let stopped = t - d.parse::<f64>().unwrap_or(0.0) / 1000.0;
+            if let Some((_, _, at)) = taken
+                .iter()
+                .find(|(ts, te, _)| ts == shard && *te == epoch + 1)
+            {
+                pauses.push(at - stopped);
+            }
+        }
+        pauses
     }
 }
 

@@ -16,7 +16,8 @@
 //! | `tests/hec_receiver.rs` | devstack's HEC receiver against the HEC checklist: routes, tokens, batches, gzip, acks, faults |
 //! | `tests/demo.rs` | the README's demo against an external HEC (base and full URL), deterministic ids |
 //! | `tests/trailctl.rs` | `trailctl status` (tables, JSON, token, errors) against a `trail-node` process |
-//! | `tests/cluster.rs` | three (and four) `trail-node` processes in a raft cluster ([`cluster::LocalCluster`]): steady state, SIGKILL of an owner and of the leader, restart, a fourth node and rebalancing, drains, a node cut off |
+//! | `tests/cluster.rs` | three (and four) `trail-node` processes in a raft cluster ([`cluster::LocalCluster`]): steady state, SIGKILL of an owner and of the leader, restart, a fourth node and rebalancing, drains, a node cut off in a network namespace, a split, mTLS, shared tags |
+//! | `tests/deploy.rs` | every node config under `deploy/` passes `trail-node check` |
 //! | `conformance/` | Alibaba's Python SDKs against devstack: SLS (one test per checklist item) and the Tag/STS/ECS/SLB APIs (pytest) |
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`); the

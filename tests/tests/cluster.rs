@@ -260,22 +260,14 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     std::thread::sleep(Duration::from_secs(1));
     let got = c.finish();
     assert_eq!(duplicates(&got), 0, "graceful moves send nothing twice");
-    let mut pauses = Vec::new();
-    for id in 1..=4 {
-        let log = std::fs::read_to_string(c.dir.join(format!("n{id}.log"))).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains("shard handed over")) {
-            if let Some(ms) = line.split("drained_ms").nth(1) {
-                let digits: String = ms
-                    .chars()
-                    .skip_while(|c| !c.is_ascii_digit())
-                    .take_while(|c| c.is_ascii_digit())
-                    .collect();
-                pauses.push(digits.parse::<u64>().unwrap_or(0));
-            }
-        }
-    }
-    println!("hand-over drains (ms): {pauses:?}");
-    assert!(!pauses.is_empty());
+    let pauses = c.graceful_pauses();
+    println!("moved shards unread during their hand-over (s): {pauses:.3?}");
+    assert!(
+        pauses.len() >= 2,
+        "the join's and the drain's moves: {pauses:?}"
+    );
+    // The target is ≤ 1 s (measured in release: BENCHMARKS.md); generous here.
+    assert!(pauses.iter().all(|p| *p < 3.0), "{pauses:?}");
 }
 
 #[test]
@@ -507,4 +499,84 @@ fn a_cluster_over_mtls_refuses_callers_without_a_certificate_of_its_ca() {
     std::thread::sleep(Duration::from_secs(1));
     let got = c.finish();
     assert_eq!(duplicates(&got), 0);
+}
+
+#[test]
+fn tags_fetched_by_one_node_serve_every_node() {
+    let _one = serial();
+    // devstack's cloud serves the tags of the generator's estate; the nodes
+    // fetch them by ARN (Tag API, STS AssumeRole into member accounts).
+    let seed = 11;
+    let cloud = trail_tests::Devstack::spawn(
+        "cloud",
+        &[
+            "--access-key-id",
+            "cloud-ak",
+            "--access-key-secret",
+            "cloud-secret",
+            "--seed",
+            "11",
+        ],
+    );
+    let management = trail_devstack::gen::Generator::new(seed).accounts()[0].clone();
+    let extra = format!(
+        r#"
+[tags]
+budget_ms = 2000
+batch_window_ms = 50
+
+[tags.alibaba]
+tag_endpoint = "http://tag.{{region}}.aliyuncs.com"
+sts_endpoint = "http://sts.aliyuncs.com"
+address = "{addr}"
+access_key_id = "cloud-ak"
+access_key_secret = "cloud-secret"
+management_account = "{management}"
+"#,
+        addr = cloud.addr
+    );
+    let mut c = LocalCluster::start_extra("cluster-tags", 3, 4, Timing::tests(), extra);
+    c.start_stream(RATE, seed);
+    c.wait_settled(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4));
+    let got = c.finish();
+    assert_eq!(duplicates(&got), 0);
+
+    // What any node fetched is in every node's replica (here: node 3's).
+    let out = c.trailctl(3, &["tags", "list", "--limit", "10000", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replica: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let shared = replica.iter().filter(|r| r["origin"] == "cloud").count() as u64;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats: Value = rt.block_on(async {
+        reqwest::get(format!("http://{}/_devstack/stats", cloud.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let asked = stats["arns_asked"].as_u64().unwrap();
+    println!("{asked} ARNs asked of the Tag API by 3 nodes; {shared} resources in the shared tier");
+    assert!(shared > 0, "fetched tags reach the replicated tier");
+    // Each node sees most resources (they recur across shards); without the
+    // shared tier each would ask for them itself, up to 3× over.
+    assert!(
+        asked * 2 <= shared * 3,
+        "{asked} ARNs asked for {shared} resources: fetches are not shared"
+    );
+    // Enriched events carry tags.
+    let tagged = c
+        .hec_events()
+        .iter()
+        .filter(|e| e["fields"]["tag_status"] == "ok")
+        .count();
+    assert!(tagged > 0);
 }

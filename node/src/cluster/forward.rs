@@ -69,7 +69,11 @@ impl Cluster {
                                 .max(Duration::from_millis(200)),
                         )
                         .await
-                        .unwrap_or_else(|e| Err(LeaderError::NotLeader(None).or_unreachable(e))),
+                        .unwrap_or_else(|e| {
+                            Err(LeaderError::Failed(format!(
+                                "forwarding to the leader: {e}"
+                            )))
+                        }),
                     None => Err(LeaderError::NotLeader(None)),
                 },
                 None => Err(LeaderError::NotLeader(None)),
@@ -95,11 +99,5 @@ impl Cluster {
             LeaderReply::Written(r) => Ok(r),
             other => Err(ClusterError::Refused(format!("unexpected reply {other:?}"))),
         }
-    }
-}
-
-impl LeaderError {
-    fn or_unreachable(self, e: super::network::PeerError) -> LeaderError {
-        LeaderError::Failed(format!("forwarding to the leader: {e}"))
     }
 }

@@ -48,6 +48,21 @@ fn seal<T: Serialize>(kind: &str, v: &T) -> Result<Response<pb::Envelope>, Statu
     }))
 }
 
+/// A `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(v: &str) -> Option<Duration> {
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn raft(&self, req: Request<pb::Envelope>) -> Result<Response<pb::Envelope>, Status> {
@@ -85,11 +100,14 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, req: Request<pb::Envelope>) -> Result<Response<pb::Envelope>, Status> {
+        // As long as the caller waits (its `grpc-timeout`), at most a minute.
         let within = req
             .metadata()
             .get("grpc-timeout")
-            .map(|_| Duration::from_secs(55))
-            .unwrap_or(Duration::from_secs(10));
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc_timeout)
+            .unwrap_or(Duration::from_secs(10))
+            .min(Duration::from_secs(60));
         let (kind, r): (_, LeaderRequest) = open(req)?;
         // Served here if this node leads, else passed on to the leader it knows.
         let res = self

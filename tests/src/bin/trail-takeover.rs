@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use trail_tests::cluster::{owners, LocalCluster, Timing};
+use trail_tests::cluster::{log_secs, owners, LocalCluster, Timing};
 
 #[derive(Parser)]
 struct Args {
@@ -38,17 +38,6 @@ struct Args {
     leader: bool,
     #[arg(long)]
     write: Option<PathBuf>,
-}
-
-/// Seconds since midnight UTC of a log line's RFC 3339 timestamp.
-fn log_secs(line: &str) -> Option<f64> {
-    let t = line.split_whitespace().next()?;
-    let time = t.split('T').nth(1)?.trim_end_matches('Z');
-    let mut it = time.split(':');
-    let h: f64 = it.next()?.parse().ok()?;
-    let m: f64 = it.next()?.parse().ok()?;
-    let s: f64 = it.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 fn now_secs_of_day() -> f64 {
@@ -124,6 +113,9 @@ fn main() -> Result<()> {
                 .any(|n| n["id"] == name.as_str() && n["state"] == "alive")
         });
     }
+    // Every restart rebalanced by graceful moves: how long each moved shard went unread.
+    let mut pauses = c.graceful_pauses();
+    pauses.sort_by(f64::total_cmp);
     c.stop_stream();
     assigned.sort_by(f64::total_cmp);
     consuming.sort_by(f64::total_cmp);
@@ -150,7 +142,8 @@ Default timing: heartbeat {hb} ms, lease {lease} ms (the node fences itself {mar
 election timeout {el} ms, commit interval {ci} ms.\n\n\
 | seconds after SIGKILL | p50 | p99 | max | mean |\n|---|---|---|---|---|\n\
 | assigned (new owner starts the shard under epoch + 1) | {ra} |\n\
-| consuming (status shows the first pull; heartbeat-delayed) | {rc} |\n\n\
+| consuming (status shows the first pull; heartbeat-delayed) | {rc} |\n\
+| graceful move ({np} moves: the restarted node rebalanced back), old owner stops → new owner starts | {rp} |\n\n\
 Target: ≤ 3 s p99 (the SLS consumer libraries take 40–60 s, Kafka's default session 45 s). \
 What the time is made of: the leader waits one lease (2 s) after the last beat it received, \
 plus up to one planner tick (125 ms), one raft commit and the new owner's reaction; \
@@ -167,6 +160,8 @@ Lower `lease_ms` buys faster takeover at the price of false suspicions under loa
         ci = timing.commit_interval_ms,
         ra = row(&assigned),
         rc = row(&consuming),
+        np = pauses.len(),
+        rp = if pauses.is_empty() { "- | - | - | -".to_string() } else { row(&pauses) },
     );
     println!("\n{section}");
     if let Some(path) = a.write {
