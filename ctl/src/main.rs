@@ -515,6 +515,7 @@ fn to_json(s: &pb::StatusResponse) -> Value {
             "name": x.name, "kind": x.kind, "events": x.events, "bytes": x.bytes,
             "errors": x.errors, "retries": x.retries, "requests": x.requests,
             "dead_lettered": x.dead_lettered, "stopped": x.stopped,
+            "queued": x.queued, "p99_latency_seconds": x.p99_latency_seconds,
         })).collect::<Vec<_>>(),
     })
 }
@@ -607,6 +608,8 @@ fn print_tables(s: &pb::StatusResponse) {
         "errors",
         "retries",
         "dead-lettered",
+        "queue",
+        "p99",
         "state",
     ]);
     for x in &s.sinks {
@@ -618,6 +621,8 @@ fn print_tables(s: &pb::StatusResponse) {
             x.errors.to_string(),
             x.retries.to_string(),
             x.dead_lettered.to_string(),
+            x.queued.to_string(),
+            format!("{:.0}ms", x.p99_latency_seconds * 1000.0),
             if x.stopped { "STOPPED" } else { "ok" }.to_owned(),
         ]);
     }

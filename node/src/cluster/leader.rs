@@ -47,13 +47,7 @@ impl Cluster {
         match req {
             LeaderRequest::Write(cmd) => self.write_here(cmd).await.map(LeaderReply::Written),
             LeaderRequest::Live => {
-                let members: Vec<NodeId> = self
-                    .assignments()
-                    .borrow()
-                    .members
-                    .keys()
-                    .copied()
-                    .collect();
+                let members = self.member_ids();
                 Ok(LeaderReply::Live(
                     self.inner
                         .liveness
@@ -156,16 +150,18 @@ impl Cluster {
             .map_err(|_| LeaderError::Refused("another membership change is in progress".into()))
     }
 
-    /// Members the leader counts alive (itself always).
-    fn alive(&self) -> BTreeSet<NodeId> {
-        let members: Vec<NodeId> = self
-            .assignments()
+    fn member_ids(&self) -> Vec<NodeId> {
+        self.assignments()
             .borrow()
             .members
             .keys()
             .copied()
-            .collect();
-        members
+            .collect()
+    }
+
+    /// Members the leader counts alive (itself always).
+    fn alive(&self) -> BTreeSet<NodeId> {
+        self.member_ids()
             .into_iter()
             .filter(|id| {
                 *id == self.id() || self.inner.liveness.alive(*id, self.inner.settings.lease)

@@ -69,8 +69,8 @@ pub(crate) fn meta_put(db: &Database, kv: &[(&str, Vec<u8>)]) -> Result<(), redb
     Ok(())
 }
 
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("raft metadata serializes")
+fn json<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(write_err)
 }
 
 /// Runs a redb write on a blocking thread.
@@ -149,7 +149,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
         let db = self.db.clone();
-        let v = json(vote);
+        let v = json(vote)?;
         blocking(move || meta_put(&db, &[("vote", v)])).await
     }
 
@@ -159,7 +159,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
         let db = self.db.clone();
-        let v = json(&committed);
+        let v = json(&committed)?;
         blocking(move || meta_put(&db, &[("committed", v)])).await
     }
 
@@ -174,10 +174,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries
+        let rows = entries
             .into_iter()
-            .map(|e| (e.log_id.index, json(&e)))
-            .collect();
+            .map(|e| Ok((e.log_id.index, json(&e)?)))
+            .collect::<StoreResult<Vec<(u64, Vec<u8>)>>>()?;
         let db = self.db.clone();
         let res = blocking(move || {
             let mut txn = db.begin_write()?;
@@ -216,7 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         let db = self.db.clone();
-        let v = json(&Some(log_id));
+        let v = json(&Some(log_id))?;
         blocking(move || {
             let mut txn = db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)?;

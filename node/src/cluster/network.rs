@@ -48,6 +48,8 @@ pub enum PeerError {
         kind: String,
         message: String,
     },
+    #[error("cannot encode a {kind} request: {message}")]
+    Encode { kind: String, message: String },
 }
 
 impl PeerError {
@@ -61,7 +63,7 @@ impl PeerError {
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
                 )
             }
-            PeerError::Decode { .. } => false,
+            PeerError::Decode { .. } | PeerError::Encode { .. } => false,
         }
     }
 }
@@ -140,10 +142,14 @@ impl Peers {
         let mut client = PeerClient::new(self.channel(addr)?)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
+        let payload = serde_json::to_vec(req).map_err(|e| PeerError::Encode {
+            kind: kind.into(),
+            message: e.to_string(),
+        })?;
         let mut request = tonic::Request::new(pb::Envelope {
             version: VERSION,
             kind: kind.into(),
-            payload: serde_json::to_vec(req).expect("peer requests serialize"),
+            payload,
         });
         request.set_timeout(timeout);
         if let Some(t) = &self.token {

@@ -79,6 +79,8 @@ impl ControlService {
                 requests: h.stats.requests.load(Relaxed),
                 dead_lettered: h.stats.dead_lettered.load(Relaxed),
                 stopped: h.stats.stopped.load(Relaxed) != 0,
+                queued: h.stats.queued.load(Relaxed),
+                p99_latency_seconds: h.stats.latency.p99_seconds(),
             })
             .collect();
         let dl = &self.stats.dead_letters;
@@ -92,6 +94,8 @@ impl ControlService {
             requests: dl.requests.load(Relaxed),
             dead_lettered: 0,
             stopped: false,
+            queued: 0,
+            p99_latency_seconds: 0.0,
         });
         sinks
     }

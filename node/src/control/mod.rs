@@ -215,6 +215,9 @@ pub fn render(stats: &NodeStats) -> String {
             h.stats.stopped.load(Relaxed)
         );
     }
+    if let Some(c) = stats.cluster.lock().clone() {
+        render_cluster(&mut out, &c, &shards);
+    }
     let _ = writeln!(out, "# HELP trail_shard_lag_seconds Now minus the receive time at the committed checkpoint (0 when caught up).\n# TYPE trail_shard_lag_seconds gauge");
     for (id, s) in &shards {
         let t = s.checkpoint_time.load(Relaxed);
@@ -228,9 +231,97 @@ pub fn render(stats: &NodeStats) -> String {
     out
 }
 
-/// Whether the node is ready: shards are consumed and no sink is stopped.
+/// Raft, lease, checkpoint-commit and epoch metrics of a cluster node.
+fn render_cluster(
+    out: &mut String,
+    c: &crate::cluster::Cluster,
+    shards: &std::collections::BTreeMap<
+        u32,
+        std::sync::Arc<crate::pipeline::shard_consumer::ShardStats>,
+    >,
+) {
+    let v = c.raft_view();
+    let lease = c.lease();
+    let committer = c.committer();
+    let gauges = [
+        ("trail_raft_term", "The raft term.", v.term),
+        (
+            "trail_raft_is_leader",
+            "1 on the raft leader.",
+            u64::from(v.role == "leader"),
+        ),
+        (
+            "trail_raft_commit_index",
+            "The raft commit index (the applied index on followers).",
+            v.commit_index,
+        ),
+        (
+            "trail_raft_last_applied_index",
+            "The last log index applied to the state machine.",
+            v.applied_index,
+        ),
+        (
+            "trail_raft_voters",
+            "Voters in the raft membership.",
+            v.voters.len() as u64,
+        ),
+        (
+            "trail_lease_valid",
+            "1 while the node's lease lets it consume (self-fencing otherwise).",
+            u64::from(lease.valid()),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+    let counters = [
+        (
+            "trail_lease_fenced_total",
+            "Times the node's lease ran out and it stopped consuming.",
+            lease.fenced.load(Relaxed),
+        ),
+        (
+            "trail_checkpoint_commits_total",
+            "Checkpoint batches committed through raft.",
+            committer.commits.load(Relaxed),
+        ),
+        (
+            "trail_checkpoint_refused_total",
+            "Checkpoints the state machine refused (stale epoch: fenced).",
+            committer.refused_total.load(Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(out, "# HELP trail_shard_epoch The lease epoch this node consumes the shard under.\n# TYPE trail_shard_epoch gauge");
+    for (id, s) in shards {
+        let _ = writeln!(
+            out,
+            "trail_shard_epoch{{shard=\"{id}\"}} {}",
+            s.epoch.load(Relaxed)
+        );
+    }
+}
+
+/// Whether the node is ready. Alone: shards are consumed and no sink is
+/// stopped. In a cluster: a leader is known and the node's lease is valid
+/// (a node may rightly own no shard: a standby, or drained).
 pub fn ready(stats: &NodeStats) -> Result<(), String> {
-    if stats.shards.lock().is_empty() {
+    if let Some(c) = stats.cluster.lock().clone() {
+        if c.raft_view().leader.is_none() {
+            return Err("no raft leader known".into());
+        }
+        if !c.lease().valid() {
+            return Err("no valid lease (not consuming)".into());
+        }
+    } else if stats.shards.lock().is_empty() {
         return Err("no shard consumer yet".into());
     }
     for h in stats.sinks.lock().iter() {

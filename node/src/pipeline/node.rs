@@ -64,6 +64,8 @@ pub struct NodeStats {
     pub tag_cache: Arc<Mutex<Option<Arc<crate::tags::CacheStats>>>>,
     /// shard → log events per second over the last sample.
     pub rates: Arc<Mutex<BTreeMap<u32, f64>>>,
+    /// The node's cluster, with `[cluster]` (raft and lease metrics, readiness).
+    pub cluster: Arc<Mutex<Option<Cluster>>>,
 }
 
 impl NodeStats {
@@ -98,6 +100,21 @@ fn control_token(config: &Config) -> Result<Option<String>, StartError> {
     })
 }
 
+/// `[control.tls]`, loaded (the listener's and the peer client's settings).
+fn control_tls(config: &Config) -> Result<Option<crate::control::tls::Tls>, StartError> {
+    config
+        .control
+        .tls
+        .as_ref()
+        .map(|t| {
+            crate::control::tls::load(t).map_err(|message| StartError::Sink {
+                key: "control.tls".into(),
+                message,
+            })
+        })
+        .transpose()
+}
+
 /// Starts raft for `[cluster]` (the gRPC listener starts after it).
 async fn start_cluster(
     config: &Config,
@@ -127,17 +144,7 @@ async fn start_cluster(
         auto_rebalance: c.auto_rebalance,
         snapshot_logs: c.snapshot_logs,
         token,
-        tls: match &config.control.tls {
-            Some(t) => Some(
-                crate::control::tls::load(t)
-                    .map_err(|message| StartError::Sink {
-                        key: "control.tls".into(),
-                        message,
-                    })?
-                    .peers,
-            ),
-            None => None,
-        },
+        tls: control_tls(config)?.map(|t| t.peers),
     };
     tracing::info!(node = c.node_id, advertise = %settings.advertise, "starting raft");
     Cluster::start(settings, stop)
@@ -276,6 +283,7 @@ impl RunningNode {
             Some(c) => Some(start_cluster(&config, c, stop.clone()).await?),
             None => None,
         };
+        *stats.cluster.lock() = cluster.clone();
         let s = &config.source;
         let client = sls_client(
             &s.endpoint,
@@ -504,17 +512,7 @@ impl RunningNode {
                     project: s.project.clone(),
                     logstore: s.logstore.clone(),
                 };
-                let tls = match &config.control.tls {
-                    Some(t) => Some(
-                        crate::control::tls::load(t)
-                            .map_err(|message| StartError::Sink {
-                                key: "control.tls".into(),
-                                message,
-                            })?
-                            .server,
-                    ),
-                    None => None,
-                };
+                let tls = control_tls(&config)?.map(|t| t.server);
                 let addr = crate::control::grpc::serve(
                     listen,
                     token,

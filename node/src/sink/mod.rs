@@ -139,6 +139,55 @@ pub struct SinkStats {
     pub dead_lettered: AtomicU64,
     /// Non-zero while the sink refuses to send (401/403), for status.
     pub stopped: AtomicU64,
+    /// Parts handed to the sink and not yet settled (its queue).
+    pub queued: AtomicU64,
+    /// Request latency (send to response).
+    pub latency: Latency,
+}
+
+/// A latency histogram: power-of-two buckets from 1 ms to ~65 s, lock-free.
+#[derive(Debug, Default)]
+pub struct Latency {
+    buckets: [AtomicU64; 18],
+}
+
+impl Latency {
+    pub fn record(&self, d: std::time::Duration) {
+        let ms = d.as_millis().max(1) as u64;
+        let i = (63 - ms.leading_zeros() as usize).min(17);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The bucket bound (seconds) under which 99 % of requests finished; 0 without requests.
+    pub fn p99_seconds(&self) -> f64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let want = total - total / 100;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return (2u64 << i) as f64 / 1000.0;
+            }
+        }
+        (2u64 << 17) as f64 / 1000.0
+    }
+}
+
+/// Takes a part off the sink's queue count when dropped (settled, however).
+pub struct Queued<'a>(pub &'a AtomicU64, pub u64);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
 }
 
 impl SinkStats {

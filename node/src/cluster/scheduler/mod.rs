@@ -167,7 +167,9 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
                 }
             }
             ShardPhase::Running => {
-                let owner = s.owner.expect("running shards have owners");
+                let Some(owner) = s.owner else {
+                    continue; // not reachable: a running shard has an owner
+                };
                 let draining = a.members.get(&owner).is_some_and(|m| m.draining);
                 if draining && !moving.contains(&owner) {
                     if let Some(to) = pick(&load, &s.standbys, &[owner]) {

@@ -26,7 +26,7 @@ pub use config::HecSinkConfig;
 pub use encoder::HecEncoder;
 use service::HecService;
 
-use crate::sink::Deliver;
+use crate::sink::{Deliver, SinkStats};
 
 #[derive(Default)]
 struct Lane {
@@ -103,6 +103,7 @@ impl Handler<Deliver> for HecSink {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        SinkStats::add(&self.service.stats.queued, 1);
         let lane = msg.shard as usize % self.lanes.len();
         let l = &mut self.lanes[lane];
         l.bytes += msg.events.byte_len();

@@ -39,7 +39,7 @@ pub struct HecService {
     token: Secret,
     channel: String,
     cfg: Arc<HecSinkConfig>,
-    stats: Arc<SinkStats>,
+    pub(crate) stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
     lease: Arc<crate::cluster::Lease>,
 }
@@ -95,6 +95,7 @@ impl HecService {
 
     /// Delivers `parts` in order and acknowledges each once settled.
     pub async fn deliver(&self, parts: Vec<Deliver>) {
+        let _queued = crate::sink::Queued(&self.stats.queued, parts.len() as u64);
         let mut parts: Vec<Part> = parts
             .into_iter()
             .map(|d| Part {
@@ -262,10 +263,12 @@ impl HecService {
             if self.cfg.gzip {
                 req = req.header("Content-Encoding", "gzip");
             }
+            let started = std::time::Instant::now();
             let sent = tokio::select! {
                 r = req.send() => r,
                 _ = self.lease.expired() => return Settled::Fenced,
             };
+            self.stats.latency.record(started.elapsed());
             let action = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();

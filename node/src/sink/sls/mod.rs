@@ -224,6 +224,7 @@ impl Writer {
             dead_letters,
             lease,
         } = self;
+        let _queued = crate::sink::Queued(&stats.queued, 1);
         let source = cfg
             .source
             .clone()
@@ -260,10 +261,12 @@ impl Writer {
                     return;
                 }
                 SinkStats::add(&stats.requests, 1);
+                let started = std::time::Instant::now();
                 let put = tokio::select! {
                     r = client.put_encoded_logs(&cfg.project, &cfg.logstore, &group, target) => r,
                     _ = lease.expired() => continue,
                 };
+                stats.latency.record(started.elapsed());
                 match put {
                     Ok(()) => {
                         SinkStats::add(&stats.events, (to - from) as u64);
@@ -310,6 +313,7 @@ impl Handler<Deliver> for SlsSink {
     type Result = ();
 
     fn handle(&mut self, part: Deliver, ctx: &mut Self::Context) {
+        SinkStats::add(&self.writer.stats.queued, 1);
         let lane = part.shard as usize % self.lanes.len();
         self.lanes[lane].pending.push(part);
         self.flush(lane, ctx);
