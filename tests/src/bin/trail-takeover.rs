@@ -144,11 +144,7 @@ election timeout {el} ms, commit interval {ci} ms.\n\n\
 | assigned (new owner starts the shard under epoch + 1) | {ra} |\n\
 | consuming (status shows the first pull; heartbeat-delayed) | {rc} |\n\
 | graceful move ({np} moves: the restarted node rebalanced back), old owner stops → new owner starts | {rp} |\n\n\
-Target: ≤ 3 s p99 (the SLS consumer libraries take 40–60 s, Kafka's default session 45 s). \
-What the time is made of: the leader waits one lease (2 s) after the last beat it received, \
-plus up to one planner tick (125 ms), one raft commit and the new owner's reaction; \
-`consuming` adds the first PullLogs and up to one heartbeat before status shows it. \
-Lower `lease_ms` buys faster takeover at the price of false suspicions under load.\n",
+{explain}\n",
         kills = a.kills,
         leader_flag = if a.leader { " --leader" } else { "" },
         shards = a.shards,
@@ -160,6 +156,20 @@ Lower `lease_ms` buys faster takeover at the price of false suspicions under loa
         ci = timing.commit_interval_ms,
         ra = row(&assigned),
         rc = row(&consuming),
+        explain = if a.leader {
+            "Target: the defaults reach ≤ 5 s (the ≤ 3 s p99 target is for an owner's death, above). \
+What the time is made of: an election (`election_timeout_ms` 0.6–1.2 s after the last raft \
+heartbeat), then the new leader grants every node a full lease (2 s) before it may declare \
+anyone dead, since it cannot know when the others last heard from the old leader; then one \
+planner tick, one raft commit and the new owner's reaction. With 10 samples p99 is the maximum."
+        } else {
+            "Target: ≤ 3 s p99 (the SLS consumer libraries take 40–60 s, Kafka's default session 45 s). \
+What the time is made of: the leader waits one lease (2 s) after the last beat it received, \
+plus up to one planner tick (125 ms), one raft commit and the new owner's reaction; \
+`consuming` adds the first PullLogs and up to one heartbeat before status shows it. \
+Lower `lease_ms` buys faster takeover at the price of false suspicions under load. \
+With 20 samples p99 is the maximum."
+        },
         np = pauses.len(),
         rp = if pauses.is_empty() { "- | - | - | -".to_string() } else { row(&pauses) },
     );
@@ -179,7 +189,9 @@ Lower `lease_ms` buys faster takeover at the price of false suspicions under loa
                     .find("\n## ")
                     .map(|e| start + title.len() + e + 1)
                     .unwrap_or(old.len());
-                format!("{}{}{}", &old[..start], section, &old[end..])
+                let tail = &old[end..];
+                let gap = if tail.is_empty() { "" } else { "\n" };
+                format!("{}{}{}{}", &old[..start], section, gap, tail)
             }
             None => format!(
                 "{}\n{}",
