@@ -340,11 +340,13 @@ impl LocalCluster {
         }
     }
 
-    fn config(&mut self, id: u64) -> PathBuf {
+    fn config(&mut self, id: u64, join: bool) -> PathBuf {
         let port = *self.ports.entry(id).or_insert_with(free_port);
         let host = self.node_ip(id);
         let join = if id == 1 {
             "bootstrap = true".to_string()
+        } else if !join {
+            String::new() // waits to be added (`trailctl members add`)
         } else {
             let seeds: Vec<String> = self
                 .ports
@@ -436,7 +438,17 @@ snapshot_logs = {snap}
 
     /// Starts (or restarts, with its data dir) node `id`.
     pub fn add_node(&mut self, id: u64) {
-        let path = self.config(id);
+        self.spawn_node(id, true);
+    }
+
+    /// Starts node `id` with neither `bootstrap` nor `join`: it waits for an
+    /// operator to add it.
+    pub fn add_node_unjoined(&mut self, id: u64) {
+        self.spawn_node(id, false);
+    }
+
+    fn spawn_node(&mut self, id: u64, join: bool) {
+        let path = self.config(id, join);
         let ns = match &self.netns {
             Some((ns, ids)) if ids.contains(&id) => Some(ns.name.clone()),
             _ => None,

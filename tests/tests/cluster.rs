@@ -206,7 +206,27 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     assert_eq!(plan["moves"].as_array().unwrap().len(), 0, "{plan}");
     assert_eq!(plan["applied"], false);
 
-    c.add_node(4);
+    // Node 4 starts unjoined; an operator adds it (learner, catch-up, voter).
+    c.add_node_unjoined(4);
+    let addr = c.endpoint(4).trim_start_matches("http://").to_owned();
+    let mut added = None;
+    for _ in 0..50 {
+        let out = c.trailctl(2, &["members", "add", "4", &addr, "-o", "json"]);
+        if out.status.success() {
+            added = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200)); // its listener is starting
+    }
+    let added: Value = serde_json::from_slice(&added.expect("members add").stdout).unwrap();
+    assert!(
+        added["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == 4 && m["role"] == "voter"),
+        "{added}"
+    );
     c.wait_for("node 4 owns shards", Duration::from_secs(60), |s| {
         s["nodes"]
             .as_array()
