@@ -457,6 +457,11 @@ snapshot_logs = {snap}
             .insert(id, TrailNode::spawn_in(&path, ns.as_deref()));
     }
 
+    /// SIGTERM, waiting for the node to exit.
+    pub fn terminate(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        self.nodes.remove(&id).and_then(|mut n| n.terminate())
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut n) = self.nodes.remove(&id) {

@@ -600,3 +600,44 @@ management_account = "{management}"
         .count();
     assert!(tagged > 0);
 }
+
+#[test]
+fn sigterm_hands_the_nodes_shards_over_without_duplicates() {
+    let _one = serial();
+    let mut c = LocalCluster::start("cluster-t", 3, 4, Timing::tests());
+    c.start_stream(RATE, 12);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let leader = s["leader_id"].as_str().unwrap().to_owned();
+    let victim = node_of(&s, |n| {
+        n["id"] != leader.as_str() && n["shards_owned"].as_u64() > Some(0)
+    })
+    .unwrap();
+    let name = victim.to_string();
+    let lost: Vec<u64> = owners(&s)
+        .iter()
+        .filter(|(_, (o, _))| *o == name)
+        .map(|(k, _)| *k)
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let stopped = Instant::now();
+    let status = c.terminate(victim).expect("the node exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    // Released with final cursors: taken over without waiting for the lease.
+    let s = c.wait_taken_over(&name, &lost, Duration::from_secs(20));
+    println!(
+        "{} shard(s) handed over {:?} after SIGTERM",
+        lost.len(),
+        stopped.elapsed()
+    );
+    assert!(
+        s["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["owner"] != name.as_str()),
+        "a leaving node is given no shards: {s}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let got = c.finish();
+    assert_eq!(duplicates(&got), 0, "a graceful stop sends nothing twice");
+}

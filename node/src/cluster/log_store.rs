@@ -69,6 +69,8 @@ pub(crate) fn meta_put(db: &Database, kv: &[(&str, Vec<u8>)]) -> Result<(), redb
     Ok(())
 }
 
+// openraft fixes the error type of its storage traits; its size is theirs.
+#[allow(clippy::result_large_err)]
 fn json<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(v).map_err(write_err)
 }
@@ -169,6 +171,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .flatten())
     }
 
+    #[allow(clippy::result_large_err)]
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,

@@ -519,9 +519,9 @@ impl Cluster {
         let a = self.assignments();
         let a = a.borrow();
         !a.cluster_id.is_empty()
-            && a.members
-                .get(&s.node_id)
-                .is_some_and(|h| h.name == s.name && h.addr == s.advertise && h.slots == s.slots)
+            && a.members.get(&s.node_id).is_some_and(|h| {
+                h.name == s.name && h.addr == s.advertise && h.slots == s.slots && !h.leaving
+            })
     }
 
     /// Records this node's name, address and slots when the state lacks or differs from them.
@@ -539,6 +539,7 @@ impl Cluster {
             addr: s.advertise.clone(),
             slots: s.slots,
             draining: false,
+            leaving: false,
         };
         let have = self.assignments().borrow().members.get(&s.node_id).cloned();
         if have.is_some_and(|h| h.name == want.name && h.addr == want.addr && h.slots == want.slots)

@@ -136,6 +136,13 @@ pub(crate) fn apply(
             );
             (Reply::ok(), true)
         }
+        Command::Leaving { id } => match a.members.get_mut(id) {
+            Some(m) => {
+                m.leaving = true;
+                (Reply::ok(), true)
+            }
+            None => (Reply::refused(format!("no member {id}")), false),
+        },
         Command::Drain { id, draining } => match a.members.get_mut(id) {
             Some(m) => {
                 m.draining = *draining;

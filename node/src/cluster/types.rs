@@ -114,6 +114,9 @@ pub struct MemberState {
     pub slots: u32,
     /// Takes no shards (set by `trailctl drain`).
     pub draining: bool,
+    /// Shutting down (SIGTERM): takes no shards; cleared when it starts again.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 /// A resource's tags in the replicated tier.
@@ -151,6 +154,10 @@ pub enum Command {
         draining: bool,
     },
     Forget {
+        id: NodeId,
+    },
+    /// The node is stopping: give it no shards (its own release follows).
+    Leaving {
         id: NodeId,
     },
     /// The shards a ListShards found: new ones are added unassigned,
@@ -216,6 +223,7 @@ impl Command {
             Command::Member { .. } => "member",
             Command::Drain { .. } => "drain",
             Command::Forget { .. } => "forget",
+            Command::Leaving { .. } => "leaving",
             Command::Shards { .. } => "shards",
             Command::Assign { .. } => "assign",
             Command::Standbys { .. } => "standbys",

@@ -442,8 +442,12 @@ pub async fn release_all(
     consumers: &Mutex<HashMap<u32, Addr<ShardConsumer>>>,
     grace: Duration,
 ) {
-    let a = cluster.assignments().borrow().clone();
     let me = cluster.id();
+    // First: no new shards for a node on its way out.
+    if let Err(e) = cluster.write(Command::Leaving { id: me }).await {
+        tracing::warn!(error = %e, "could not announce leaving; shards may be given to this node meanwhile");
+    }
+    let a = cluster.assignments().borrow().clone();
     let consumers: Vec<(u32, Addr<ShardConsumer>)> = consumers
         .lock()
         .iter()

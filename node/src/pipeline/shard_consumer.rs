@@ -342,9 +342,12 @@ impl Actor for ShardConsumer {
     }
 }
 
-/// The pull loop registers a batch before its parts go out.
+/// The pull loop registers a batch before its parts go out; it delivers
+/// them only if the consumer accepted it (answers `false` once the loop was
+/// stopped or replaced, so nothing reaches a sink after a hand-over's drain
+/// saw the shard empty).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 struct Track {
     generation: u64,
     seq: u64,
@@ -355,11 +358,14 @@ struct Track {
 }
 
 impl Handler<Track> for ShardConsumer {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, m: Track, ctx: &mut Self::Context) {
-        if m.generation != self.generation {
-            return; // a loop from before a restart; its credit returns with `m`
+    fn handle(&mut self, m: Track, ctx: &mut Self::Context) -> bool {
+        if m.generation != self.generation || self.loop_stop.is_cancelled() {
+            // A loop from before a restart, or told to stop: the batch is not
+            // delivered (its credit returns with `m`); it is read again from
+            // the checkpoint by whoever consumes the shard next.
+            return false;
         }
         if let Some(r) =
             self.tracker
@@ -367,6 +373,7 @@ impl Handler<Track> for ShardConsumer {
         {
             self.reached(r.cursor, r.cursor_time, ctx);
         }
+        true
     }
 }
 
@@ -631,7 +638,8 @@ impl PullLoop {
                 return Ok(());
             }
             let live = parts.iter().filter(|s| !s.is_empty()).count();
-            self.me
+            let accepted = self
+                .me
                 .send(Track {
                     generation: self.generation,
                     seq,
@@ -642,6 +650,9 @@ impl PullLoop {
                 })
                 .await
                 .map_err(|e| format!("consumer: {e}"))?;
+            if !accepted {
+                return Ok(());
+            }
             for (i, events) in parts.into_iter().enumerate() {
                 if events.is_empty() {
                     continue;

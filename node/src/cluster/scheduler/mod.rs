@@ -73,7 +73,7 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
     let eligible: BTreeSet<NodeId> = a
         .members
         .iter()
-        .filter(|(id, m)| alive.contains(id) && !m.draining)
+        .filter(|(id, m)| alive.contains(id) && !m.draining && !m.leaving)
         .map(|(id, _)| *id)
         .collect();
     let mut load = Load {
@@ -340,6 +340,7 @@ mod tests {
                     addr: String::new(),
                     slots: 8,
                     draining: false,
+                    leaving: false,
                 },
             );
         }
@@ -470,6 +471,7 @@ mod tests {
                 addr: String::new(),
                 slots: 8,
                 draining: false,
+                leaving: false,
             },
         );
         let alive = BTreeSet::from([1, 2, 3, 4]);
