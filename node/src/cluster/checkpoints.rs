@@ -21,7 +21,6 @@ pub struct CheckpointCommitter {
     refused: Arc<Mutex<Vec<(ShardKey, u64)>>>,
     pub commits: Arc<AtomicU64>,
     pub refused_total: Arc<AtomicU64>,
-    kick: Arc<tokio::sync::Notify>,
 }
 
 impl CheckpointCommitter {
@@ -32,7 +31,6 @@ impl CheckpointCommitter {
             refused: Arc::default(),
             commits: Arc::default(),
             refused_total: Arc::default(),
-            kick: Arc::default(),
         }
     }
 
@@ -46,11 +44,6 @@ impl CheckpointCommitter {
         self.pending.lock().remove(shard);
     }
 
-    /// Commits what is pending now (a graceful stop).
-    pub fn flush_soon(&self) {
-        self.kick.notify_one();
-    }
-
     /// Takes the (shard, epoch) pairs refused since the last call.
     pub fn take_refused(&self) -> Vec<(ShardKey, u64)> {
         std::mem::take(&mut *self.refused.lock())
@@ -61,7 +54,6 @@ impl CheckpointCommitter {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = self.kick.notified() => {}
                 _ = cluster.inner.stop.cancelled() => return,
             }
             self.flush(&cluster).await;
@@ -119,7 +111,6 @@ pub struct TagPublisher {
     pending: Arc<Mutex<Vec<(String, TagRecord)>>>,
     /// Cloud entries older than this are dropped from the replicated tier.
     pub max_age_ms: Arc<AtomicU64>,
-    pub published: Arc<AtomicU64>,
 }
 
 impl TagPublisher {
@@ -147,7 +138,6 @@ impl TagPublisher {
             if batch.is_empty() {
                 continue;
             }
-            let n = batch.len() as u64;
             let max_age = self.max_age_ms.load(Ordering::Relaxed);
             let expire_before_ms = if max_age == 0 {
                 0
@@ -166,7 +156,6 @@ impl TagPublisher {
                     break;
                 }
             }
-            self.published.fetch_add(n, Ordering::Relaxed);
         }
     }
 }

@@ -411,10 +411,6 @@ impl Cluster {
             .collect()
     }
 
-    pub fn tag_count(&self) -> usize {
-        self.inner.shared.data.read().tags.len()
-    }
-
     pub fn raft_view(&self) -> RaftView {
         let m = self.inner.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
