@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::event::FilterConfig;
+pub use crate::net::tls::TlsConfig;
 use crate::secret::SecretSource;
 use crate::sink::file::FileSinkConfig;
 use crate::sink::hec::HecSinkConfig;
@@ -119,20 +120,6 @@ pub struct ControlConfig {
     pub token: Option<SecretSource>,
     /// TLS for the listener and for calls to peers (mTLS with `client_auth`).
     pub tls: Option<TlsConfig>,
-}
-
-/// `[control.tls]`: PEM files.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// The node's certificate chain; also its client identity towards peers.
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The CA that signs the nodes' certificates (peers are verified against it).
-    pub ca: PathBuf,
-    /// Callers (peers, trailctl, other systems) must present a certificate signed by `ca`.
-    #[serde(default)]
-    pub client_auth: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

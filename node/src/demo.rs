@@ -23,7 +23,7 @@ use trail_devstack::gen::Generator;
 use trail_devstack::hec::{HecConfig, HecServer};
 use trail_devstack::sls::{SlsConfig, SlsServer};
 use trail_node::config::Config;
-use trail_node::pipeline::node::RunningNode;
+use trail_node::node::RunningNode;
 use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
 use trail_proto::sls::{Log, LogContent, LogGroup};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use trail_node::config::Config;
-use trail_node::pipeline::node::RunningNode;
+use trail_node::node::RunningNode;
 
 #[derive(Parser)]
 #[command(name = "trail-node", version, about = "A Trail cluster node")]

@@ -1,11 +1,37 @@
 //! Secrets in config: given inline, from an environment variable, or from a
 //! file; resolved once at start with errors that name the key; never printed.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use crate::sls::Secret;
+/// A secret string: its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for signing. Keep the borrow short.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
 
 /// How a secret is given in the config file:
 /// `token = "…"`, `token = { env = "HEC_TOKEN" }` or `token = { file = "/run/secrets/hec" }`.

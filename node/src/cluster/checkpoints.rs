@@ -10,7 +10,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::types::{Checkpoint, CheckpointCommit, Command, NodeId, ShardKey, TagRecord};
-use super::{unix_ms, Cluster};
+use super::Cluster;
+use crate::clock::unix_ms;
 
 /// Collects the latest checkpoint per shard and commits them in batches.
 #[derive(Clone)]

@@ -11,7 +11,8 @@ use openraft::ChangeMembers;
 use super::forward::{LeaderError, LeaderReply, LeaderRequest};
 use super::scheduler::{plan, Move, PlanOptions};
 use super::types::{Command, MemberAddr, NodeId};
-use super::{unix_ms, Cluster};
+use super::Cluster;
+use crate::clock::unix_ms;
 
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberAddr>>) -> LeaderError {
     match e {

@@ -4,7 +4,7 @@
 //! only while raft tells it a quorum acknowledged it recently, so a leader
 //! cut off from the majority stops renewing anyone's lease, its own too.
 //!
-//! * The node's lease ([`Lease`]) runs until the *send* time of its last
+//! * The node's lease ([`crate::fence::Lease`], renewed here) runs until the *send* time of its last
 //!   acknowledged beat + `lease_ms` − `fence_margin_ms`, on the monotonic
 //!   clock. Past that the node stops pulling and stops handing batches to
 //!   its sinks (self-fencing) until a beat is acknowledged again.
@@ -19,103 +19,12 @@
 //!   state machine, whatever the clocks did.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use super::types::{NodeId, ShardKey};
-
-/// A node's right to consume the shards it owns.
-#[derive(Debug)]
-pub struct Lease {
-    valid_until: Mutex<Option<Instant>>,
-    /// `None`: no cluster, always valid.
-    ttl: Option<Duration>,
-    /// Times the node found its lease expired (fenced itself).
-    pub fenced: AtomicU64,
-    was_valid: std::sync::atomic::AtomicBool,
-}
-
-impl Lease {
-    /// A lease that never expires (a node without a cluster).
-    pub fn unbounded() -> Lease {
-        Lease {
-            valid_until: Mutex::new(None),
-            ttl: None,
-            fenced: AtomicU64::new(0),
-            was_valid: true.into(),
-        }
-    }
-
-    /// A lease of `ttl` per acknowledged beat (already less the margin).
-    pub fn new(ttl: Duration) -> Lease {
-        Lease {
-            valid_until: Mutex::new(None),
-            ttl: Some(ttl),
-            fenced: AtomicU64::new(0),
-            was_valid: false.into(),
-        }
-    }
-
-    /// A beat sent at `sent_at` was acknowledged.
-    pub fn renew(&self, sent_at: Instant) {
-        if let Some(ttl) = self.ttl {
-            let until = sent_at + ttl;
-            let mut v = self.valid_until.lock();
-            if v.is_none_or(|u| u < until) {
-                *v = Some(until);
-            }
-        }
-    }
-
-    pub fn valid(&self) -> bool {
-        let ok = match self.ttl {
-            None => true,
-            Some(_) => self.valid_until.lock().is_some_and(|u| Instant::now() < u),
-        };
-        let was = self.was_valid.swap(ok, Ordering::Relaxed);
-        if was && !ok {
-            self.fenced.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("lease expired: not pulling or delivering until the leader answers");
-        } else if !was && ok {
-            tracing::info!("lease granted");
-        }
-        ok
-    }
-
-    /// Resolves once the lease has expired (never without a cluster): work
-    /// in flight (a pull, a sink request) races this and is dropped.
-    pub async fn expired(&self) {
-        if self.ttl.is_none() {
-            return std::future::pending().await;
-        }
-        while self.valid() {
-            let left = self
-                .valid_until
-                .lock()
-                .map(|u| u.saturating_duration_since(Instant::now()))
-                .unwrap_or_default();
-            tokio::time::sleep(left.clamp(Duration::from_millis(5), Duration::from_millis(50)))
-                .await;
-        }
-    }
-
-    /// Waits until the lease is valid; false if `stop` fired first.
-    pub async fn wait_valid(&self, stop: &CancellationToken) -> bool {
-        loop {
-            if self.valid() {
-                return true;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = stop.cancelled() => return false,
-            }
-        }
-    }
-}
 
 /// What a node reports about one shard it owns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -262,21 +171,6 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_lease_runs_from_the_send_time_of_the_acknowledged_beat() {
-        let l = Lease::new(Duration::from_millis(200));
-        assert!(!l.valid(), "no lease before the first acknowledged beat");
-        let sent = Instant::now();
-        l.renew(sent);
-        assert!(l.valid());
-        l.renew(sent - Duration::from_secs(10)); // a late, older ack never shortens it
-        assert!(l.valid());
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(!l.valid(), "expired without a new ack");
-        assert_eq!(l.fenced.load(Ordering::Relaxed), 1);
-        assert!(Lease::unbounded().valid());
-    }
 
     #[test]
     fn a_new_leader_grants_a_full_lease_of_grace() {

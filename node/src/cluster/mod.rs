@@ -1,7 +1,8 @@
 //! The cluster: openraft consensus over tonic, the replicated state
 //! (members, shards with their epochs and checkpoints, tags), leases and
 //! the leader's planner. openraft's types never leave this module: the rest
-//! of the node sees [`Cluster`], [`Assignments`], [`Command`] and [`Lease`].
+//! of the node sees [`Cluster`], [`Assignments`], [`Command`] and the
+//! [`Lease`](crate::fence::Lease) it renews.
 //!
 //! # Layout
 //!
@@ -17,6 +18,11 @@
 //! | `lease.rs` | heartbeats, the node's self-fencing lease, the leader's liveness table |
 //! | `scheduler/` | the sticky planner (algorithm in `scheduler/README.md`) |
 //! | `checkpoints.rs` | batching checkpoint commits and tag puts into raft |
+//! | `assignment.rs` | the reconciler: this node's shard consumers follow the replicated assignments |
+//!
+//! Floor 4: imports the pipeline (to run what raft assigns), `fence` (it
+//! renews the lease that fences writers), `net`, `clock`, `sls`, `tags`;
+//! never `control` or the node's assembly.
 //!
 //! # Start
 //! A node opens `{data_dir}/raft.redb`. With `bootstrap` and no raft state it
@@ -25,11 +31,13 @@
 //! node just resumes. The cluster id is also written to
 //! `{data_dir}/cluster_id`; a data dir from another cluster is refused.
 
+pub mod assignment;
 mod checkpoints;
 mod forward;
 mod leader;
 pub mod lease;
 mod log_store;
+mod metrics;
 mod network;
 pub mod scheduler;
 mod service;
@@ -41,15 +49,17 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::fence::Lease;
+pub use assignment::{release_all, share_tags, Reconciler};
 pub use checkpoints::{CheckpointCommitter, TagPublisher};
-pub use lease::{Lease, LiveNode, NodeLive, ShardLive};
+pub use lease::{LiveNode, NodeLive, ShardLive};
 pub use scheduler::Move;
 pub use service::peer_service;
 pub use state_machine::TagHook;
@@ -89,7 +99,7 @@ pub struct ClusterSettings {
     /// Bearer token for peer calls (the control token).
     pub token: Option<String>,
     /// TLS (and a client certificate) for peer calls, with `[control.tls]`.
-    pub tls: Option<crate::control::tls::PeerTls>,
+    pub tls: Option<crate::net::tls::PeerTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,13 +177,6 @@ pub struct Cluster {
     inner: Arc<Inner>,
 }
 
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Cluster {
     /// Opens the raft state and starts raft, heartbeats and the leader's
     /// duties. Call on a tokio runtime; serve [`peer_service`] for peers.
@@ -232,7 +235,7 @@ impl Cluster {
                 peers,
                 lease,
                 liveness: Liveness::new(),
-                incarnation: unix_ms(),
+                incarnation: crate::clock::unix_ms(),
                 shard_source: Mutex::default(),
                 live_source: Mutex::default(),
                 admin: tokio::sync::Mutex::new(()),
@@ -353,6 +356,18 @@ impl Cluster {
 
     pub fn lease(&self) -> Arc<Lease> {
         self.inner.lease.clone()
+    }
+
+    /// Registers raft's, the lease's and the checkpoint committer's metrics.
+    pub fn register_metrics(&self, registry: &mut crate::metrics::Registry) {
+        registry.register_collector(Box::new(metrics::ClusterMetrics {
+            cluster: self.clone(),
+        }));
+    }
+
+    /// The fence every writer of this node holds: lost when the lease runs out.
+    pub fn fence(&self) -> crate::fence::Fence {
+        crate::fence::Fence::of(self.inner.lease.clone())
     }
 
     pub fn committer(&self) -> &CheckpointCommitter {

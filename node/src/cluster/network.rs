@@ -81,7 +81,7 @@ pub(crate) struct SnapshotTransfer {
 pub(crate) struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     token: Option<Arc<str>>,
-    tls: Option<crate::control::tls::PeerTls>,
+    tls: Option<crate::net::tls::PeerTls>,
 }
 
 /// Which RPC of the `Peer` service.
@@ -93,7 +93,7 @@ pub(crate) enum Rpc {
 }
 
 impl Peers {
-    pub fn new(token: Option<String>, tls: Option<crate::control::tls::PeerTls>) -> Peers {
+    pub fn new(token: Option<String>, tls: Option<crate::net::tls::PeerTls>) -> Peers {
         Peers {
             channels: Arc::default(),
             token: token.map(Arc::from),

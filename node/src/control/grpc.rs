@@ -11,10 +11,8 @@
 //! `authorization: Bearer <token>` (compared in constant time) or gets
 //! UNAUTHENTICATED. Peers send the same token.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -22,11 +20,10 @@ use trail_proto::trail::v1 as pb;
 use trail_proto::trail::v1::control_server::{Control, ControlServer};
 use trail_proto::trail::v1::tags_server::TagsServer;
 
-use crate::cluster::{Cluster, ClusterError, Move, ShardPhase};
-use crate::pipeline::node::NodeStats;
-
-/// How often per-shard rates are sampled.
-const SAMPLE: Duration = Duration::from_secs(5);
+use super::{cluster_status, StatusView};
+use crate::clock::unix_secs as now_secs;
+use crate::cluster::{Cluster, Move, ShardPhase};
+use crate::pipeline::PipelineStats;
 
 /// What the service knows about its node.
 #[derive(Clone)]
@@ -39,23 +36,8 @@ pub struct NodeInfo {
 struct ControlService {
     info: NodeInfo,
     addr: SocketAddr,
-    stats: NodeStats,
+    stats: PipelineStats,
     cluster: Option<Cluster>,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub(crate) fn cluster_status(e: ClusterError) -> Status {
-    match e {
-        ClusterError::NoLeader(m) => Status::unavailable(format!("no leader reachable: {m}")),
-        ClusterError::Refused(m) => Status::failed_precondition(m),
-        other => Status::internal(other.to_string()),
-    }
 }
 
 fn no_cluster() -> Status {
@@ -80,7 +62,7 @@ impl ControlService {
                 dead_lettered: h.stats.dead_lettered.load(Relaxed),
                 stopped: h.stats.stopped.load(Relaxed) != 0,
                 queued: h.stats.queued.load(Relaxed),
-                p99_latency_seconds: h.stats.latency.p99_seconds(),
+                p99_latency_seconds: h.stats.latency.quantile(0.99),
             })
             .collect();
         let dl = &self.stats.dead_letters;
@@ -167,7 +149,7 @@ impl ControlService {
         let view = c.raft_view();
         let a = c.assignments().borrow().clone();
         let live = c.live_table().await.unwrap_or_default();
-        let now_ms = crate::cluster::unix_ms();
+        let now_ms = crate::clock::unix_ms();
         let mut nodes = Vec::new();
         let mut ids: Vec<u64> = a.members.keys().copied().collect();
         for v in view.voters.iter().chain(&view.learners) {
@@ -421,50 +403,22 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Samples per-shard event rates into `stats.rates` until `stop`.
-fn sample_rates(stats: NodeStats, stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut tick = tokio::time::interval(SAMPLE);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return,
-            }
-            let now: BTreeMap<u32, u64> = stats
-                .shards
-                .lock()
-                .iter()
-                .map(|(id, s)| (*id, s.logs.load(Relaxed)))
-                .collect();
-            let mut r = stats.rates.lock();
-            r.clear();
-            for (id, n) in &now {
-                let before = last.get(id).copied().unwrap_or(*n);
-                r.insert(*id, n.saturating_sub(before) as f64 / SAMPLE.as_secs_f64());
-            }
-            last = now;
-        }
-    });
-}
-
 /// Serves the gRPC services on `listen` until `stop`; returns the bound address.
 pub async fn serve(
     listen: SocketAddr,
     token: Option<String>,
     info: NodeInfo,
-    stats: NodeStats,
-    cluster: Option<Cluster>,
+    view: StatusView,
     tls: Option<tonic::transport::ServerTlsConfig>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    sample_rates(stats.clone(), stop.clone());
+    let StatusView { pipeline, cluster } = view;
     let service = ControlService {
         info,
         addr,
-        stats,
+        stats: pipeline,
         cluster: cluster.clone(),
     };
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {

@@ -11,7 +11,7 @@ use trail_proto::trail::v1::tags_server::Tags;
 
 use crate::cluster::{Cluster, Command, TagRecord};
 
-use super::grpc::cluster_status;
+use super::cluster_status;
 
 /// Resources per raft write when importing.
 const IMPORT_BATCH: usize = 1_000;
@@ -38,7 +38,7 @@ fn record(r: pb::ResourceTags) -> Result<(String, TagRecord), Status> {
         TagRecord {
             tags: r.tags.into_iter().collect::<BTreeMap<_, _>>(),
             origin: "api".into(),
-            updated_ms: crate::cluster::unix_ms(),
+            updated_ms: crate::clock::unix_ms(),
         },
     ))
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use trail_proto::sls::LogGroupList;
 
-use crate::pipeline::encode::{EventEncoder, EventSlab};
-use crate::pipeline::enrich::{DeadLetter, EnrichStats, Enrichment, Provenance};
+use crate::pipeline::enrich::{EnrichStats, Enrichment};
+use crate::record::{DeadLetter, EventEncoder, EventSlab, Provenance};
 
 /// Enrich one decoded batch.
 #[derive(Message)]

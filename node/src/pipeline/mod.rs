@@ -1,18 +1,27 @@
 //! The pipeline on one node: `ShardConsumer` → `Enricher` → sinks.
 //!
+//! Floor 3: imports `fence`, `event`, `sls`, `record`, `tags` and `sink`,
+//! never `cluster`, `control` or the node's assembly. A consumer knows the
+//! mailboxes of the next stage (the enricher pool, each sink), a
+//! [`CheckpointSink`](checkpoint::CheckpointSink) for its checkpoints and a
+//! [`Fence`](crate::fence::Fence) for self-fencing; who implements those
+//! (a local file or raft, the node's lease) is decided above.
+//!
 //! | file | job |
 //! |---|---|
 //! | `shard_consumer.rs` | one actor per shard: credits, pulls, ordered hand-off, checkpoints |
 //! | `enricher.rs` | the enrichment pool (a `SyncArbiter`: CPU work off the I/O threads) |
 //! | `enrich.rs` | the pure enrichment step it runs |
-//! | `encode.rs` | encoded events, the business view |
 //! | `checkpoint.rs` | the ordered ack tracker and the local checkpoint store |
-//! | `node.rs` | assembling a node from its config and running it |
+//! | `spawner.rs` | making consumers; listing and consuming every shard without a cluster |
+//! | `stats.rs` | the pipeline's counters, read by metrics, status and heartbeats |
 
-pub mod assignment;
 pub mod checkpoint;
-pub mod encode;
 pub mod enrich;
 pub mod enricher;
-pub mod node;
 pub mod shard_consumer;
+pub mod spawner;
+pub mod stats;
+
+pub use spawner::{Consumers, SourceSettings, Spawner};
+pub use stats::PipelineStats;

@@ -25,10 +25,12 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Lease;
+use crate::fence::Fence;
+use crate::metrics::{Histogram, DELAY_BUCKETS};
 use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracker};
-use crate::pipeline::enrich::{DeadLetter, EnrichStats, Provenance};
+use crate::pipeline::enrich::EnrichStats;
 use crate::pipeline::enricher::{Enrich, Enricher};
+use crate::record::{DeadLetter, Provenance};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::{Ack, BatchAck, Deliver, SinkHandle};
 use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient};
@@ -48,13 +50,13 @@ pub struct ConsumerSettings {
     /// The SLS consumer group Trail mirrors its checkpoints to.
     pub mirror_group: Option<String>,
     pub mirror_interval: Duration,
-    /// The node's lease: no pulls and no deliveries while it has expired
-    /// (self-fencing; unbounded without a cluster).
-    pub lease: Arc<Lease>,
+    /// No pulls and no deliveries while this fence is lost (self-fencing;
+    /// never lost without a cluster).
+    pub fence: Fence,
 }
 
 /// What a shard did, for metrics, the demo and status.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ShardStats {
     pub groups: AtomicU64,
     pub logs: AtomicU64,
@@ -83,6 +85,40 @@ pub struct ShardStats {
     pub pulled: AtomicBool,
     /// Pulls held back because the node's lease had expired.
     pub fenced_waits: AtomicU64,
+    /// PullLogs latency (request to answer, including the client's retries), seconds.
+    pub pull_latency: Histogram,
+    /// End-to-end delay: the SLS receive time of a batch to the moment every
+    /// sink acknowledged it and the checkpoint moved past it, seconds.
+    pub delivery_delay: Histogram,
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        ShardStats {
+            groups: AtomicU64::default(),
+            logs: AtomicU64::default(),
+            raw_bytes: AtomicU64::default(),
+            passed: AtomicU64::default(),
+            tagged: AtomicU64::default(),
+            tag_pending: AtomicU64::default(),
+            tag_unavailable: AtomicU64::default(),
+            tag_invalidations: AtomicU64::default(),
+            dead_lettered: AtomicU64::default(),
+            pull_errors: AtomicU64::default(),
+            restarts: AtomicU64::default(),
+            dropped: Mutex::default(),
+            checkpoint_time: AtomicU64::default(),
+            caught_up: AtomicU64::default(),
+            finished: AtomicU64::default(),
+            committed: Mutex::default(),
+            committed_at: AtomicU64::default(),
+            epoch: AtomicU64::default(),
+            pulled: AtomicBool::default(),
+            fenced_waits: AtomicU64::default(),
+            pull_latency: Histogram::latency(),
+            delivery_delay: Histogram::new(DELAY_BUCKETS),
+        }
+    }
 }
 
 impl ShardStats {
@@ -273,7 +309,15 @@ impl ShardConsumer {
 
     fn reached(&mut self, cursor: Cursor, cursor_time: Option<u32>, ctx: &mut Context<Self>) {
         self.committed = cursor;
-        if cursor_time.is_some() {
+        if let Some(t) = cursor_time {
+            // Every sink acknowledged everything up to here.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default();
+            self.stats
+                .delivery_delay
+                .observe((now - f64::from(t)).max(0.0));
             self.committed_time = cursor_time;
             self.stats
                 .checkpoint_time
@@ -524,11 +568,15 @@ impl PullLoop {
                 compression: self.settings.compression,
                 ..PullRequest::new(&cursor)
             };
+            let asked = std::time::Instant::now();
             let resp = tokio::select! {
-                r = self.client.pull_logs(&p.project, &p.logstore, self.shard, &req) => r,
+                r = self.client.pull_logs(&p.project, &p.logstore, self.shard, &req) => {
+                    self.stats.pull_latency.observe_duration(asked.elapsed());
+                    r
+                }
                 _ = self.stop.cancelled() => return Ok(()),
                 // Fenced mid-pull: drop it and wait for the lease at the top.
-                _ = self.settings.lease.expired() => continue,
+                _ = self.settings.fence.lost() => continue,
             };
             let resp = match resp {
                 Ok(r) => {
@@ -675,13 +723,13 @@ impl PullLoop {
         }
     }
 
-    /// Waits while the node's lease has expired; false if stopped meanwhile.
+    /// Waits while the fence is lost; false if stopped meanwhile.
     async fn leased(&self) -> bool {
-        if self.settings.lease.valid() {
+        if self.settings.fence.holds() {
             return true;
         }
         self.stats.fenced_waits.fetch_add(1, Ordering::Relaxed);
-        self.settings.lease.wait_valid(&self.stop).await
+        self.settings.fence.regained(&self.stop).await
     }
 
     async fn sleep(&self, d: Duration) {

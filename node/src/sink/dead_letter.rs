@@ -20,8 +20,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use trail_proto::sls::{Log, LogContent, LogGroup};
 
-use crate::pipeline::encode::write_json_str;
-use crate::pipeline::enrich::DeadLetter;
+use crate::record::write_json_str;
+use crate::record::DeadLetter;
 use crate::sink::file::RotatingFile;
 use crate::sink::SinkStats;
 use crate::sls::{PutTarget, SlsClient};
@@ -99,7 +99,7 @@ fn raw_field(raw: &[u8]) -> (&'static str, std::borrow::Cow<'_, str>) {
 /// One dead letter as a JSON line.
 pub fn encode(d: &DeadLetter, now: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":");
-    crate::pipeline::encode::write_time(out, now);
+    crate::record::write_time(out, now);
     let (raw_key, raw) = raw_field(&d.raw);
     for (k, v) in [
         ("reason", d.reason.as_str()),

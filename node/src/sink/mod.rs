@@ -29,8 +29,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::pipeline::encode::EventSlab;
-use crate::pipeline::enrich::Provenance;
+use crate::metrics::{
+    counter, counters, gauges, histograms, Collector, DescriptorEncoder, Histogram, Labels,
+    BYTE_BUCKETS, EVENT_COUNT_BUCKETS,
+};
+use crate::record::{EventSlab, Provenance};
 
 /// What a shard's consumer hears back from a sink.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +132,7 @@ pub struct Deliver {
 }
 
 /// Counters every sink keeps, read by metrics, the demo and `trailctl status`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SinkStats {
     pub events: AtomicU64,
     pub bytes: AtomicU64,
@@ -141,43 +144,38 @@ pub struct SinkStats {
     pub stopped: AtomicU64,
     /// Parts handed to the sink and not yet settled (its queue).
     pub queued: AtomicU64,
-    /// Request latency (send to response).
-    pub latency: Latency,
+    /// Request latency (send to response), seconds.
+    pub latency: Histogram,
+    /// Events per request.
+    pub batch_events: Histogram,
+    /// Uncompressed bytes per request.
+    pub batch_bytes: Histogram,
 }
 
-/// A latency histogram: power-of-two buckets from 1 ms to ~65 s, lock-free.
-#[derive(Debug, Default)]
-pub struct Latency {
-    buckets: [AtomicU64; 18],
-}
-
-impl Latency {
-    pub fn record(&self, d: std::time::Duration) {
-        let ms = d.as_millis().max(1) as u64;
-        let i = (63 - ms.leading_zeros() as usize).min(17);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+impl Default for SinkStats {
+    fn default() -> Self {
+        SinkStats {
+            events: AtomicU64::default(),
+            bytes: AtomicU64::default(),
+            requests: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            dead_lettered: AtomicU64::default(),
+            stopped: AtomicU64::default(),
+            queued: AtomicU64::default(),
+            latency: Histogram::latency(),
+            batch_events: Histogram::new(EVENT_COUNT_BUCKETS),
+            batch_bytes: Histogram::new(BYTE_BUCKETS),
+        }
     }
+}
 
-    /// The bucket bound (seconds) under which 99 % of requests finished; 0 without requests.
-    pub fn p99_seconds(&self) -> f64 {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0.0;
-        }
-        let want = total - total / 100;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= want {
-                return (2u64 << i) as f64 / 1000.0;
-            }
-        }
-        (2u64 << 17) as f64 / 1000.0
+impl SinkStats {
+    /// One request sent: its size, before it is answered.
+    pub fn sent(&self, events: usize, bytes: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.batch_events.observe(events as f64);
+        self.batch_bytes.observe(bytes as f64);
     }
 }
 
@@ -200,8 +198,105 @@ impl SinkStats {
     }
 }
 
+/// The sinks' metrics: every configured sink's counters and histograms,
+/// labelled by `component_id`, and the dead-letter sink's.
+#[derive(Debug)]
+pub struct SinkMetrics {
+    pub sinks: Arc<parking_lot::Mutex<Vec<SinkHandle>>>,
+    pub dead_letters: Arc<SinkStats>,
+}
+
+impl Collector for SinkMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let sinks = self.sinks.lock().clone();
+        let id = |h: &SinkHandle| -> Labels {
+            vec![
+                ("component_kind", "sink".into()),
+                ("component_id", h.name.clone()),
+            ]
+        };
+        for (name, help, get) in [
+            (
+                "trail_component_sent_events",
+                "Events a sink delivered.",
+                (|s: &SinkStats| s.events.load(Ordering::Relaxed)) as fn(&SinkStats) -> u64,
+            ),
+            (
+                "trail_component_sent_bytes",
+                "Bytes a sink delivered (uncompressed).",
+                |s| s.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "trail_component_errors",
+                "Failed requests of a sink.",
+                |s| s.errors.load(Ordering::Relaxed),
+            ),
+            (
+                "trail_component_retries",
+                "Requests a sink sent again.",
+                |s| s.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "trail_sink_dead_lettered_events",
+                "Events a destination refused for good.",
+                |s| s.dead_lettered.load(Ordering::Relaxed),
+            ),
+        ] {
+            counters(
+                &mut enc,
+                name,
+                help,
+                sinks.iter().map(|h| (id(h), get(&h.stats))),
+            )?;
+        }
+        gauges(
+            &mut enc,
+            "trail_sink_stopped",
+            "1 while a sink refuses to send (credentials refused).",
+            sinks.iter().map(|h| {
+                (
+                    vec![("component_id", h.name.clone())],
+                    h.stats.stopped.load(Ordering::Relaxed) as i64,
+                )
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "trail_sink_queued_parts",
+            "Batch parts handed to a sink and not yet settled.",
+            sinks
+                .iter()
+                .map(|h| (id(h), h.stats.queued.load(Ordering::Relaxed) as i64)),
+        )?;
+        histograms(
+            &mut enc,
+            "trail_sink_request_duration_seconds",
+            "Time from sending a request to its answer (HEC, PutLogs).",
+            sinks.iter().map(|h| (id(h), &h.stats.latency)),
+        )?;
+        histograms(
+            &mut enc,
+            "trail_sink_request_events",
+            "Events per request a sink sent.",
+            sinks.iter().map(|h| (id(h), &h.stats.batch_events)),
+        )?;
+        histograms(
+            &mut enc,
+            "trail_sink_request_bytes",
+            "Uncompressed bytes per request a sink sent.",
+            sinks.iter().map(|h| (id(h), &h.stats.batch_bytes)),
+        )?;
+        counter(
+            &mut enc,
+            "trail_dead_lettered_events",
+            "Events written to the dead-letter sink.",
+            self.dead_letters.events.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A configured sink, as the pipeline holds it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SinkHandle {
     pub name: String,
     pub kind: &'static str,

@@ -23,7 +23,6 @@ use crate::sls::retry::RetryPolicy;
 
 const JSON: &str = "application/json";
 const PROTOBUF: &str = "application/x-protobuf";
-const USER_AGENT: &str = concat!("trail/", env!("CARGO_PKG_VERSION"));
 
 /// Counters of what the client did, for metrics and `trailctl status`.
 #[derive(Debug, Default)]
@@ -82,12 +81,8 @@ impl SlsClientBuilder {
     }
 
     pub fn build(self) -> Result<SlsClient, SlsError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .tcp_nodelay(true);
+        let mut builder =
+            crate::net::http::client_builder(self.connect_timeout, self.request_timeout);
         if let Some(resolver) = self.endpoint.resolver() {
             builder = builder.dns_resolver(resolver);
         }
@@ -375,6 +370,7 @@ impl SlsClient {
 
     /// UpdateCheckPoint. Trail mirrors its own checkpoints with no consumer name
     /// and `force_success = true` (it never joins the group by heartbeat).
+    #[allow(clippy::too_many_arguments)] // the call's own parameters, as SLS names them
     pub async fn update_checkpoint(
         &self,
         project: &str,

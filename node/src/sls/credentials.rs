@@ -1,33 +1,6 @@
 //! Access keys and STS tokens. Secrets never reach `Debug`, `Display` or logs.
 
-use std::fmt;
-
-/// A secret string: its `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for signing. Keep the borrow short.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+use crate::secret::Secret;
 
 /// One set of SLS credentials: an AccessKey pair, plus a token for STS credentials.
 #[derive(Clone, PartialEq, Eq, Debug)]

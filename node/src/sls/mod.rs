@@ -45,7 +45,7 @@ mod retry;
 
 pub use client::{ClientStats, SlsClient, SlsClientBuilder};
 pub use codec::{CodecError, Compression};
-pub use credentials::{Credentials, Secret};
+pub use credentials::Credentials;
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{ErrorClass, ErrorCode, SlsError};
 pub use model::{

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::remote::{FetchError, FetchFuture, Fetched, Scope, TagFetcher};
 use super::sign;
-use crate::sls::Secret;
+use crate::secret::Secret;
 
 /// Where and as whom to call.
 #[derive(Clone)]
@@ -113,10 +113,9 @@ impl<K: std::hash::Hash + Eq + Clone> KeyedLocks<K> {
 
 impl AlibabaTags {
     pub fn new(cfg: AlibabaConfig) -> Result<AlibabaTags, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
-            .build()?;
+        let http =
+            crate::net::http::client_builder(Duration::from_secs(5), Duration::from_secs(20))
+                .build()?;
         Ok(AlibabaTags {
             cfg,
             http,

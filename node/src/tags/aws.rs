@@ -11,7 +11,7 @@ use serde_json::json;
 use super::alibaba::KeyValue;
 use super::remote::{FetchError, FetchFuture, Fetched, Scope, TagFetcher};
 use super::sign;
-use crate::sls::Secret;
+use crate::secret::Secret;
 
 #[derive(Clone)]
 pub struct AwsConfig {
@@ -41,9 +41,7 @@ impl AwsTags {
     pub fn new(cfg: AwsConfig) -> Result<AwsTags, reqwest::Error> {
         Ok(AwsTags {
             cfg,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(20))
+            http: crate::net::http::client_builder(Duration::from_secs(5), Duration::from_secs(20))
                 .build()?,
         })
     }

@@ -35,8 +35,9 @@ pub use remote::{BatchConfig, Cloud, FetchError, Outcome, Remote, RemoteStats, S
 pub use resource_types::{arn_into, arn_parts, builtin as builtin_kinds, ResourceKind};
 pub use static_file::{StaticTags, TagsFileError};
 
-/// A resource's tags, shared (cheap to clone).
-pub type TagSet = Arc<BTreeMap<String, String>>;
+pub use crate::record::TagSet;
+
+use crate::metrics::{counter, counters, Collector, DescriptorEncoder, Labels};
 
 /// What identifies a resource for tag lookups: its ARN
 /// (`arn:acs:ecs:cn-hangzhou:123:instance/i-1`, or a RAM `acs:ram::123:user/x`).
@@ -129,6 +130,57 @@ impl CacheStats {
     fn count(&self, hit: bool) {
         let c = if hit { &self.hits } else { &self.misses };
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The tag tier's metrics: moka hits and misses, the remote tier's calls.
+/// The slots are filled once the node has built its cache (if any).
+#[derive(Debug)]
+pub struct TagMetrics {
+    pub cache: Arc<parking_lot::Mutex<Option<Arc<CacheStats>>>>,
+    pub remote: Arc<parking_lot::Mutex<Option<Arc<RemoteStats>>>>,
+}
+
+impl Collector for TagMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(c) = self.cache.lock().clone() {
+            let row = |result: &str, v: u64| -> (Labels, u64) {
+                (vec![("tier", "moka".into()), ("result", result.into())], v)
+            };
+            counters(
+                &mut enc,
+                "trail_tag_cache_lookups",
+                "Tag lookups by cache tier and result (a hit may be stale and refreshing).",
+                [
+                    row("hit", c.hits.load(Relaxed)),
+                    row("miss", c.misses.load(Relaxed)),
+                ],
+            )?;
+        }
+        if let Some(r) = self.remote.lock().clone() {
+            for (name, help, v) in [
+                ("trail_tag_api_calls", "Batched tag API calls.", &r.calls),
+                (
+                    "trail_tag_api_arns",
+                    "Resources asked for in tag API calls.",
+                    &r.arns,
+                ),
+                (
+                    "trail_tag_api_throttled",
+                    "Tag API calls answered with throttling.",
+                    &r.throttled,
+                ),
+                (
+                    "trail_tag_api_errors",
+                    "Tag API calls failed otherwise.",
+                    &r.errors,
+                ),
+            ] {
+                counter(&mut enc, name, help, v.load(Relaxed))?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::Deserialize;
 
-use crate::pipeline::encode::{
-    business_fields, write_json_str, write_tag_fields, write_time, EventEncoder,
-};
-use crate::pipeline::enrich::View;
+use crate::record::View;
+use crate::record::{business_fields, write_json_str, write_tag_fields, write_time, EventEncoder};
 use crate::sink::{Deliver, SinkStats};
 
 /// `[[sinks]] type = "file"`.

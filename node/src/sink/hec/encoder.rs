@@ -6,10 +6,8 @@
 use std::io::Write;
 
 use crate::event::Format;
-use crate::pipeline::encode::{
-    business_fields, write_json_str, write_tag_fields, write_time, EventEncoder,
-};
-use crate::pipeline::enrich::View;
+use crate::record::View;
+use crate::record::{business_fields, write_json_str, write_tag_fields, write_time, EventEncoder};
 
 pub struct HecEncoder {
     pub host: String,

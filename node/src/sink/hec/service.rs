@@ -24,8 +24,10 @@ use bytes::Bytes;
 use serde_json::json;
 use url::Url;
 
-use crate::pipeline::encode::EventSlab;
-use crate::pipeline::enrich::{DeadLetter, Provenance};
+use crate::fence::Fence;
+use crate::net::http::client_builder;
+use crate::record::EventSlab;
+use crate::record::{DeadLetter, Provenance};
 use crate::secret::Secret;
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::hec::config::HecSinkConfig;
@@ -41,13 +43,14 @@ pub struct HecService {
     cfg: Arc<HecSinkConfig>,
     pub(crate) stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
-    lease: Arc<crate::cluster::Lease>,
+    /// No writes without the fence (self-fencing).
+    fence: Fence,
 }
 
 /// How a chunk ended.
 enum Settled {
     Delivered,
-    /// The node's lease ran out: nothing more is written for these parts.
+    /// The fence was lost: nothing more is written for these parts.
     Fenced,
     Partial {
         at: usize,
@@ -71,15 +74,14 @@ impl HecService {
         token: Secret,
         stats: Arc<SinkStats>,
         dead_letters: Recipient<DeadLetters>,
-        lease: Arc<crate::cluster::Lease>,
+        fence: Fence,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(cfg.request_timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(50))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = client_builder(
+            Duration::from_secs(10),
+            Duration::from_secs(cfg.request_timeout_secs),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
         Ok(HecService {
             http,
             event_url: cfg.event_url()?,
@@ -89,7 +91,7 @@ impl HecService {
             cfg,
             stats,
             dead_letters,
-            lease,
+            fence,
         })
     }
 
@@ -141,7 +143,7 @@ impl HecService {
             match self.send_until_settled(&parts, chunk).await {
                 Settled::Fenced => {
                     tracing::warn!(
-                        "lease lost: abandoning a batch unsent; the shard is re-read by its owner"
+                        "fence lost: abandoning a batch unsent; the shard is re-read by its owner"
                     );
                     for p in &mut parts {
                         if let Some(ack) = p.ack.take() {
@@ -232,6 +234,7 @@ impl HecService {
 
     async fn send_until_settled(&self, parts: &[Part], chunk: &[(usize, usize)]) -> Settled {
         let raw = self.body(parts, chunk);
+        let raw_len = raw.len();
         let body: Bytes = if self.cfg.gzip {
             match tokio::task::spawn_blocking(move || gzip(&raw)).await {
                 Ok(b) => Bytes::from(b),
@@ -248,11 +251,11 @@ impl HecService {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            // Self-fencing: a node without a valid lease writes nothing.
-            if !self.lease.valid() {
+            // Self-fencing: a writer without its fence writes nothing.
+            if !self.fence.holds() {
                 return Settled::Fenced;
             }
-            SinkStats::add(&self.stats.requests, 1);
+            self.stats.sent(chunk.len(), raw_len);
             let mut req = self
                 .http
                 .post(self.event_url.clone())
@@ -266,9 +269,9 @@ impl HecService {
             let started = std::time::Instant::now();
             let sent = tokio::select! {
                 r = req.send() => r,
-                _ = self.lease.expired() => return Settled::Fenced,
+                _ = self.fence.lost() => return Settled::Fenced,
             };
-            self.stats.latency.record(started.elapsed());
+            self.stats.latency.observe_duration(started.elapsed());
             let action = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();

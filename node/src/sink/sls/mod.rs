@@ -18,8 +18,9 @@ use actix::prelude::*;
 use bytes::BufMut;
 use serde::Deserialize;
 
-use crate::pipeline::encode::{business_fields, EventEncoder};
-use crate::pipeline::enrich::{DeadLetter, View};
+use crate::fence::Fence;
+use crate::record::{business_fields, EventEncoder};
+use crate::record::{DeadLetter, View};
 use crate::secret::SecretSource;
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::{Deliver, SinkStats};
@@ -138,8 +139,8 @@ struct Writer {
     cfg: Arc<SlsSinkConfig>,
     stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
-    /// No writes without a valid lease (self-fencing).
-    lease: Arc<crate::cluster::Lease>,
+    /// No writes without the fence (self-fencing).
+    fence: Fence,
 }
 
 impl SlsSink {
@@ -148,7 +149,7 @@ impl SlsSink {
         cfg: Arc<SlsSinkConfig>,
         stats: Arc<SinkStats>,
         dead_letters: Recipient<DeadLetters>,
-        lease: Arc<crate::cluster::Lease>,
+        fence: Fence,
     ) -> Self {
         let lanes = (0..cfg.concurrency.max(1))
             .map(|_| Lane::default())
@@ -159,7 +160,7 @@ impl SlsSink {
                 cfg,
                 stats,
                 dead_letters,
-                lease,
+                fence,
             }),
             lanes,
         }
@@ -222,7 +223,7 @@ impl Writer {
             cfg,
             stats,
             dead_letters,
-            lease,
+            fence,
         } = self;
         let _queued = crate::sink::Queued(&stats.queued, 1);
         let source = cfg
@@ -253,20 +254,20 @@ impl Writer {
             };
             let mut pause = Duration::from_millis(200);
             loop {
-                if !lease.valid() {
+                if !fence.holds() {
                     tracing::warn!(
-                        "lease lost: abandoning a part unsent; the shard is re-read by its owner"
+                        "fence lost: abandoning a part unsent; the shard is re-read by its owner"
                     );
                     part.ack.abandon();
                     return;
                 }
-                SinkStats::add(&stats.requests, 1);
+                stats.sent(to - from, group.len());
                 let started = std::time::Instant::now();
                 let put = tokio::select! {
                     r = client.put_encoded_logs(&cfg.project, &cfg.logstore, &group, target) => r,
-                    _ = lease.expired() => continue,
+                    _ = fence.lost() => continue,
                 };
-                stats.latency.record(started.elapsed());
+                stats.latency.observe_duration(started.elapsed());
                 match put {
                     Ok(()) => {
                         SinkStats::add(&stats.events, (to - from) as u64);

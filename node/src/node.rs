@@ -1,4 +1,6 @@
-//! A node's pipeline, assembled from its config and run.
+//! The composition root: a node assembled from its config, started and
+//! stopped. Floor 6: the only module that sees every other one; nothing
+//! below imports it.
 //!
 //! Inside the actix `System` (on a multi-thread tokio runtime): the dead-letter
 //! sink and each configured sink on an `Arbiter` of its own, the `Enricher`
@@ -8,33 +10,32 @@
 //! Shards are listed again every `shard_rescan_secs`; new ones (splits) get a
 //! consumer, and a consumer whose shard turned read-only reads it to the end.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, ClusterSettings, Lease};
+use crate::cluster::{Cluster, ClusterSettings, Reconciler};
 use crate::config::{Config, ConfigError, SinkConfig};
+use crate::control::StatusView;
 use crate::event::EventFilter;
+use crate::fence::Fence;
+use crate::metrics::Registry;
+use crate::net::tls::Tls;
 use crate::pipeline::checkpoint::{CheckpointStore, StoreError};
-use crate::pipeline::encode::EventEncoder;
-use crate::pipeline::enrich::{Enrichment, Provenance};
+use crate::pipeline::enrich::Enrichment;
 use crate::pipeline::enricher::Enricher;
-use crate::pipeline::shard_consumer::{
-    ConsumerSettings, MarkReadOnly, Progress, ShardConsumer, ShardStats, StopPulling,
-};
+use crate::pipeline::shard_consumer::{ConsumerSettings, Progress, ShardConsumer, StopPulling};
+use crate::pipeline::{Consumers, PipelineStats, SourceSettings, Spawner};
+use crate::record::EventEncoder;
 use crate::sink::dead_letter::{DeadLetterSink, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
 use crate::sink::hec::service::HecService;
 use crate::sink::hec::{HecEncoder, HecSink};
 use crate::sink::sls::{SlsLogEncoder, SlsSink};
 use crate::sink::{SinkHandle, SinkStats};
-use crate::sls::{
-    Compression, Credentials, Cursor, CursorPosition, Endpoint, ShardStatus, SlsClient, SlsError,
-};
+use crate::sls::{Compression, Credentials, CursorPosition, Endpoint, SlsClient, SlsError};
 use crate::tags::{builtin_kinds, ResourceKind, StaticTags, TagCache, TagsFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,35 +54,14 @@ pub enum StartError {
     Cluster(crate::cluster::ClusterError),
 }
 
-/// What a running node exposes: stats for metrics, the demo and status.
-#[derive(Clone, Default)]
-pub struct NodeStats {
-    pub shards: Arc<Mutex<BTreeMap<u32, Arc<ShardStats>>>>,
-    pub sinks: Arc<Mutex<Vec<SinkHandle>>>,
-    pub dead_letters: Arc<SinkStats>,
-    /// The remote tag tier's counters, when cloud providers are configured.
-    pub tag_remote: Arc<Mutex<Option<Arc<crate::tags::RemoteStats>>>>,
-    pub tag_cache: Arc<Mutex<Option<Arc<crate::tags::CacheStats>>>>,
-    /// shard → log events per second over the last sample.
-    pub rates: Arc<Mutex<BTreeMap<u32, f64>>>,
-    /// The node's cluster, with `[cluster]` (raft and lease metrics, readiness).
-    pub cluster: Arc<Mutex<Option<Cluster>>>,
-}
-
-impl NodeStats {
-    pub fn sum(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
-        self.shards.lock().values().map(|s| f(s)).sum()
-    }
-}
-
-/// A running pipeline.
+/// A running node.
 pub struct RunningNode {
-    pub stats: NodeStats,
+    pub stats: PipelineStats,
     /// Where `/metrics`, `/healthz` and `/readyz` answer, if configured.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the gRPC control API answers, if configured.
     pub control_addr: Option<std::net::SocketAddr>,
-    consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
+    consumers: Consumers,
     /// This node's handle on the cluster, with `[cluster]`.
     pub cluster: Option<Cluster>,
     stop: CancellationToken,
@@ -101,13 +81,13 @@ fn control_token(config: &Config) -> Result<Option<String>, StartError> {
 }
 
 /// `[control.tls]`, loaded (the listener's and the peer client's settings).
-fn control_tls(config: &Config) -> Result<Option<crate::control::tls::Tls>, StartError> {
+fn control_tls(config: &Config) -> Result<Option<Tls>, StartError> {
     config
         .control
         .tls
         .as_ref()
         .map(|t| {
-            crate::control::tls::load(t).map_err(|message| StartError::Sink {
+            crate::net::tls::load(t).map_err(|message| StartError::Sink {
                 key: "control.tls".into(),
                 message,
             })
@@ -206,7 +186,7 @@ fn cloud_tags(t: &crate::config::TagsConfig) -> Result<TagCache, StartError> {
                 sts_endpoint: a.sts_endpoint.clone(),
                 address: a.address.clone(),
                 access_key_id: a.access_key_id.clone(),
-                access_key_secret: crate::sls::Secret::new(
+                access_key_secret: crate::secret::Secret::new(
                     a.access_key_secret
                         .resolve("tags.alibaba.access_key_secret")
                         .map_err(ConfigError::from)?
@@ -232,14 +212,14 @@ fn cloud_tags(t: &crate::config::TagsConfig) -> Result<TagCache, StartError> {
                 endpoint: a.endpoint.clone(),
                 address: a.address.clone(),
                 access_key_id: a.access_key_id.clone(),
-                secret_access_key: crate::sls::Secret::new(
+                secret_access_key: crate::secret::Secret::new(
                     a.secret_access_key
                         .resolve("tags.aws.secret_access_key")
                         .map_err(ConfigError::from)?
                         .expose(),
                 ),
                 session_token: match &a.session_token {
-                    Some(s) => Some(crate::sls::Secret::new(
+                    Some(s) => Some(crate::secret::Secret::new(
                         s.resolve("tags.aws.session_token")
                             .map_err(ConfigError::from)?
                             .expose(),
@@ -276,14 +256,17 @@ impl RunningNode {
     /// Builds and starts everything. Call inside an actix `System`.
     pub async fn start(config: Config) -> Result<RunningNode, StartError> {
         config.validate()?;
-        let stats = NodeStats::default();
+        let stats = PipelineStats::default();
         let stop = CancellationToken::new();
         let store = CheckpointStore::open(&config.node.data_dir)?;
         let cluster = match &config.cluster {
             Some(c) => Some(start_cluster(&config, c, stop.clone()).await?),
             None => None,
         };
-        *stats.cluster.lock() = cluster.clone();
+        let fence = match &cluster {
+            Some(c) => c.fence(),
+            None => Fence::open(),
+        };
         let s = &config.source;
         let client = sls_client(
             &s.endpoint,
@@ -356,10 +339,7 @@ impl RunningNode {
                         token,
                         sink_stats.clone(),
                         dead_letters.clone().recipient(),
-                        match &cluster {
-                            Some(c) => c.lease(),
-                            None => Arc::new(Lease::unbounded()),
-                        },
+                        fence.clone(),
                     )
                     .map_err(|message| StartError::Sink {
                         key: key.clone(),
@@ -404,12 +384,9 @@ impl RunningNode {
                     let cfg = Arc::new(x.clone());
                     let st = sink_stats.clone();
                     let dl = dead_letters.clone().recipient();
-                    let lease = match &cluster {
-                        Some(c) => c.lease(),
-                        None => Arc::new(Lease::unbounded()),
-                    };
+                    let fence = fence.clone();
                     SlsSink::start_in_arbiter(&arbiter, move |_| {
-                        SlsSink::new(c, cfg, st, dl, lease)
+                        SlsSink::new(c, cfg, st, dl, fence)
                     })
                     .recipient()
                 }
@@ -476,10 +453,7 @@ impl RunningNode {
             checkpoint_interval: Duration::from_millis(s.checkpoint_interval_ms),
             mirror_group: s.consumer_group.clone(),
             mirror_interval: Duration::from_secs(s.mirror_interval_secs),
-            lease: match &cluster {
-                Some(c) => c.lease(),
-                None => Arc::new(Lease::unbounded()),
-            },
+            fence,
         });
         if let Some(group) = &s.consumer_group {
             if let Err(e) = client
@@ -490,9 +464,21 @@ impl RunningNode {
             }
         }
 
+        // Metrics: each component registers its own collectors.
+        let mut registry = Registry::default();
+        stats.register_metrics(&mut registry);
+        if let Some(c) = &cluster {
+            c.register_metrics(&mut registry);
+        }
+        let registry = Arc::new(registry);
+        stats.sample_rates(stop.clone());
+        let view = StatusView {
+            pipeline: stats.clone(),
+            cluster: cluster.clone(),
+        };
         let metrics_addr = match config.metrics.listen {
             Some(listen) => Some(
-                crate::control::serve(listen, stats.clone(), stop.clone())
+                crate::control::serve(listen, registry.clone(), view.clone(), stop.clone())
                     .await
                     .map_err(|e| StartError::Sink {
                         key: "metrics.listen".into(),
@@ -513,20 +499,13 @@ impl RunningNode {
                     logstore: s.logstore.clone(),
                 };
                 let tls = control_tls(&config)?.map(|t| t.server);
-                let addr = crate::control::grpc::serve(
-                    listen,
-                    token,
-                    info,
-                    stats.clone(),
-                    cluster.clone(),
-                    tls,
-                    stop.clone(),
-                )
-                .await
-                .map_err(|e| StartError::Sink {
-                    key: "control.listen".into(),
-                    message: e.to_string(),
-                })?;
+                let addr =
+                    crate::control::grpc::serve(listen, token, info, view, tls, stop.clone())
+                        .await
+                        .map_err(|e| StartError::Sink {
+                            key: "control.listen".into(),
+                            message: e.to_string(),
+                        })?;
                 tracing::info!(%addr, "control API (trail.v1.Control) for trailctl");
                 Some(addr)
             }
@@ -536,12 +515,21 @@ impl RunningNode {
             stats,
             metrics_addr,
             control_addr,
-            consumers: Arc::default(),
+            consumers: Consumers::default(),
             cluster: cluster.clone(),
             stop,
         };
-        let spawner = Spawner {
-            config: Arc::new(config),
+        let spawner = Arc::new(Spawner {
+            source: SourceSettings {
+                project: s.project.clone(),
+                logstore: s.logstore.clone(),
+                start: match s.start.as_str() {
+                    "begin" => CursorPosition::Begin,
+                    "end" => CursorPosition::End,
+                    t => CursorPosition::Time(t.parse().unwrap_or(0)), // validated
+                },
+                consumer_group: s.consumer_group.clone(),
+            },
             client,
             store,
             settings,
@@ -552,29 +540,17 @@ impl RunningNode {
             stats: node.stats.clone(),
             consumers: node.consumers.clone(),
             stop: node.stop.clone(),
-        };
+        });
         if let Some(c) = cluster {
             if let Some(tags) = &tag_cache {
-                super::assignment::share_tags(&c, tags, spawner.config.tags.ttl_secs);
+                crate::cluster::share_tags(&c, tags, config.tags.ttl_secs);
             }
             c.join_if_needed().await.map_err(StartError::Cluster)?;
-            super::assignment::Reconciler::start(c, Arc::new(spawner));
+            Reconciler::start(c, spawner, config.node.id.clone());
             return Ok(node);
         }
         spawner.rescan().await?;
-        let every = Duration::from_secs(spawner.config.source.shard_rescan_secs.max(1));
-        let stop = node.stop.clone();
-        actix::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.cancelled() => return,
-                }
-                if let Err(e) = spawner.rescan().await {
-                    tracing::warn!(error = %e, "listing shards failed");
-                }
-            }
-        });
+        spawner.keep_rescanning(Duration::from_secs(s.shard_rescan_secs.max(1)));
         Ok(node)
     }
 
@@ -583,7 +559,7 @@ impl RunningNode {
     pub async fn shutdown(self, grace: Duration) {
         if let Some(c) = &self.cluster {
             // Hand the shards over with their final cursors, then leave.
-            super::assignment::release_all(c, &self.consumers, grace).await;
+            crate::cluster::release_all(c, &self.consumers, grace).await;
             self.stop.cancel();
             c.shutdown().await;
             return;
@@ -623,129 +599,5 @@ impl RunningNode {
             n += c.send(Progress).await.map(|(n, _)| n).unwrap_or(0);
         }
         n
-    }
-}
-
-/// Makes shard consumers: for every shard (no cluster) or for the shards
-/// the cluster assigns this node (`pipeline::assignment`).
-pub(crate) struct Spawner {
-    pub(crate) config: Arc<Config>,
-    pub(crate) client: SlsClient,
-    store: CheckpointStore,
-    settings: Arc<ConsumerSettings>,
-    enricher: Addr<Enricher>,
-    sinks: Arc<[SinkHandle]>,
-    dead_letters: Recipient<crate::sink::dead_letter::DeadLetters>,
-    arbiter: ArbiterHandle,
-    pub(crate) stats: NodeStats,
-    pub(crate) consumers: Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>,
-    pub(crate) stop: CancellationToken,
-}
-
-impl Spawner {
-    /// Starts a consumer for `shard` at `start`, saving checkpoints to `store`.
-    pub(crate) fn consumer(
-        &self,
-        shard: u32,
-        readonly: bool,
-        start: Cursor,
-        store: Arc<dyn crate::pipeline::checkpoint::CheckpointSink>,
-        epoch: u64,
-        stop: CancellationToken,
-    ) -> Addr<ShardConsumer> {
-        let s = &self.config.source;
-        let shard_stats = Arc::new(ShardStats::default());
-        shard_stats
-            .epoch
-            .store(epoch, std::sync::atomic::Ordering::Relaxed);
-        self.stats.shards.lock().insert(shard, shard_stats.clone());
-        let provenance = Arc::new(Provenance {
-            project: s.project.as_str().into(),
-            logstore: s.logstore.as_str().into(),
-            shard,
-        });
-        let consumer = ShardConsumer::new(
-            shard,
-            readonly,
-            provenance,
-            self.client.clone(),
-            self.settings.clone(),
-            self.enricher.clone(),
-            self.sinks.clone(),
-            self.dead_letters.clone(),
-            store,
-            shard_stats,
-            start,
-            stop,
-        );
-        let addr = ShardConsumer::start_in_arbiter(&self.arbiter, move |_| consumer);
-        self.consumers.lock().insert(shard, addr.clone());
-        addr
-    }
-
-    async fn rescan(&self) -> Result<(), StartError> {
-        let s = &self.config.source;
-        for shard in self.client.list_shards(&s.project, &s.logstore).await? {
-            let running = self.consumers.lock().get(&shard.shard_id).cloned();
-            if let Some(consumer) = running {
-                if shard.status == ShardStatus::ReadOnly {
-                    consumer.do_send(MarkReadOnly);
-                }
-                continue;
-            }
-            let readonly = shard.status == ShardStatus::ReadOnly;
-            let start = self.start_cursor(shard.shard_id, true).await?;
-            self.consumer(
-                shard.shard_id,
-                readonly,
-                start,
-                Arc::new(self.store.clone()),
-                0,
-                self.stop.child_token(),
-            );
-        }
-        Ok(())
-    }
-
-    /// Where a shard with no checkpoint of its own starts: the local file
-    /// (`local`, no cluster), the SLS consumer group, `source.start`.
-    pub(crate) async fn start_cursor(&self, shard: u32, local: bool) -> Result<Cursor, StartError> {
-        let s = &self.config.source;
-        if let Some(saved) = self
-            .store
-            .get(&CheckpointStore::key(&s.project, &s.logstore, shard))
-            .filter(|_| local)
-        {
-            return Ok(Cursor::new(saved.cursor));
-        }
-        if let Some(group) = &s.consumer_group {
-            match self
-                .client
-                .get_checkpoints(&s.project, &s.logstore, group, Some(shard))
-                .await
-            {
-                Ok(cps) => {
-                    if let Some(cp) = cps
-                        .into_iter()
-                        .find(|c| c.shard == shard && !c.checkpoint.is_empty())
-                    {
-                        tracing::info!(shard, "starting from the SLS consumer group's checkpoint");
-                        return Ok(Cursor::new(cp.checkpoint));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(shard, error = %e, "reading the consumer group checkpoint failed")
-                }
-            }
-        }
-        let position = match s.start.as_str() {
-            "begin" => CursorPosition::Begin,
-            "end" => CursorPosition::End,
-            t => CursorPosition::Time(t.parse().unwrap_or(0)),
-        };
-        Ok(self
-            .client
-            .get_cursor(&s.project, &s.logstore, shard, position)
-            .await?)
     }
 }

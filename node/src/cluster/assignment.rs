@@ -1,5 +1,6 @@
 //! The pipeline under a cluster: this node consumes the shards the
-//! replicated state assigns it, under their epochs.
+//! replicated state assigns it, under their epochs. (The cluster drives the
+//! pipeline here; the pipeline never sees the cluster.)
 //!
 //! The [`Reconciler`] watches the applied [`Assignments`] and makes the
 //! running consumers match: start a consumer for each shard this node owns
@@ -23,13 +24,14 @@ use actix::Addr;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::unix_ms;
 use crate::cluster::{
     Assignments, Checkpoint, CheckpointCommitter, Cluster, Command, NodeLive, ShardKey, ShardLive,
     ShardPhase, ShardSource, SourceShards,
 };
 use crate::pipeline::checkpoint::{CheckpointSink, Saved, StoreError};
-use crate::pipeline::node::{NodeStats, Spawner};
 use crate::pipeline::shard_consumer::{MarkReadOnly, Progress, ShardConsumer, Stop, StopPulling};
+use crate::pipeline::{PipelineStats, Spawner};
 use crate::sls::{Cursor, ShardStatus, SlsClient};
 use crate::tags::TagCache;
 
@@ -54,7 +56,7 @@ impl CheckpointSink for EpochCheckpoints {
                 Checkpoint {
                     cursor: saved.cursor,
                     cursor_time: saved.cursor_time,
-                    saved_ms: crate::cluster::unix_ms(),
+                    saved_ms: unix_ms(),
                 },
             );
         }
@@ -112,8 +114,8 @@ impl ShardSource for SlsShards {
 }
 
 /// What this node reports with each heartbeat.
-fn live(stats: &NodeStats, name: &str, project: &str, logstore: &str) -> NodeLive {
-    let now = crate::cluster::unix_ms() / 1000;
+fn live(stats: &PipelineStats, name: &str, project: &str, logstore: &str) -> NodeLive {
+    let now = unix_ms() / 1000;
     let rates = stats.rates.lock().clone();
     let mut errors = 0;
     let shards = stats
@@ -173,8 +175,9 @@ pub fn share_tags(cluster: &Cluster, tags: &TagCache, ttl_secs: u64) {
 
 impl Reconciler {
     /// Wires the node to the cluster and starts reconciling.
-    pub(crate) fn start(cluster: Cluster, spawner: Arc<Spawner>) {
-        let s = &spawner.config.source;
+    /// `name` is the node's `[node] id`, reported with every heartbeat.
+    pub fn start(cluster: Cluster, spawner: Arc<Spawner>, name: String) {
+        let s = &spawner.source;
         cluster.set_shard_source(Arc::new(SlsShards {
             client: spawner.client.clone(),
             project: s.project.clone(),
@@ -182,11 +185,7 @@ impl Reconciler {
         }));
         {
             let stats = spawner.stats.clone();
-            let (name, project, logstore) = (
-                spawner.config.node.id.clone(),
-                s.project.clone(),
-                s.logstore.clone(),
-            );
+            let (project, logstore) = (s.project.clone(), s.logstore.clone());
             cluster.set_live_source(move || live(&stats, &name, &project, &logstore));
         }
         let r = Reconciler {
@@ -212,7 +211,7 @@ impl Reconciler {
     }
 
     fn mine(&self, k: &ShardKey) -> bool {
-        let s = &self.spawner.config.source;
+        let s = &self.spawner.source;
         k.project == s.project && k.logstore == s.logstore
     }
 
@@ -291,7 +290,7 @@ impl Reconciler {
                             let checkpoint = cursor.map(|cursor| Checkpoint {
                                 cursor,
                                 cursor_time,
-                                saved_ms: crate::cluster::unix_ms(),
+                                saved_ms: unix_ms(),
                             });
                             if let Err(e) = cluster
                                 .write(Command::Finish {
@@ -382,7 +381,7 @@ async fn hand_over(
     epoch: u64,
     addr: &Addr<ShardConsumer>,
     checkpoints: &EpochCheckpoints,
-    stats: &NodeStats,
+    stats: &PipelineStats,
 ) {
     let started = Instant::now();
     let _ = addr.send(StopPulling).await;
@@ -414,14 +413,14 @@ async fn hand_over(
     let checkpoint = cursor.map(|cursor| Checkpoint {
         cursor,
         cursor_time,
-        saved_ms: crate::cluster::unix_ms(),
+        saved_ms: unix_ms(),
     });
     match cluster
         .write(Command::Release {
             shard: shard.clone(),
             epoch,
             checkpoint,
-            at_ms: crate::cluster::unix_ms(),
+            at_ms: unix_ms(),
         })
         .await
     {
@@ -480,14 +479,14 @@ pub async fn release_all(
         let checkpoint = cursor.map(|cursor| Checkpoint {
             cursor,
             cursor_time: s.checkpoint.as_ref().and_then(|c| c.cursor_time),
-            saved_ms: crate::cluster::unix_ms(),
+            saved_ms: unix_ms(),
         });
         match cluster
             .write(Command::Release {
                 shard: k.clone(),
                 epoch: s.epoch,
                 checkpoint,
-                at_ms: crate::cluster::unix_ms(),
+                at_ms: unix_ms(),
             })
             .await
         {

@@ -4,10 +4,24 @@
 //! certificate when it calls its peers.
 
 use std::fmt;
+use std::path::PathBuf;
 
+use serde::Deserialize;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-use crate::config::TlsConfig;
+/// `[control.tls]`: PEM files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain; also its client identity towards peers.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that signs the nodes' certificates (peers are verified against it).
+    pub ca: PathBuf,
+    /// Callers (peers, trailctl, other systems) must present a certificate signed by `ca`.
+    #[serde(default)]
+    pub client_auth: bool,
+}
 
 /// What a node calls its peers with. Debug never shows the key.
 #[derive(Clone)]

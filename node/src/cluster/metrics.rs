@@ -1,0 +1,74 @@
+//! The cluster's metrics: raft's view, the node's lease, checkpoint commits.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::Cluster;
+use crate::metrics::{counter, gauge, Collector, DescriptorEncoder};
+
+/// Reads the cluster at scrape time.
+pub(super) struct ClusterMetrics {
+    pub cluster: Cluster,
+}
+
+impl std::fmt::Debug for ClusterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterMetrics")
+    }
+}
+
+impl Collector for ClusterMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let c = &self.cluster;
+        let v = c.raft_view();
+        let lease = c.lease();
+        let committer = c.committer();
+        for (name, help, value) in [
+            ("trail_raft_term", "The raft term.", v.term),
+            (
+                "trail_raft_is_leader",
+                "1 on the raft leader.",
+                u64::from(v.role == "leader"),
+            ),
+            (
+                "trail_raft_commit_index",
+                "The raft commit index (the applied index on followers).",
+                v.commit_index,
+            ),
+            (
+                "trail_raft_last_applied_index",
+                "The last log index applied to the state machine.",
+                v.applied_index,
+            ),
+            (
+                "trail_raft_voters",
+                "Voters in the raft membership.",
+                v.voters.len() as u64,
+            ),
+            (
+                "trail_lease_valid",
+                "1 while the node's lease lets it consume (self-fencing otherwise).",
+                u64::from(lease.valid()),
+            ),
+        ] {
+            gauge(&mut enc, name, help, value as i64)?;
+        }
+        counter(
+            &mut enc,
+            "trail_lease_fenced",
+            "Times the node's lease ran out and it stopped consuming.",
+            lease.fenced.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "trail_checkpoint_commits",
+            "Checkpoint batches committed through raft.",
+            committer.commits.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "trail_checkpoint_refused",
+            "Checkpoints the state machine refused (stale epoch: fenced).",
+            committer.refused_total.load(Relaxed),
+        )
+    }
+}

@@ -1,0 +1,185 @@
+//! The business-view record: an enriched event as every sink sees it.
+//!
+//! An event that passed the filters becomes a [`View`]: the borrowed
+//! [`AuditEvent`](crate::event::AuditEvent), its raw JSON, its [`Tags`] and
+//! [`TagStatus`], where it came from ([`Provenance`]) and its cursor. Each
+//! sink's [`EventEncoder`] writes a view in the sink's format; the JSON all
+//! of them write goes through one writer ([`json`]). Events encoded for one
+//! sink travel as an [`EventSlab`]. An event that cannot go on becomes a
+//! [`DeadLetter`] with its reason.
+//!
+//! Floor 1: imports only `event` (same floor, never back). `tags` and the
+//! sinks build on this module, never the other way.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | provenance, tags, the view, dead letters, the business fields |
+//! | `json.rs` | the one JSON string and number writer every encoder shares |
+//! | `slab.rs` | the encoder trait; encoded events in one buffer |
+
+pub mod json;
+pub mod slab;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::event::AuditEvent;
+
+pub use json::{write_json_str, write_json_str_parts, write_tag_fields, write_time};
+pub use slab::{EncodedEvents, EventEncoder, EventSlab};
+
+/// One resource's tags, shared between the cache and every event that
+/// touched the resource.
+pub type TagSet = Arc<BTreeMap<String, String>>;
+
+/// Where an event came from.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub project: Arc<str>,
+    pub logstore: Arc<str>,
+    pub shard: u32,
+}
+
+/// How tags were found for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagStatus {
+    /// At least one resource had tags.
+    Ok,
+    /// Resources were looked up; none had tags.
+    None,
+    /// The event names no resource we can look up.
+    NoResource,
+    /// A remote lookup was not answered within the budget.
+    Pending,
+    /// The provider failed (throttled with nothing cached, denied).
+    Unavailable,
+}
+
+impl TagStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagStatus::Ok => "ok",
+            TagStatus::None => "none",
+            TagStatus::NoResource => "no_resource",
+            TagStatus::Pending => "pending",
+            TagStatus::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// An event's tags: one resource's set shared as is (the common case), or
+/// several resources' sets merged, values of one key joined with `,`.
+#[derive(Debug, Clone, Default)]
+pub enum Tags {
+    #[default]
+    Empty,
+    One(TagSet),
+    Merged(BTreeMap<String, String>),
+}
+
+impl Tags {
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        match self {
+            Tags::Empty => Box::new(std::iter::empty()),
+            Tags::One(t) => Box::new(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Tags::Merged(m) => Box::new(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        match self {
+            Tags::Empty => None,
+            Tags::One(t) => t.get(key).map(String::as_str),
+            Tags::Merged(m) => m.get(key).map(String::as_str),
+        }
+    }
+
+    /// Adds one resource's tags.
+    pub fn add(&mut self, set: TagSet) {
+        match self {
+            Tags::Empty => *self = Tags::One(set),
+            Tags::One(first) => {
+                if Arc::ptr_eq(first, &set) {
+                    return;
+                }
+                let mut m: BTreeMap<String, String> =
+                    first.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                merge_into(&mut m, &set);
+                *self = Tags::Merged(m);
+            }
+            Tags::Merged(m) => merge_into(m, &set),
+        }
+    }
+}
+
+fn merge_into(m: &mut BTreeMap<String, String>, set: &TagSet) {
+    for (k, v) in set.iter() {
+        let entry = m.entry(k.clone()).or_default();
+        if entry.is_empty() {
+            entry.push_str(v);
+        } else if !entry.split(',').any(|x| x == v) {
+            entry.push(',');
+            entry.push_str(v);
+        }
+    }
+}
+
+/// Everything an encoder may write about one event.
+pub struct View<'a> {
+    pub event: &'a AuditEvent<'a>,
+    /// The event's original JSON text.
+    pub raw: &'a [u8],
+    pub tags: &'a Tags,
+    pub tag_status: TagStatus,
+    pub provenance: &'a Provenance,
+    /// The cursor of the log group holding the event.
+    pub cursor: &'a str,
+    /// Unix seconds: `eventTime`, else the log's time.
+    pub time: f64,
+}
+
+/// An event that cannot go on, with why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub reason: String,
+    /// Bounded label for metrics.
+    pub kind: &'static str,
+    pub project: Arc<str>,
+    pub logstore: Arc<str>,
+    pub shard: u32,
+    pub cursor: String,
+    pub raw: Bytes,
+}
+
+/// The business-view fields of an event, by name, skipping empty ones.
+/// ActionTrail's names are kept for both trails (`acsRegion` holds a CloudTrail
+/// `awsRegion`), so one dashboard reads both.
+pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static str, &'v str)> {
+    let e = v.event;
+    [
+        ("eventId", Some(&*e.event_id)),
+        ("eventName", e.event_name.as_deref()),
+        ("eventRW", e.event_rw.as_deref()),
+        ("eventSource", e.event_source.as_deref()),
+        ("eventTime", e.event_time.as_deref()),
+        ("eventType", e.event_type.as_deref()),
+        ("acsRegion", e.region.as_deref()),
+        ("serviceName", e.service_name.as_deref()),
+        ("resourceType", e.resource_type.as_deref()),
+        ("resourceName", e.resource_name.as_deref()),
+        ("accountId", e.owner_account()),
+        ("principalId", e.principal_id.as_deref()),
+        ("userName", e.user_name.as_deref()),
+        ("userType", e.user_type.as_deref()),
+        ("sourceIpAddress", e.source_ip.as_deref()),
+        ("errorCode", e.error_code.as_deref()),
+        ("requestId", e.request_id.as_deref()),
+        ("logstore", Some(&*v.provenance.logstore)),
+        ("cursor", Some(v.cursor)),
+        ("tag_status", Some(v.tag_status.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(k, val)| val.filter(|s| !s.is_empty()).map(|s| (k, s)))
+}
