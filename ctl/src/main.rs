@@ -28,7 +28,7 @@ use trail_proto::trail::v1::tags_client::TagsClient;
 #[derive(Parser)]
 #[command(name = "trailctl", version, about = "Operate a Trail cluster")]
 struct Cli {
-    /// Any node's gRPC API.
+    /// Any node's gRPC API: a URL, or `host:port` (http; https with --ca).
     #[arg(
         long,
         env = "TRAIL_ENDPOINT",
@@ -154,11 +154,11 @@ struct Api {
 
 impl Api {
     async fn connect(cli: &Cli) -> Result<Api> {
-        let endpoint = cli.endpoint.as_str();
+        let endpoint = &endpoint_url(&cli.endpoint, cli.ca.is_some());
         let token = cli.token.as_deref();
         let mut ep =
             tonic::transport::Endpoint::from_shared(endpoint.to_owned()).with_context(|| {
-                format!("endpoint {endpoint:?} is not a URL (e.g. http://127.0.0.1:7400)")
+                format!("endpoint {endpoint:?} is not a URL (e.g. 127.0.0.1:7400 or http://127.0.0.1:7400)")
             })?;
         if endpoint.starts_with("https://") {
             let ca = cli.ca.as_ref().context(
@@ -374,9 +374,46 @@ fn read_tags_file(path: &PathBuf) -> Result<Vec<pb::ResourceTags>> {
         .collect()
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("trailctl: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error and its causes, never a backtrace (whatever
+            // RUST_BACKTRACE says): these are the user's errors, not ours.
+            eprintln!("trailctl: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--endpoint` as a URL: a bare `host:port` (as `trailctl status` prints
+/// node addresses) means http, or https when a CA is given.
+fn endpoint_url(raw: &str, tls: bool) -> String {
+    let raw = raw.trim();
+    if raw.contains("://") {
+        raw.to_owned()
+    } else if tls {
+        format!("https://{raw}")
+    } else {
+        format!("http://{raw}")
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let mut api = Api::connect(&cli).await?;
     let output = cli.output;
     match cli.command {
@@ -627,4 +664,26 @@ fn print_tables(s: &pb::StatusResponse) {
         ]);
     }
     println!("{t}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_url;
+
+    #[test]
+    fn bare_addresses_get_a_scheme() {
+        assert_eq!(
+            endpoint_url("127.0.0.1:7402", false),
+            "http://127.0.0.1:7402"
+        );
+        assert_eq!(endpoint_url("node-2:7400", true), "https://node-2:7400");
+        assert_eq!(
+            endpoint_url("https://node-2:7400", false),
+            "https://node-2:7400"
+        );
+        assert_eq!(
+            endpoint_url(" http://[::1]:7400 ", true),
+            "http://[::1]:7400"
+        );
+    }
 }

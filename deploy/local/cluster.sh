@@ -3,8 +3,13 @@
 # (a 4-shard ActionTrail logstore fed at a steady rate) and a Splunk HEC
 # receiver. The HA demo: kill one node, watch `trailctl status`.
 #
-#   deploy/local/cluster.sh up      # build, start, print the trailctl endpoint
-#   deploy/local/cluster.sh down    # stop everything, keep the logs
+#   deploy/local/cluster.sh up            # build, start clean, print the trailctl endpoint
+#   deploy/local/cluster.sh down          # stop everything, keep logs and data for a look
+#   deploy/local/cluster.sh down --purge  # stop everything, remove the directory
+#
+# Every `up` starts clean: devstack's SLS is new each time (new shards, new
+# cursors), so the raft data and checkpoints of an earlier run would point
+# at cursors that no longer exist. `up` removes them first and says so.
 #
 # Environment: TRAIL_CLUSTER_DIR (state, configs, logs; default
 # /tmp/trail-cluster), TRAIL_BIN_DIR (prebuilt binaries; default: build
@@ -87,6 +92,11 @@ up() {
     echo "a cluster is already up in $dir (run: $0 down)" >&2
     exit 1
   fi
+  if compgen -G "$dir/n[0-9]*" > /dev/null || compgen -G "$dir/*.log" > /dev/null; then
+    echo "starting clean: removing the previous run's raft data, checkpoints and logs in $dir" >&2
+    echo "  (devstack's SLS starts empty, so its old cursors mean nothing now)" >&2
+    rm -rf "$dir"/n[0-9]* "$dir"/*.log "$dir"/*.toml
+  fi
   "$b/trail-devstack" sls --listen "127.0.0.1:$((base + 80))" --access-key-id "$ak" \
     --project trail-demo --logstore actiontrail_demo --shards 4 > "$dir/sls.log" 2>&1 &
   echo $! > "$dir/sls.pid"
@@ -121,11 +131,16 @@ down() {
     kill -9 "$(cat "$f")" 2>/dev/null || true
     rm -f "$f"
   done
-  echo "stopped; logs and data remain in $dir"
+  if [[ "${1:-}" == "--purge" ]]; then
+    rm -rf "$dir"
+    echo "stopped; removed $dir"
+  else
+    echo "stopped; logs and data remain in $dir (the next up starts clean; down --purge removes them now)"
+  fi
 }
 
 case "${1:-}" in
   up) up ;;
-  down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  down) down "${2:-}" ;;
+  *) echo "usage: $0 up | down [--purge]" >&2; exit 2 ;;
 esac

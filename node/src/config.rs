@@ -1,6 +1,11 @@
 //! The node's configuration: one TOML file (see `deploy/trail.toml`),
 //! validated once at start. Every error names the key it is about; secrets
 //! are given inline, `{ env = "VAR" }` or `{ file = "path" }` and never printed.
+//!
+//! Floor 6: the components own their config types (`sink::hec::HecSinkConfig`,
+//! `event::FilterConfig`, `net::tls::TlsConfig`, …); this module composes
+//! them into the file's shape and validates across them. Only the node's
+//! assembly and the binary import it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -27,6 +27,40 @@ use trail_node::node::RunningNode;
 use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
 use trail_proto::sls::{Log, LogContent, LogGroup};
 
+/// The progress bar being drawn, if any: log lines are printed through it
+/// ([`LogWriter`]) so that they never tear through the bar.
+static BAR: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Draws `bar` and routes log lines through it until it is finished.
+fn drawn(bar: ProgressBar) -> ProgressBar {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    bar
+}
+
+fn finish(bar: &ProgressBar) {
+    bar.finish();
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Where the demo's log lines go: stderr, with the current progress bar
+/// cleared for the line and drawn again after it (indicatif's `suspend`).
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(b) if !b.is_finished() => b.suspend(|| std::io::stderr().write_all(buf))?,
+            _ => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 #[derive(clap::Args)]
 pub struct DemoArgs {
     /// Events to generate and deliver.
@@ -121,9 +155,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Credentials::new(&sls_cfg.access_key_id, &sls_cfg.access_key_secret),
     )
     .build()?;
-    let bar = ProgressBar::new(args.events).with_style(ProgressStyle::with_template(
-        "loading    {bar:40} {pos}/{len} events {msg}",
-    )?);
+    let bar = drawn(
+        ProgressBar::new(args.events).with_style(ProgressStyle::with_template(
+            "loading    {bar:40} {pos}/{len} events {msg}",
+        )?),
+    );
     let mut loaded = 0u64;
     let mut raw_bytes = 0u64;
     while loaded < args.events {
@@ -157,7 +193,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         loaded += n;
         bar.set_position(loaded);
     }
-    bar.finish_with_message(format!("({:.1} MB of event JSON)", raw_bytes as f64 / 1e6));
+    bar.set_message(format!("({:.1} MB of event JSON)", raw_bytes as f64 / 1e6));
+    finish(&bar);
 
     // The node.
     let config_text = format!(
@@ -223,9 +260,11 @@ listen = "{control}"
     let cpu_before = cpu_seconds();
     let node = RunningNode::start(config).await?;
 
-    let bar = ProgressBar::new(args.events).with_style(ProgressStyle::with_template(
-        "delivering {bar:40} {pos}/{len} events read  {msg}",
-    )?);
+    let bar = drawn(
+        ProgressBar::new(args.events).with_style(ProgressStyle::with_template(
+            "delivering {bar:40} {pos}/{len} events read  {msg}",
+        )?),
+    );
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let read = node
@@ -253,7 +292,7 @@ listen = "{control}"
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
-    bar.finish();
+    finish(&bar);
     let stats = node.stats.clone();
     let control_addr = node.control_addr;
 

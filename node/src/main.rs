@@ -48,14 +48,17 @@ fn main() -> Result<()> {
     #[cfg(not(feature = "demo"))]
     let default_level = "info";
     use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+    let logs = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_level.into()),
-        )
-        .init();
+        );
+    // The demo prints log lines through its progress bars.
+    #[cfg(feature = "demo")]
+    logs.with_writer(|| demo::LogWriter).init();
+    #[cfg(not(feature = "demo"))]
+    logs.with_writer(std::io::stderr).init();
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -1,5 +1,9 @@
 //! Secrets in config: given inline, from an environment variable, or from a
 //! file; resolved once at start with errors that name the key; never printed.
+//!
+//! Floor 0: imports nothing of the crate. [`Secret`] is the one type that
+//! holds a resolved secret anywhere in the node (SLS keys, HEC tokens, the
+//! cloud tag APIs' keys).
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1047,3 +1047,97 @@ async fn throttled_tag_apis_never_stall_a_shard_and_incomplete_tags_say_so() {
     eprintln!("throttled calls {throttled}, events with incomplete tags {incomplete}");
     assert!(throttled > 0, "throttling was injected: {stats}");
 }
+
+/// `/metrics` after a delivery: every name the node has always served,
+/// plus the histograms, each with observations where the run made some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_serve_the_counters_and_the_latency_histograms() {
+    let s = setup("metrics", 2000, 200, &[], &[]).await;
+    let port = trail_tests::free_port();
+    let mut node = s.node(&s.config(
+        HEC_TOKEN,
+        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    s.wait_delivered(&mut node, Duration::from_secs(120)).await;
+    // The checkpoint moves (and the delay is observed) once every sink acked.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let text = resp.text().await.unwrap();
+        let delays: u64 = sample_sum(&text, "trail_shard_delivery_delay_seconds_count");
+        if delays > 0 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for family in [
+        "trail_component_received_events_total counter",
+        "trail_component_received_bytes_total counter",
+        "trail_component_discarded_events_total counter",
+        "trail_dead_lettered_events_total counter",
+        "trail_tag_status_events_total counter",
+        "trail_tag_cache_invalidations_total counter",
+        "trail_tag_cache_lookups_total counter",
+        "trail_shard_restarts_total counter",
+        "trail_shard_pull_errors_total counter",
+        "trail_component_sent_events_total counter",
+        "trail_component_sent_bytes_total counter",
+        "trail_component_errors_total counter",
+        "trail_component_retries_total counter",
+        "trail_sink_dead_lettered_events_total counter",
+        "trail_sink_stopped gauge",
+        "trail_shard_lag_seconds gauge",
+        "trail_shard_epoch gauge",
+        "trail_source_pull_duration_seconds histogram",
+        "trail_sink_request_duration_seconds histogram",
+        "trail_sink_request_events histogram",
+        "trail_sink_request_bytes histogram",
+        "trail_shard_delivery_delay_seconds histogram",
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("# TYPE {family}")),
+            "# TYPE {family} missing from\n{text}"
+        );
+    }
+    let read = sample_sum(&text, "trail_component_received_events_total");
+    assert_eq!(read, 2000, "every event read once");
+    let sent = sample_sum(&text, "trail_component_sent_events_total");
+    assert_eq!(sent as usize, s.expected.len(), "every write sent once");
+    assert_eq!(sample_sum(&text, "trail_dead_lettered_events_total"), 10);
+    assert!(sample_sum(&text, "trail_source_pull_duration_seconds_count") > 0);
+    let requests = sample_sum(&text, "trail_sink_request_duration_seconds_count");
+    assert!(requests > 0, "{text}");
+    assert_eq!(
+        sample_sum(&text, "trail_sink_request_events_count"),
+        requests,
+        "one size observation per request"
+    );
+    assert!(
+        sample_sum(&text, "trail_shard_delivery_delay_seconds_count") > 0,
+        "the end-to-end delay is observed once every sink acknowledged"
+    );
+    assert!(
+        text.contains("trail_sink_request_duration_seconds_bucket{component_kind=\"sink\",component_id=\"hec#0\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+/// The sum of a sample's values over its label sets (`name{…} v` and `name v`).
+fn sample_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

@@ -190,5 +190,27 @@ token = {{ env = "CTL_TEST_TOKEN" }}
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach a Trail node"));
 
+    // The address as status prints it (`host:port`, no scheme) is an endpoint.
+    let out = trailctl(&format!("127.0.0.1:{port}"), Some(TOKEN), &["status"]);
+    assert!(
+        out.status.success(),
+        "a bare host:port: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A user's error is the error and its causes, never a Rust backtrace.
+    let out = Command::new(binary("trailctl"))
+        .args(["--endpoint", &format!("127.0.0.1:{port}"), "status"])
+        .env_remove("TRAIL_TOKEN")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run trailctl");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.starts_with("trailctl: unauthorized"), "{err}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("Stack"),
+        "{err}"
+    );
+
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }

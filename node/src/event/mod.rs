@@ -2,6 +2,9 @@
 //! [`AuditEvent`], borrowing from the input buffer wherever the JSON has no
 //! escapes, and the filters and resource references built on it.
 //!
+//! Floor 1: imports nothing of the crate; every later stage reads events
+//! through this module.
+//!
 //! # Layout
 //!
 //! | file | job |

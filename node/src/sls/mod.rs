@@ -1,5 +1,8 @@
 //! The SLS (Alibaba Cloud Log Service) wire protocol, as Trail's client speaks it.
 //!
+//! Floor 1: imports `secret` and `net` only. Sources, sinks and the
+//! dead-letter sink build on it; it knows none of them.
+//!
 //! # Layout
 //!
 //! | file | job |

@@ -1,5 +1,9 @@
 //! Resource tags: the [`TagCache`] the enrichers ask, and the providers behind it.
 //!
+//! Floor 2: imports `record` (the tag set type), `net`, `secret` and
+//! `metrics`; the cluster's replicated tier reaches in through
+//! [`TagCache::put`] and the publisher hook, never the other way.
+//!
 //! # Layout
 //!
 //! | file | job |
