@@ -111,39 +111,96 @@ impl Lease {
 }
 
 /// The token a writer checks before and races during every write.
-/// Cheap to clone; every clone reads the same lease.
+/// Cheap to clone; every clone reads the same lease and the same stop.
+///
+/// A node's fence is its lease. A shard's fence ([`Fence::until`]) is the
+/// node's, also lost for good once the shard's consumer is stopped: its
+/// shard moved, its epoch ended, or a hand-over gave up waiting for it. A
+/// sink that retries a part "until delivered" retries only while the part's
+/// fence holds, so no part of an old epoch lands after its shard moved.
 #[derive(Debug, Clone)]
 pub struct Fence {
     lease: Arc<Lease>,
+    /// Cancelled when the shard's epoch ends on this node (`None`: the node's fence).
+    stop: Option<CancellationToken>,
 }
 
 impl Fence {
     /// A fence that is never lost (a node without a cluster).
     pub fn open() -> Fence {
-        Fence {
-            lease: Arc::new(Lease::unbounded()),
-        }
+        Fence::of(Arc::new(Lease::unbounded()))
     }
 
     /// A fence held while `lease` is valid.
     pub fn of(lease: Arc<Lease>) -> Fence {
-        Fence { lease }
+        Fence { lease, stop: None }
+    }
+
+    /// This fence, and also lost for good once `stop` is cancelled.
+    pub fn until(&self, stop: CancellationToken) -> Fence {
+        Fence {
+            lease: self.lease.clone(),
+            stop: Some(stop),
+        }
+    }
+
+    /// Lost for good: its shard's epoch ended here (a lapsed lease may come back).
+    pub fn ended(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// Check before an attempt: may the writer start it?
     pub fn holds(&self) -> bool {
-        self.lease.valid()
+        !self.ended() && self.lease.valid()
     }
 
     /// Race during an attempt: resolves once the fence is lost (never for
     /// an open fence). The attempt is then dropped unsent.
     pub async fn lost(&self) {
-        self.lease.expired().await
+        match &self.stop {
+            Some(stop) => tokio::select! {
+                _ = self.lease.expired() => {}
+                _ = stop.cancelled() => {}
+            },
+            None => self.lease.expired().await,
+        }
     }
 
-    /// Waits until the fence is held again; false if `stop` fired first.
+    /// Resolves once any of `fences` is lost (never if there are none).
+    pub async fn any_lost<'f>(fences: impl IntoIterator<Item = &'f Fence>) {
+        let lost: Vec<_> = fences.into_iter().map(|f| Box::pin(f.lost())).collect();
+        if lost.is_empty() {
+            return std::future::pending().await;
+        }
+        futures_util::future::select_all(lost).await;
+    }
+
+    /// Waits until the fence is held again; false if `stop` fired first or
+    /// the fence ended for good.
     pub async fn regained(&self, stop: &CancellationToken) -> bool {
-        self.lease.wait_valid(stop).await
+        loop {
+            if self.ended() {
+                return false;
+            }
+            if self.lease.valid() {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.cancelled() => return false,
+                _ = self.ending() => return false,
+            }
+        }
+    }
+
+    /// Resolves once the fence ended for good (never for a node's fence).
+    async fn ending(&self) {
+        match &self.stop {
+            Some(s) => s.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -181,5 +238,38 @@ mod tests {
         let stop = CancellationToken::new();
         stop.cancel();
         assert!(!fence.regained(&stop).await);
+    }
+
+    #[tokio::test]
+    async fn a_shard_fence_ends_with_its_epoch_and_never_comes_back() {
+        let lease = Arc::new(Lease::new(Duration::from_secs(60)));
+        lease.renew(Instant::now());
+        let node = Fence::of(lease.clone());
+        let epoch_ended = CancellationToken::new();
+        let shard = node.until(epoch_ended.clone());
+        let other = node.until(CancellationToken::new());
+        assert!(shard.holds() && other.holds());
+        let racing = tokio::spawn({
+            let (shard, other) = (shard.clone(), other.clone());
+            async move { Fence::any_lost([&other, &shard]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!racing.is_finished(), "both fences hold");
+        epoch_ended.cancel();
+        tokio::time::timeout(Duration::from_secs(1), racing)
+            .await
+            .expect("any_lost resolves when one fence is lost")
+            .unwrap();
+        assert!(!shard.holds() && shard.ended());
+        assert!(
+            other.holds() && node.holds(),
+            "other shards and the node keep writing"
+        );
+        lease.renew(Instant::now());
+        assert!(
+            !shard.holds(),
+            "a renewed lease does not revive an ended epoch"
+        );
+        assert!(!shard.regained(&CancellationToken::new()).await);
     }
 }

@@ -641,3 +641,90 @@ fn sigterm_hands_the_nodes_shards_over_without_duplicates() {
     let got = c.finish();
     assert_eq!(duplicates(&got), 0, "a graceful stop sends nothing twice");
 }
+
+/// Sets devstack HEC's faults (`busy_every = 1`: every request answers 503).
+fn hec_faults(c: &LocalCluster, busy_every: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .put(format!("http://{}/_devstack/faults", c.hec.addr))
+            .json(&serde_json::json!({ "busy_every": busy_every }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    });
+}
+
+/// The hostile schedule of the safety issue: Splunk answers 503 for longer
+/// than the drain timeout while a node is drained. Its sinks hold parts of
+/// the shards being moved, retrying. Before per-epoch fences, the node
+/// released the shards after the drain timeout and kept retrying; once
+/// Splunk recovered, its old-epoch parts landed after (or beside) the new
+/// owner's: the same events twice, from two hosts. Now the drain ends the
+/// epoch first (every sink gives the parts up unsent) and releases at the
+/// last acknowledged cursor: nothing twice, one writer per epoch.
+#[test]
+fn a_drain_during_a_hec_503_storm_sends_nothing_twice() {
+    let _one = serial();
+    let mut c = LocalCluster::start("cluster-storm", 3, 4, Timing::tests());
+    c.start_stream(RATE, 12);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let before = owners(&s);
+    // Drain the node owning the most shards (a node owning none moves nothing).
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (owner, _) in before.values() {
+        *counts.entry(owner.clone()).or_default() += 1;
+    }
+    let (victim, owned) = counts.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert!(*owned > 0);
+    let victim = victim.clone();
+    let victim_id: u64 = victim.parse().unwrap();
+    let other = (1..=3).find(|i| *i != victim_id).unwrap();
+
+    hec_faults(&c, 1);
+    // Parts pile up in every node's sinks, retrying.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = c.trailctl(other, &["drain", &victim]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Longer than the 5 s drain timeout, shorter than the leader's forced revoke.
+    std::thread::sleep(Duration::from_secs(8));
+    hec_faults(&c, 0);
+    c.wait_for(
+        "the drained node owns nothing",
+        Duration::from_secs(60),
+        |s| {
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == victim.as_str() && n["shards_owned"] == 0)
+        },
+    );
+    let s = c.wait_settled(Duration::from_secs(90));
+    let after = owners(&s);
+    let moved: Vec<&u64> = before
+        .iter()
+        .filter(|(k, (o, _))| after[*k].0 != *o)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        !moved.is_empty(),
+        "the drain moved shards: {before:?} → {after:?}"
+    );
+    let got = c.finish(); // also: per shard, delivery runs never outnumber epochs
+    let runs = delivery_runs(&c.hec_events());
+    println!("moved {moved:?}; delivery runs {runs:?}");
+    assert_eq!(
+        duplicates(&got),
+        0,
+        "a 503 storm during a drain sends nothing twice (503s take nothing)"
+    );
+}

@@ -30,13 +30,19 @@ use crate::cluster::{
     ShardPhase, ShardSource, SourceShards,
 };
 use crate::pipeline::checkpoint::{CheckpointSink, Saved, StoreError};
-use crate::pipeline::shard_consumer::{MarkReadOnly, Progress, ShardConsumer, Stop, StopPulling};
+use crate::pipeline::shard_consumer::{
+    EndEpoch, MarkReadOnly, Progress, ShardConsumer, Stop, StopPulling, Unsettled,
+};
 use crate::pipeline::{PipelineStats, Spawner};
 use crate::sls::{Cursor, ShardStatus, SlsClient};
 use crate::tags::TagCache;
 
-/// How long a revoked shard may take to drain before it is released anyway.
+/// How long a revoked shard may take to drain before its epoch is ended here
+/// (sinks give up what they hold) and it is released.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sinks may take to give up a shard's parts once its epoch ended.
+/// They race the fence, so this is a bound for the unexpected.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A consumer's checkpoints, committed through raft under its epoch.
 struct EpochCheckpoints {
@@ -397,7 +403,18 @@ async fn hand_over(
             Err(_) => break,
         }
         if started.elapsed() > DRAIN_TIMEOUT {
-            tracing::warn!(%shard, epoch, "drain timed out: releasing at the last acknowledged cursor");
+            // The sinks cannot deliver in time (a destination refusing, say).
+            // Never release with parts in flight: they would land after the
+            // next owner's. End the epoch here first: every sink gives its
+            // parts up unsent, and only then is the shard released at the
+            // last cursor every sink acknowledged.
+            tracing::warn!(%shard, epoch, "drain timed out: ending the epoch here before releasing");
+            if !end_epoch(addr).await {
+                tracing::warn!(%shard, epoch, "sinks still hold parts of the shard: not releasing; the leader's forced revoke takes it over");
+                checkpoints.closed.store(true, Ordering::Relaxed);
+                return;
+            }
+            cursor = addr.send(Progress).await.ok().map(|(_, c)| c);
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -434,6 +451,20 @@ async fn hand_over(
     }
 }
 
+/// Ends a consumer's epoch on this node and waits (a bounded while) until
+/// every sink settled its parts; false if some sink still holds one.
+async fn end_epoch(addr: &Addr<ShardConsumer>) -> bool {
+    let _ = addr.send(EndEpoch).await;
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        match addr.send(Unsettled).await {
+            Ok(0) | Err(_) => return true,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 /// On a graceful stop: hands every owned shard over (drained, final cursor
 /// committed), so the others take them at once and re-read nothing.
 pub async fn release_all(
@@ -464,17 +495,29 @@ pub async fn release_all(
         };
         let _ = addr.send(StopPulling).await;
         let mut cursor = None;
+        let mut drained = false;
         while Instant::now() < deadline {
             match addr.send(Progress).await {
                 Ok((n, c)) => {
                     cursor = Some(c);
                     if n == 0 {
+                        drained = true;
                         break;
                     }
                 }
                 Err(_) => break,
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !drained {
+            // As in a hand-over: nothing of this epoch may land after the
+            // release, so the sinks give the shard's parts up first.
+            if !end_epoch(&addr).await {
+                tracing::warn!(shard = %k, "sinks still hold parts of the shard: not releasing; the leader's forced revoke takes it over");
+                addr.do_send(Stop);
+                continue;
+            }
+            cursor = addr.send(Progress).await.ok().map(|(_, c)| c);
         }
         let checkpoint = cursor.map(|cursor| Checkpoint {
             cursor,

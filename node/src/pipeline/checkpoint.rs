@@ -24,6 +24,9 @@ struct Entry {
     /// Receive time of the batch's last group (for lag), if known.
     cursor_time: Option<u32>,
     waiting: usize,
+    /// A part was given up unsent (its epoch ended here): the checkpoint
+    /// never moves past this batch on this node.
+    failed: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -65,6 +68,7 @@ impl Tracker {
             next_cursor,
             cursor_time,
             waiting: parts,
+            failed: false,
             _permit: permit,
         });
         self.advance()
@@ -83,9 +87,27 @@ impl Tracker {
         Ok(self.advance())
     }
 
+    /// One part of batch `seq` was given up unsent: it settles, but the
+    /// checkpoint stops before this batch for good.
+    pub fn give_up(&mut self, seq: u64) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
+            e.waiting = e.waiting.saturating_sub(1);
+            e.failed = true;
+        }
+    }
+
+    /// Parts handed to sinks and not yet settled (delivered or given up).
+    pub fn unsettled(&self) -> usize {
+        self.entries.iter().map(|e| e.waiting).sum()
+    }
+
     fn advance(&mut self) -> Option<Reached> {
         let mut reached = None;
-        while self.entries.front().is_some_and(|e| e.waiting == 0) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.waiting == 0 && !e.failed)
+        {
             let e = self.entries.pop_front().expect("checked");
             reached = Some(Reached {
                 cursor: e.next_cursor,
@@ -207,6 +229,29 @@ impl CheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_given_up_part_settles_but_the_checkpoint_never_passes_it() {
+        let mut t = Tracker::default();
+        assert_eq!(
+            t.register(1, Cursor::new("2".to_string()), None, 2, None),
+            None
+        );
+        assert_eq!(
+            t.register(2, Cursor::new("3".to_string()), None, 1, None),
+            None
+        );
+        assert_eq!(t.unsettled(), 3);
+        t.give_up(1);
+        assert_eq!(
+            t.ack(1),
+            Ok(None),
+            "batch 1 lost a part: no checkpoint past it"
+        );
+        assert_eq!(t.ack(2), Ok(None), "nor past it to batch 2");
+        assert_eq!(t.unsettled(), 0, "everything settled");
+        assert_eq!(t.in_flight(), 2);
+    }
 
     fn c(n: i64) -> Cursor {
         Cursor::from_sequence(n)

@@ -256,6 +256,7 @@ impl ShardConsumer {
             me: ctx.address(),
             stop: self.loop_stop.clone(),
             next_seq: self.next_seq.clone(),
+            fence: self.settings.fence.until(self.stop.clone()),
         };
         let cursor = self.committed.clone();
         let me = ctx.address();
@@ -425,6 +426,12 @@ impl Handler<BatchAck> for ShardConsumer {
     type Result = ();
 
     fn handle(&mut self, m: BatchAck, ctx: &mut Self::Context) {
+        if !m.ok && self.stop.is_cancelled() {
+            // The epoch ended here (EndEpoch, Stop): the part was given up
+            // unsent as asked, and the next owner reads it.
+            self.tracker.give_up(m.seq);
+            return;
+        }
         if !m.ok {
             self.restart(
                 &format!("sink {} lost a part of batch {}", m.sink, m.seq),
@@ -517,6 +524,41 @@ impl Handler<Stop> for ShardConsumer {
     }
 }
 
+/// Ends the consumer's epoch on this node: pulling stops and its shard's
+/// fence is lost, so every sink gives up the parts it still holds for it
+/// (unsent; the next owner reads them). Used when a hand-over cannot wait
+/// for the sinks any longer: nothing of this epoch is written after it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndEpoch;
+
+impl Handler<EndEpoch> for ShardConsumer {
+    type Result = ();
+
+    fn handle(&mut self, _m: EndEpoch, _ctx: &mut Self::Context) {
+        tracing::warn!(
+            shard = self.shard,
+            in_flight = self.tracker.unsettled(),
+            "ending the epoch here: sinks give up what they hold for the shard"
+        );
+        self.stop.cancel();
+        self.loop_stop.cancel();
+    }
+}
+
+/// Parts handed to sinks and not yet settled (delivered or given up).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Unsettled;
+
+impl Handler<Unsettled> for ShardConsumer {
+    type Result = usize;
+
+    fn handle(&mut self, _m: Unsettled, _ctx: &mut Self::Context) -> usize {
+        self.tracker.unsettled()
+    }
+}
+
 /// Stops pulling (sinks keep delivering what is in flight).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -547,6 +589,9 @@ struct PullLoop {
     me: Addr<ShardConsumer>,
     stop: CancellationToken,
     next_seq: Arc<AtomicU64>,
+    /// The node's fence, ended with this consumer's epoch: every pull and
+    /// every part handed to a sink carries it.
+    fence: Fence,
 }
 
 impl PullLoop {
@@ -576,7 +621,7 @@ impl PullLoop {
                 }
                 _ = self.stop.cancelled() => return Ok(()),
                 // Fenced mid-pull: drop it and wait for the lease at the top.
-                _ = self.settings.fence.lost() => continue,
+                _ = self.fence.lost() => continue,
             };
             let resp = match resp {
                 Ok(r) => {
@@ -712,6 +757,7 @@ impl PullLoop {
                     provenance: p.clone(),
                     events,
                     ack: Ack::new(self.me.clone().recipient(), self.shard, seq, i),
+                    fence: self.fence.clone(),
                 };
                 // `send` waits while the sink's mailbox is full: backpressure.
                 sink.deliver
@@ -725,11 +771,11 @@ impl PullLoop {
 
     /// Waits while the fence is lost; false if stopped meanwhile.
     async fn leased(&self) -> bool {
-        if self.settings.fence.holds() {
+        if self.fence.holds() {
             return true;
         }
         self.stats.fenced_waits.fetch_add(1, Ordering::Relaxed);
-        self.settings.fence.regained(&self.stop).await
+        self.fence.regained(&self.stop).await
     }
 
     async fn sleep(&self, d: Duration) {

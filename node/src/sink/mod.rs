@@ -1,6 +1,10 @@
 //! Sinks: where enriched events go. One folder per destination, one file per
 //! stage (after Vector's layout); the shared vocabulary lives here.
 //!
+//! Floor 2: a sink sees `record` (what it encodes and sends), `fence` (may
+//! it still write?), `net`, `sls`, `secret` and `metrics`; never the
+//! pipeline that feeds it or the cluster that fences it.
+//!
 //! # Layout
 //!
 //! | module | destination |
@@ -18,6 +22,11 @@
 //! handed to the dead-letter sink and written there. Dropping an `Ack`
 //! unanswered reports a failure: the shard's consumer then stops and resumes
 //! from its last checkpoint, so nothing is lost.
+//!
+//! Every part carries its shard's [`Fence`]. A sink retries a part only
+//! while that fence holds: once the shard moved or its epoch ended on this
+//! node (or the node's lease ran out), the part is abandoned unsent, so a
+//! destination never receives an old epoch's events after the new owner's.
 
 pub mod dead_letter;
 pub mod file;
@@ -29,6 +38,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::fence::Fence;
 use crate::metrics::{
     counter, counters, gauges, histograms, Collector, DescriptorEncoder, Histogram, Labels,
     BYTE_BUCKETS, EVENT_COUNT_BUCKETS,
@@ -129,6 +139,10 @@ pub struct Deliver {
     pub provenance: Arc<Provenance>,
     pub events: EventSlab,
     pub ack: Ack,
+    /// The shard's fence under the epoch the part was read in: a sink
+    /// checks it before each attempt and races it during one, and gives
+    /// the part up ([`Ack::abandon`]) once it is lost.
+    pub fence: Fence,
 }
 
 /// Counters every sink keeps, read by metrics, the demo and `trailctl status`.

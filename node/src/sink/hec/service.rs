@@ -43,7 +43,7 @@ pub struct HecService {
     cfg: Arc<HecSinkConfig>,
     pub(crate) stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
-    /// No writes without the fence (self-fencing).
+    /// The node's fence (self-fencing); each part also carries its shard's.
     fence: Fence,
 }
 
@@ -66,6 +66,7 @@ struct Part {
     provenance: Arc<Provenance>,
     events: EventSlab,
     ack: Option<Ack>,
+    fence: Fence,
 }
 
 impl HecService {
@@ -104,10 +105,11 @@ impl HecService {
                 provenance: d.provenance,
                 events: d.events,
                 ack: Some(d.ack),
+                fence: d.fence,
             })
             .collect();
         // Every event as (part, index), in order.
-        let order: Vec<(usize, usize)> = parts
+        let mut order: Vec<(usize, usize)> = parts
             .iter()
             .enumerate()
             .flat_map(|(p, part)| (0..part.events.len()).map(move |i| (p, i)))
@@ -116,6 +118,31 @@ impl HecService {
         let mut max_events = self.cfg.batch_max_events;
         let mut acked_upto = 0usize; // parts before this are acknowledged
         loop {
+            // Give up the parts whose shard's fence is lost (moved, epoch
+            // ended, lease out): abandoned unsent, their events dropped from
+            // what is left to send. The other shards' parts go on.
+            let node_fenced = !self.fence.holds();
+            let lost: Vec<usize> = (acked_upto..parts.len())
+                .filter(|&p| parts[p].ack.is_some() && (node_fenced || !parts[p].fence.holds()))
+                .collect();
+            if !lost.is_empty() {
+                tracing::warn!(
+                    parts = lost.len(),
+                    "fence lost: abandoning parts unsent; their shard is re-read by its owner"
+                );
+                for &p in &lost {
+                    if let Some(ack) = parts[p].ack.take() {
+                        ack.abandon();
+                    }
+                }
+                let rest: Vec<(usize, usize)> = order[at..]
+                    .iter()
+                    .filter(|(p, _)| !lost.contains(p))
+                    .copied()
+                    .collect();
+                order.truncate(at);
+                order.extend(rest);
+            }
             // Acknowledge parts whose events are all settled.
             let next_part = order.get(at).map_or(parts.len(), |(p, _)| *p);
             while acked_upto < next_part {
@@ -141,17 +168,8 @@ impl HecService {
             }
             let chunk = &order[at..end];
             match self.send_until_settled(&parts, chunk).await {
-                Settled::Fenced => {
-                    tracing::warn!(
-                        "fence lost: abandoning a batch unsent; the shard is re-read by its owner"
-                    );
-                    for p in &mut parts {
-                        if let Some(ack) = p.ack.take() {
-                            ack.abandon();
-                        }
-                    }
-                    return;
-                }
+                // The top of the loop gives up the parts that lost it.
+                Settled::Fenced => continue,
                 Settled::Delivered => {
                     SinkStats::add(&self.stats.events, chunk.len() as u64);
                     SinkStats::add(&self.stats.bytes, bytes as u64);
@@ -248,11 +266,19 @@ impl HecService {
         } else {
             Bytes::from(raw)
         };
+        // The fences of the parts in this chunk (runs of one part are contiguous).
+        let mut fences: Vec<&Fence> = Vec::new();
+        for (p, _) in chunk {
+            let f = &parts[*p].fence;
+            if !fences.last().is_some_and(|l| std::ptr::eq(*l, f)) {
+                fences.push(f);
+            }
+        }
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            // Self-fencing: a writer without its fence writes nothing.
-            if !self.fence.holds() {
+            // Self-fencing: nothing is written for a part whose fence is lost.
+            if !self.fence.holds() || fences.iter().any(|f| !f.holds()) {
                 return Settled::Fenced;
             }
             self.stats.sent(chunk.len(), raw_len);
@@ -269,7 +295,7 @@ impl HecService {
             let started = std::time::Instant::now();
             let sent = tokio::select! {
                 r = req.send() => r,
-                _ = self.fence.lost() => return Settled::Fenced,
+                _ = Fence::any_lost(fences.iter().copied()) => return Settled::Fenced,
             };
             self.stats.latency.observe_duration(started.elapsed());
             let action = match sent {
@@ -321,7 +347,10 @@ impl HecService {
                     SinkStats::add(&self.stats.errors, 1);
                     let pause = after.unwrap_or_else(|| self.backoff(attempt));
                     tracing::warn!(%reason, attempt, ?pause, "HEC request failed; retrying");
-                    tokio::time::sleep(pause).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = Fence::any_lost(fences.iter().copied()) => return Settled::Fenced,
+                    }
                 }
                 Action::Stop { reason } => {
                     SinkStats::add(&self.stats.errors, 1);
@@ -329,7 +358,10 @@ impl HecService {
                         .stopped
                         .store(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!(%reason, "HEC refuses the token; holding the checkpoint and probing again");
-                    tokio::time::sleep(self.cfg.retry_max()).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.cfg.retry_max()) => {}
+                        _ = Fence::any_lost(fences.iter().copied()) => return Settled::Fenced,
+                    }
                 }
             }
         }

@@ -139,7 +139,7 @@ struct Writer {
     cfg: Arc<SlsSinkConfig>,
     stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
-    /// No writes without the fence (self-fencing).
+    /// The node's fence (self-fencing); each part also carries its shard's.
     fence: Fence,
 }
 
@@ -254,7 +254,7 @@ impl Writer {
             };
             let mut pause = Duration::from_millis(200);
             loop {
-                if !fence.holds() {
+                if !fence.holds() || !part.fence.holds() {
                     tracing::warn!(
                         "fence lost: abandoning a part unsent; the shard is re-read by its owner"
                     );
@@ -265,7 +265,7 @@ impl Writer {
                 let started = std::time::Instant::now();
                 let put = tokio::select! {
                     r = client.put_encoded_logs(&cfg.project, &cfg.logstore, &group, target) => r,
-                    _ = fence.lost() => continue,
+                    _ = Fence::any_lost([fence, &part.fence]) => continue,
                 };
                 stats.latency.observe_duration(started.elapsed());
                 match put {
@@ -277,7 +277,10 @@ impl Writer {
                     Err(e) if e.class() != ErrorClass::Permanent => {
                         SinkStats::add(&stats.retries, 1);
                         tracing::warn!(error = %e, ?pause, "SLS sink: PutLogs failed; retrying");
-                        tokio::time::sleep(pause).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = Fence::any_lost([fence, &part.fence]) => {}
+                        }
                         pause = (pause * 2).min(Duration::from_secs(30));
                     }
                     Err(e) => {
