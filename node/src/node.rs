@@ -540,6 +540,7 @@ impl RunningNode {
             stats: node.stats.clone(),
             consumers: node.consumers.clone(),
             stop: node.stop.clone(),
+            listed: Default::default(),
         });
         if let Some(c) = cluster {
             if let Some(tags) = &tag_cache {

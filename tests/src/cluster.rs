@@ -224,6 +224,8 @@ pub struct LocalCluster {
     pub tls: Option<TestTls>,
     /// TOML appended to every node's config (e.g. `[tags]`).
     pub extra: String,
+    /// `source.start` of every node.
+    pub source_start: String,
 }
 
 pub fn sls_client(sls: &Devstack) -> SlsClient {
@@ -246,7 +248,16 @@ impl LocalCluster {
 
     /// As [`LocalCluster::start`], everything over mTLS.
     pub fn start_tls(name: &str, nodes: u64, shards: u32, timing: Timing) -> LocalCluster {
-        Self::start_opts(name, nodes, shards, timing, None, true, String::new())
+        Self::start_opts(
+            name,
+            nodes,
+            shards,
+            timing,
+            None,
+            true,
+            String::new(),
+            "begin",
+        )
     }
 
     /// As [`LocalCluster::start`], with `extra` TOML in every node's config.
@@ -257,7 +268,7 @@ impl LocalCluster {
         timing: Timing,
         extra: String,
     ) -> LocalCluster {
-        Self::start_opts(name, nodes, shards, timing, None, false, extra)
+        Self::start_opts(name, nodes, shards, timing, None, false, extra, "begin")
     }
 
     /// As [`LocalCluster::start`], with the nodes in `isolated` inside a
@@ -269,9 +280,39 @@ impl LocalCluster {
         timing: Timing,
         isolated: Option<(Netns, Vec<u64>)>,
     ) -> LocalCluster {
-        Self::start_opts(name, nodes, shards, timing, isolated, false, String::new())
+        Self::start_opts(
+            name,
+            nodes,
+            shards,
+            timing,
+            isolated,
+            false,
+            String::new(),
+            "begin",
+        )
     }
 
+    /// As [`LocalCluster::start`], with `source.start = start` (`end`, a time).
+    pub fn start_from(
+        name: &str,
+        nodes: u64,
+        shards: u32,
+        timing: Timing,
+        start: &str,
+    ) -> LocalCluster {
+        Self::start_opts(
+            name,
+            nodes,
+            shards,
+            timing,
+            None,
+            false,
+            String::new(),
+            start,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn start_opts(
         name: &str,
         nodes: u64,
@@ -280,6 +321,7 @@ impl LocalCluster {
         isolated: Option<(Netns, Vec<u64>)>,
         tls: bool,
         extra: String,
+        source_start: &str,
     ) -> LocalCluster {
         let dir = std::env::temp_dir().join(format!("trail-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -321,6 +363,7 @@ impl LocalCluster {
             written: Arc::default(),
             tls: None,
             extra,
+            source_start: source_start.to_owned(),
         };
         if tls {
             c.tls = Some(TestTls::generate(&c.dir.join("pki")));
@@ -381,7 +424,7 @@ project = "{PROJECT}"
 logstore = "{LOGSTORE}"
 access_key_id = "{ACCESS_KEY_ID}"
 access_key_secret = "{ACCESS_KEY_SECRET}"
-start = "begin"
+start = "{start}"
 empty_backoff_max_ms = 100
 checkpoint_interval_ms = {ckpt}
 shard_rescan_secs = 1
@@ -423,6 +466,7 @@ snapshot_logs = {snap}
                     .display()
                     .to_string(),
                 ckpt = t.checkpoint_interval_ms,
+                start = self.source_start,
                 hb = t.heartbeat_ms,
                 lease = t.lease_ms,
                 margin = t.fence_margin_ms,

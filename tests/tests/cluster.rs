@@ -728,3 +728,38 @@ fn a_drain_during_a_hec_503_storm_sends_nothing_twice() {
         "a 503 storm during a drain sends nothing twice (503s take nothing)"
     );
 }
+
+/// `source.start = "end"`, and the first owner of a shard dies before any
+/// checkpoint of its own reaches raft (its commits are a minute apart here).
+/// Before, the next owner resolved `end` again and everything written in
+/// between was never read; now the resolved start cursor is committed under
+/// the epoch before the first delivery, and the next owner starts there.
+#[test]
+fn a_start_at_the_end_is_resolved_once_even_if_the_owner_dies_before_committing() {
+    let _one = serial();
+    let timing = Timing {
+        commit_interval_ms: 60_000,
+        ..Timing::tests()
+    };
+    let mut c = LocalCluster::start_from("cluster-end", 3, 2, timing, "end");
+    let s = c.wait_settled(Duration::from_secs(60));
+    let (victim, _) = owners(&s)[&0].clone();
+    let shards: Vec<u64> = owners(&s)
+        .iter()
+        .filter(|(_, (o, _))| *o == victim)
+        .map(|(k, _)| *k)
+        .collect();
+    c.start_stream(RATE, 21);
+    std::thread::sleep(Duration::from_secs(3));
+    c.kill(victim.parse().unwrap());
+    c.wait_taken_over(&victim, &shards, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    // Every event written after the start was resolved arrives (finish
+    // panics naming how many never did), one writer per epoch.
+    let got = c.finish();
+    println!(
+        "{} events, {} delivered twice (the dead owner's, re-read from the committed start)",
+        got.len(),
+        duplicates(&got)
+    );
+}

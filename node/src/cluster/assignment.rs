@@ -25,9 +25,10 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_ms;
+use crate::cluster::types::CheckpointCommit;
 use crate::cluster::{
     Assignments, Checkpoint, CheckpointCommitter, Cluster, Command, NodeLive, ShardKey, ShardLive,
-    ShardPhase, ShardSource, SourceShards,
+    ShardPhase, ShardSource, ShardState, SourceShards,
 };
 use crate::pipeline::checkpoint::{CheckpointSink, Saved, StoreError};
 use crate::pipeline::shard_consumer::{
@@ -269,8 +270,7 @@ impl Reconciler {
                 // Only under a valid lease: the assignment is then at least
                 // as new as what the leader had committed.
                 (ShardPhase::Running, None) if self.cluster.lease().valid() => {
-                    self.take(k, s.epoch, s.readonly, s.checkpoint.as_ref())
-                        .await
+                    self.take(k, s).await
                 }
                 (ShardPhase::Running, Some(r)) => {
                     if s.readonly && !r.readonly {
@@ -326,6 +326,52 @@ impl Reconciler {
         }
     }
 
+    /// Where a shard with no checkpoint anywhere starts, resolved once: a
+    /// split or merge child at its beginning, any other shard as configured
+    /// (`source.start`, the SLS consumer group). The cursor is committed
+    /// through raft under this epoch before the first delivery, so a later
+    /// owner (after a crash, say) starts there too instead of resolving
+    /// `end` or a time again and skipping what came in between.
+    async fn first_start(&self, k: &ShardKey, s: &ShardState) -> Option<Cursor> {
+        let cursor = match self.spawner.start_cursor(k.shard, false, s.child).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(shard = k.shard, error = %e, "no start cursor yet; will retry");
+                return None;
+            }
+        };
+        let commit = Command::Commit {
+            node: self.cluster.id(),
+            checkpoints: vec![CheckpointCommit {
+                shard: k.clone(),
+                epoch: s.epoch,
+                checkpoint: Checkpoint {
+                    cursor: cursor.to_string(),
+                    cursor_time: None,
+                    saved_ms: unix_ms(),
+                },
+            }],
+        };
+        match self.cluster.write(commit).await {
+            Ok(r) if r.refused.is_empty() => {
+                tracing::info!(shard = k.shard, epoch = s.epoch, cursor = %cursor, child = s.child, "start cursor resolved and committed");
+                Some(cursor)
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    shard = k.shard,
+                    epoch = s.epoch,
+                    "start cursor refused: the shard moved meanwhile"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(shard = k.shard, error = %e, "committing the start cursor failed; will retry");
+                None
+            }
+        }
+    }
+
     fn cursor_time(&self, shard: u32) -> Option<u32> {
         self.spawner
             .stats
@@ -336,15 +382,13 @@ impl Reconciler {
             .filter(|t| *t > 0)
     }
 
-    async fn take(&mut self, k: &ShardKey, epoch: u64, readonly: bool, cp: Option<&Checkpoint>) {
-        let start = match cp {
+    async fn take(&mut self, k: &ShardKey, s: &ShardState) {
+        let (epoch, readonly) = (s.epoch, s.readonly);
+        let start = match &s.checkpoint {
             Some(c) => Cursor::new(c.cursor.clone()),
-            None => match self.spawner.start_cursor(k.shard, false).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(shard = k.shard, error = %e, "no start cursor yet; will retry");
-                    return;
-                }
+            None => match self.first_start(k, s).await {
+                Some(c) => c,
+                None => return, // retried at the next reconcile
             },
         };
         tracing::info!(shard = k.shard, epoch, cursor = %start, "taking the shard");

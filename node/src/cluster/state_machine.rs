@@ -172,14 +172,24 @@ pub(crate) fn apply(
             logstore,
             shards,
         } => {
+            // Shards that appear after a logstore's first listing were born of
+            // a split or merge: they start at their beginning.
+            let listed_before = a
+                .shards
+                .keys()
+                .any(|k| &k.project == project && &k.logstore == logstore);
             for (id, readonly) in shards {
                 let key = super::types::ShardKey {
                     project: project.clone(),
                     logstore: logstore.clone(),
                     shard: *id,
                 };
+                let new = !a.shards.contains_key(&key);
                 let s = a.shards.entry(key).or_default();
                 s.readonly = *readonly;
+                if new && listed_before {
+                    s.child = true;
+                }
             }
             (Reply::ok(), true)
         }
@@ -280,8 +290,14 @@ pub(crate) fn apply(
                             && s.owner == Some(*node)
                             && matches!(s.phase, ShardPhase::Running | ShardPhase::Revoking) =>
                     {
-                        s.checkpoint = Some(c.checkpoint.clone());
-                        changed = true;
+                        // A commit retried (a forwarded write answered late, re-sent
+                        // with the next batch) may carry an older cursor: the
+                        // checkpoint never moves backwards. Not a refusal: the
+                        // writer still holds the shard.
+                        if !behind(&c.checkpoint, s.checkpoint.as_ref()) {
+                            s.checkpoint = Some(c.checkpoint.clone());
+                            changed = true;
+                        }
                     }
                     _ => reply.refused.push(c.shard.clone()),
                 }
@@ -467,6 +483,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Whether `new` is behind `committed` (both SLS cursors, positions in the
+/// shard). Cursors that are not positions are never called behind.
+fn behind(new: &super::types::Checkpoint, committed: Option<&super::types::Checkpoint>) -> bool {
+    let Some(old) = committed else { return false };
+    let pos = |c: &super::types::Checkpoint| crate::sls::Cursor::new(c.cursor.clone()).sequence();
+    matches!((pos(new), pos(old)), (Some(n), Some(o)) if n < o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,6 +553,72 @@ mod tests {
         let s = &d.assignments.shards[&key(0)];
         assert_eq!((s.owner, s.epoch), (Some(2), 2));
         assert_eq!(s.checkpoint.as_ref().unwrap().cursor, "b");
+    }
+
+    #[test]
+    fn a_late_retried_commit_never_moves_the_checkpoint_back() {
+        let mut d = Data::default();
+        run(
+            &mut d,
+            Command::Shards {
+                project: "p".into(),
+                logstore: "l".into(),
+                shards: vec![(0, false)],
+            },
+        );
+        let assign = Command::Assign {
+            shard: key(0),
+            owner: 1,
+            standbys: vec![],
+            expect_epoch: 0,
+            at_ms: 1,
+        };
+        assert!(run(&mut d, assign).ok);
+        let at = |n: i64| Command::Commit {
+            node: 1,
+            checkpoints: vec![CheckpointCommit {
+                shard: key(0),
+                epoch: 1,
+                checkpoint: cp(&crate::sls::Cursor::from_sequence(n).to_string()),
+            }],
+        };
+        assert!(run(&mut d, at(50)).refused.is_empty());
+        let late = run(&mut d, at(40));
+        assert!(
+            late.refused.is_empty(),
+            "not fenced: the writer holds the shard"
+        );
+        let s = &d.assignments.shards[&key(0)];
+        assert_eq!(
+            crate::sls::Cursor::new(s.checkpoint.as_ref().unwrap().cursor.clone()).sequence(),
+            Some(50),
+            "the checkpoint stays at 50"
+        );
+        assert!(run(&mut d, at(60)).refused.is_empty());
+    }
+
+    #[test]
+    fn shards_that_appear_after_the_first_listing_are_split_children() {
+        let mut d = Data::default();
+        let shards = |ids: Vec<(u32, bool)>| Command::Shards {
+            project: "p".into(),
+            logstore: "l".into(),
+            shards: ids,
+        };
+        run(&mut d, shards(vec![(0, false), (1, false)]));
+        run(
+            &mut d,
+            shards(vec![(0, true), (1, false), (2, false), (3, false)]),
+        );
+        let child = |i| d.assignments.shards[&key(i)].child;
+        assert!(
+            !child(0) && !child(1),
+            "the trail's shards start as configured"
+        );
+        assert!(
+            child(2) && child(3),
+            "a split's children start at their beginning"
+        );
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub struct ShardState {
     pub checkpoint: Option<Checkpoint>,
     /// Unix milliseconds of the last owner change.
     pub assigned_ms: u64,
+    /// Born of a split or merge: it appeared after its logstore's shards were
+    /// first listed, so it starts at its beginning (`source.start` applies
+    /// to the shards a trail had when Trail first saw it).
+    #[serde(default)]
+    pub child: bool,
 }
 
 impl ShardState {
@@ -94,6 +99,7 @@ impl ShardState {
             readonly: false,
             checkpoint: None,
             assigned_ms: 0,
+            child: false,
         }
     }
 }

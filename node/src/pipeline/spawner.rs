@@ -50,6 +50,9 @@ pub struct Spawner {
     pub stats: PipelineStats,
     pub consumers: Consumers,
     pub stop: CancellationToken,
+    /// Set once the shards were listed (without a cluster): shards that
+    /// appear later are split or merge children.
+    pub listed: std::sync::atomic::AtomicBool,
 }
 
 impl Spawner {
@@ -97,6 +100,8 @@ impl Spawner {
     /// cluster); a running consumer whose shard turned read-only is told so.
     pub async fn rescan(&self) -> Result<(), SlsError> {
         let s = &self.source;
+        // Shards found after the first listing are split or merge children.
+        let first_listing = !self.listed.load(std::sync::atomic::Ordering::Relaxed);
         for shard in self.client.list_shards(&s.project, &s.logstore).await? {
             let running = self.consumers.lock().get(&shard.shard_id).cloned();
             if let Some(consumer) = running {
@@ -106,7 +111,9 @@ impl Spawner {
                 continue;
             }
             let readonly = shard.status == ShardStatus::ReadOnly;
-            let start = self.start_cursor(shard.shard_id, true).await?;
+            let start = self
+                .start_cursor(shard.shard_id, true, !first_listing)
+                .await?;
             self.consumer(
                 shard.shard_id,
                 readonly,
@@ -116,6 +123,8 @@ impl Spawner {
                 self.stop.child_token(),
             );
         }
+        self.listed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -136,8 +145,16 @@ impl Spawner {
     }
 
     /// Where a shard with no checkpoint of its own starts: the local file
-    /// (`local`, no cluster), the SLS consumer group, `source.start`.
-    pub async fn start_cursor(&self, shard: u32, local: bool) -> Result<Cursor, SlsError> {
+    /// (`local`, no cluster), the SLS consumer group, then `source.start` —
+    /// or, for a split or merge `child`, its beginning: `source.start`
+    /// applies to the shards the trail had when Trail first listed it, and
+    /// a child's first events were written before anyone listed it.
+    pub async fn start_cursor(
+        &self,
+        shard: u32,
+        local: bool,
+        child: bool,
+    ) -> Result<Cursor, SlsError> {
         let s = &self.source;
         if let Some(saved) = self
             .store
@@ -166,8 +183,13 @@ impl Spawner {
                 }
             }
         }
+        let position = if child {
+            CursorPosition::Begin
+        } else {
+            s.start
+        };
         self.client
-            .get_cursor(&s.project, &s.logstore, shard, s.start)
+            .get_cursor(&s.project, &s.logstore, shard, position)
             .await
     }
 }
