@@ -26,6 +26,23 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{NodeId, ShardKey};
 
+/// How recent the leader's last quorum acknowledgement must be for it to
+/// acknowledge a beat (renew a lease).
+///
+/// A leader cut off from its quorum at `q` keeps answering beats until
+/// `q + F`; a beat sent then holds the node's lease until about
+/// `q + F + lease − margin`. The others elect a new leader no earlier than
+/// `q − rtt + election_timeout` (their timers run from the last message
+/// they had), which grants everyone a full lease before declaring anyone
+/// dead: not before `q − rtt + election_timeout + lease`. So the old lease
+/// ends first as long as `F + rtt < election_timeout + margin`. `lease / 2`
+/// alone broke that for long leases (`lease_ms = 6000`: ~1.45 s of overlap);
+/// half the election timeout keeps it for every valid config (proptested
+/// below with 50 ms of round trip), and is three raft heartbeats long.
+pub fn quorum_freshness(lease: Duration, election_timeout: Duration) -> Duration {
+    (lease / 2).min(election_timeout / 2)
+}
+
 /// What a node reports about one shard it owns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardLive {
@@ -171,6 +188,40 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// For every config `Config::validate` accepts (election timeout
+        /// ≥ 100 ms, heartbeat ≤ lease / 3, heartbeat ≤ margin < lease), an
+        /// old leader's last acknowledged lease ends before a new leader may
+        /// reassign the node's shards, with 50 ms of round trip.
+        #[test]
+        fn an_old_leaders_leases_end_before_a_new_leader_reassigns(
+            election in 100u64..20_000,
+            heartbeat in 1u64..2_000,
+            lease_factor in 3u64..40,
+            margin_frac in 0.0f64..1.0,
+        ) {
+            let lease = heartbeat * lease_factor;
+            let margin = heartbeat + ((lease - heartbeat - 1) as f64 * margin_frac) as u64;
+            proptest::prop_assume!(margin >= heartbeat && margin < lease);
+            let f = quorum_freshness(Duration::from_millis(lease), Duration::from_millis(election));
+            let rtt = 50;
+            let old_lease_ends = f.as_millis() as u64 + lease - margin;
+            let earliest_reassign = election.saturating_sub(rtt) + lease;
+            proptest::prop_assert!(
+                old_lease_ends < earliest_reassign,
+                "F {f:?}, lease {lease}, margin {margin}, election {election}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_issue_config_with_a_long_lease_is_safe_now() {
+        // lease_ms = 6000 with the defaults: lease / 2 gave 3 s of freshness.
+        let f = quorum_freshness(Duration::from_millis(6000), Duration::from_millis(600));
+        assert_eq!(f, Duration::from_millis(300));
+        assert!(f.as_millis() as u64 + 6000 - 500 < 600 - 50 + 6000);
+    }
 
     #[test]
     fn a_new_leader_grants_a_full_lease_of_grace() {

@@ -632,7 +632,8 @@ impl Cluster {
         // A leader cut off from its quorum renews nobody's lease.
         if view.voters.len() > 1 {
             let ack = self.inner.raft.metrics().borrow().millis_since_quorum_ack;
-            let fresh = (self.inner.settings.lease / 2).as_millis() as u64;
+            let s = &self.inner.settings;
+            let fresh = lease::quorum_freshness(s.lease, s.election_timeout).as_millis() as u64;
             if ack.is_none_or(|ms| ms > fresh) {
                 return refuse("no recent quorum");
             }
