@@ -171,10 +171,14 @@ impl Cluster {
     }
 
     fn plan_now(&self, balance: bool) -> super::scheduler::Plan {
+        self.plan_for(&self.alive(), balance)
+    }
+
+    fn plan_for(&self, alive: &BTreeSet<NodeId>, balance: bool) -> super::scheduler::Plan {
         let a = self.assignments().borrow().clone();
         plan(
             &a,
-            &self.alive(),
+            alive,
             PlanOptions {
                 balance,
                 now_ms: unix_ms(),
@@ -256,8 +260,18 @@ impl Cluster {
                 }
             }
 
-            // Who died.
+            // Who died. A node declared dead gets no lease from its beats
+            // until a later round, which sees it alive again, has written
+            // its plan: by then the moves of its shards are committed, so
+            // the commit index it is answered with covers them (it renews
+            // only once it applied them, and stops those shards).
             let alive = self.alive();
+            let dead: Vec<NodeId> = self
+                .member_ids()
+                .into_iter()
+                .filter(|id| !alive.contains(id))
+                .collect();
+            self.inner.liveness.declare_dead(&dead);
             for id in self.assignments().borrow().members.keys() {
                 let dead = !alive.contains(id);
                 if warned_dead.insert(*id, dead) != Some(dead) && dead {
@@ -270,10 +284,11 @@ impl Cluster {
                 }
             }
 
-            let p = self.plan_now(self.inner.settings.auto_rebalance);
+            let p = self.plan_for(&alive, self.inner.settings.auto_rebalance);
             for m in &p.moves {
                 tracing::info!(shard = %m.shard, from = ?m.from, to = m.to, reason = %m.reason, graceful = m.graceful, "moving shard");
             }
+            let mut written = true;
             for c in p.commands {
                 let kind = c.kind();
                 match self.write_here(c).await {
@@ -283,9 +298,15 @@ impl Cluster {
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(kind, error = %e, "writing a plan step failed");
+                        written = false;
                         break;
                     }
                 }
+            }
+            // This round planned with these nodes alive and its plan is
+            // committed: their beats renew leases again.
+            if written {
+                self.inner.liveness.revive(&alive);
             }
         }
     }

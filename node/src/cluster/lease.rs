@@ -18,7 +18,7 @@
 //! * Even so, the epoch fences: a commit from an old epoch is refused by the
 //!   state machine, whatever the clocks did.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -95,6 +95,10 @@ pub(crate) struct Liveness {
     /// When this node last became leader (grace for everyone).
     since: Mutex<Option<Instant>>,
     seen: Mutex<HashMap<NodeId, Seen>>,
+    /// Nodes declared dead whose beats are recorded (they may come back)
+    /// but answered without a lease until a planning round that saw them
+    /// alive again has committed its plan.
+    dead: Mutex<BTreeSet<NodeId>>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +121,7 @@ impl Liveness {
         Liveness {
             since: Mutex::new(None),
             seen: Mutex::default(),
+            dead: Mutex::default(),
         }
     }
 
@@ -126,6 +131,30 @@ impl Liveness {
         if !yes {
             self.seen.lock().clear();
         }
+        self.dead.lock().clear();
+    }
+
+    /// The leader declared these nodes dead (their shards are being moved).
+    pub fn declare_dead(&self, ids: &[NodeId]) {
+        let mut d = self.dead.lock();
+        for id in ids {
+            if d.insert(*id) {
+                tracing::info!(
+                    node = id,
+                    "declared dead: its beats renew no lease until its shards' moves are committed"
+                );
+            }
+        }
+    }
+
+    /// A planning round that counted these nodes alive committed its plan.
+    pub fn revive(&self, alive: &BTreeSet<NodeId>) {
+        self.dead.lock().retain(|id| !alive.contains(id));
+    }
+
+    /// Declared dead and not yet revived.
+    pub fn is_declared_dead(&self, id: NodeId) -> bool {
+        self.dead.lock().contains(&id)
     }
 
     pub fn is_leading(&self) -> bool {
@@ -244,5 +273,21 @@ mod tests {
             live: NodeLive::default(),
         });
         assert!(l.alive(7, Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn a_node_declared_dead_stays_so_until_a_round_that_saw_it_alive_committed() {
+        let l = Liveness::new();
+        l.leading(true);
+        l.declare_dead(&[7, 8]);
+        assert!(l.is_declared_dead(7) && l.is_declared_dead(8));
+        l.revive(&BTreeSet::from([8]));
+        assert!(l.is_declared_dead(7), "7 was not seen alive by that round");
+        assert!(!l.is_declared_dead(8));
+        l.leading(false);
+        assert!(
+            !l.is_declared_dead(7),
+            "a new term starts with everyone's grace"
+        );
     }
 }

@@ -639,6 +639,11 @@ impl Cluster {
             }
         }
         self.inner.liveness.record(&beat);
+        if self.inner.liveness.is_declared_dead(beat.node) {
+            // Recorded (the next round sees it alive), but no lease yet: the
+            // moves of its shards may not be committed at this index.
+            return refuse("declared dead: its shards are being moved; a later beat renews");
+        }
         BeatReply {
             ok: true,
             leader: view.leader,
