@@ -183,6 +183,7 @@ impl Cluster {
                 balance,
                 now_ms: unix_ms(),
                 revoke_timeout_ms: self.inner.settings.revoke_timeout.as_millis() as u64,
+                revoking_ms: self.inner.liveness.revoking_ms(&a.shards),
             },
         )
     }

@@ -95,6 +95,9 @@ pub(crate) struct Liveness {
     /// When this node last became leader (grace for everyone).
     since: Mutex<Option<Instant>>,
     seen: Mutex<HashMap<NodeId, Seen>>,
+    /// When this leader first saw each shard revoking under an epoch, on its
+    /// monotonic clock (revoke timeouts never read a wall clock).
+    revoking: Mutex<HashMap<(ShardKey, u64), Instant>>,
     /// Nodes declared dead whose beats are recorded (they may come back)
     /// but answered without a lease until a planning round that saw them
     /// alive again has committed its plan.
@@ -121,6 +124,7 @@ impl Liveness {
         Liveness {
             since: Mutex::new(None),
             seen: Mutex::default(),
+            revoking: Mutex::default(),
             dead: Mutex::default(),
         }
     }
@@ -132,6 +136,30 @@ impl Liveness {
             self.seen.lock().clear();
         }
         self.dead.lock().clear();
+        self.revoking.lock().clear();
+    }
+
+    /// For each shard revoking now: how long (ms) this leader has seen it
+    /// revoking under its current epoch (0 the first time it looks).
+    pub fn revoking_ms(
+        &self,
+        shards: &BTreeMap<ShardKey, super::types::ShardState>,
+    ) -> BTreeMap<ShardKey, u64> {
+        let now = Instant::now();
+        let mut seen = self.revoking.lock();
+        let current: std::collections::HashSet<(ShardKey, u64)> = shards
+            .iter()
+            .filter(|(_, s)| s.phase == super::types::ShardPhase::Revoking)
+            .map(|(k, s)| (k.clone(), s.epoch))
+            .collect();
+        seen.retain(|k, _| current.contains(k));
+        current
+            .into_iter()
+            .map(|(k, epoch)| {
+                let since = *seen.entry((k.clone(), epoch)).or_insert(now);
+                (k, now.duration_since(since).as_millis() as u64)
+            })
+            .collect()
     }
 
     /// The leader declared these nodes dead (their shards are being moved).

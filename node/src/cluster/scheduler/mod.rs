@@ -22,13 +22,20 @@ pub struct Move {
     pub graceful: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     /// Move shards to even out load (auto, on join, or `trailctl rebalance`).
     pub balance: bool,
+    /// Wall time, only to stamp commands (`at_ms`) for status; no decision
+    /// reads it, so a clock step changes no plan.
     pub now_ms: u64,
     /// A revoke not released within this is forced (the epoch fences the old owner).
     pub revoke_timeout_ms: u64,
+    /// How long (ms) this leader has seen each revoking shard revoking under
+    /// its current epoch, on its own monotonic clock (from its election at
+    /// the earliest). Revoke timeouts are measured on this, never on the
+    /// wall clocks of the leaders that wrote the revoke.
+    pub revoking_ms: BTreeMap<ShardKey, u64>,
 }
 
 /// The planner's answer: moves (for people) and commands (for raft).
@@ -152,7 +159,10 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
             }
             ShardPhase::Revoking => {
                 let target_ok = s.moving_to.is_some_and(|t| eligible.contains(&t));
-                let timed_out = o.now_ms.saturating_sub(s.revoked_ms) > o.revoke_timeout_ms;
+                let timed_out = o
+                    .revoking_ms
+                    .get(key)
+                    .is_some_and(|ms| *ms > o.revoke_timeout_ms);
                 if !owner_ok || timed_out || !target_ok {
                     let reason = if !owner_ok { "dead" } else { "revoke-timeout" };
                     let to = if target_ok {
@@ -355,6 +365,7 @@ mod tests {
             balance,
             now_ms: 1_000,
             revoke_timeout_ms: 10_000,
+            revoking_ms: BTreeMap::new(),
         }
     }
 
@@ -527,8 +538,15 @@ mod tests {
             },
             None,
         );
+        // A wall clock stepped far ahead (or back) changes nothing: only
+        // the leader's own monotonic count of the revoke's age does.
         let mut o = opts(false);
-        o.now_ms = 20_000;
+        o.now_ms = u64::MAX / 2;
+        o.revoking_ms.insert(k.clone(), 9_000);
+        let p = plan(&d.assignments, &BTreeSet::from([1, 2]), o.clone());
+        assert!(p.moves.is_empty(), "not timed out after 9 s: {:?}", p.moves);
+        o.now_ms = 0;
+        o.revoking_ms.insert(k.clone(), 10_001);
         let p = plan(&d.assignments, &BTreeSet::from([1, 2]), o);
         assert_eq!(p.moves.len(), 1);
         assert_eq!(p.moves[0].reason, "revoke-timeout");
