@@ -28,7 +28,7 @@ use redb::Database;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::log_store::{io_err, meta_get, meta_put, StoreResult};
+use super::log_store::{io_err, meta_get, StoreResult};
 use super::types::{
     Assignments, Command, MemberAddr, NodeId, Reply, ShardPhase, TagRecord, TypeConfig,
 };
@@ -353,6 +353,38 @@ pub(crate) fn apply(
     }
 }
 
+/// Stores a snapshot unless one of a later log id is stored already, in
+/// one durable transaction (compare and set on `snapshot_log_id`): a
+/// snapshot built concurrently with later commands never lands over an
+/// installed, newer one. True if stored.
+fn put_snapshot(
+    db: &redb::Database,
+    last: Option<LogId<NodeId>>,
+    stored: Vec<u8>,
+) -> Result<bool, String> {
+    use redb::ReadableTable as _;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut txn = db.begin_write().map_err(|x| e(&x))?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|x| e(&x))?;
+    {
+        let mut t = txn.open_table(super::log_store::META).map_err(|x| e(&x))?;
+        let current: Option<LogId<NodeId>> = match t.get("snapshot_log_id").map_err(|x| e(&x))? {
+            Some(v) => serde_json::from_slice(v.value()).map_err(|x| e(&x))?,
+            None => None,
+        };
+        if current > last {
+            return Ok(false); // dropping the transaction aborts it
+        }
+        let id = serde_json::to_vec(&last).map_err(|x| e(&x))?;
+        t.insert("snapshot", stored.as_slice()).map_err(|x| e(&x))?;
+        t.insert("snapshot_log_id", id.as_slice())
+            .map_err(|x| e(&x))?;
+    }
+    txn.commit().map_err(|x| e(&x))?;
+    Ok(true)
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
         let (bytes, last_applied, membership) = {
@@ -381,10 +413,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .map_err(snap_err)?;
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || meta_put(&db, &[("snapshot", stored)]))
+        let last = meta.last_log_id;
+        let kept = tokio::task::spawn_blocking(move || put_snapshot(&db, last, stored))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
+        if !kept {
+            // Built from state older than a snapshot installed meanwhile:
+            // storing it would make the next restart start before the
+            // installed one, whose logs are purged.
+            tracing::info!(index = ?last.map(|l| l.index), "a newer snapshot was stored meanwhile; this one is not kept");
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(bytes),
@@ -458,7 +497,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .map_err(snap_err)?;
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || meta_put(&db, &[("snapshot", stored)]))
+        let last = meta.last_log_id;
+        tokio::task::spawn_blocking(move || put_snapshot(&db, last, stored))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
@@ -699,6 +739,32 @@ mod tests {
         );
         assert_eq!(s.checkpoint.as_ref().unwrap().cursor, "final");
         assert_eq!(s.standbys, vec![3]);
+    }
+
+    #[test]
+    fn an_older_snapshot_never_lands_over_a_newer_one() {
+        let dir = std::env::temp_dir().join(format!("trail-snap-cas-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = redb::Database::create(dir.join("raft.redb")).unwrap();
+        let id = |term, index| {
+            Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(term, 1),
+                index,
+            ))
+        };
+        assert!(put_snapshot(&db, id(1, 10), b"ten".to_vec()).unwrap());
+        // A build that read the state at index 5 finishes after the install at 10.
+        assert!(!put_snapshot(&db, id(1, 5), b"five".to_vec()).unwrap());
+        assert!(!put_snapshot(&db, None, b"none".to_vec()).unwrap());
+        use redb::{ReadableDatabase as _, ReadableTable as _};
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(super::super::log_store::META).unwrap();
+        assert_eq!(t.get("snapshot").unwrap().unwrap().value(), b"ten");
+        drop(t);
+        drop(txn);
+        assert!(put_snapshot(&db, id(2, 12), b"twelve".to_vec()).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
