@@ -757,7 +757,7 @@ mod tests {
         // A build that read the state at index 5 finishes after the install at 10.
         assert!(!put_snapshot(&db, id(1, 5), b"five".to_vec()).unwrap());
         assert!(!put_snapshot(&db, None, b"none".to_vec()).unwrap());
-        use redb::{ReadableDatabase as _, ReadableTable as _};
+        use redb::ReadableDatabase as _;
         let txn = db.begin_read().unwrap();
         let t = txn.open_table(super::super::log_store::META).unwrap();
         assert_eq!(t.get("snapshot").unwrap().unwrap().value(), b"ten");
