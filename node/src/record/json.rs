@@ -18,12 +18,14 @@ const NEEDS_ESCAPE: [bool; 256] = {
 };
 
 /// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole.
+#[inline]
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     write_json_str_parts(out, &[s]);
 }
 
 /// Appends the concatenation of `parts` as one JSON string literal, without
 /// building the concatenation (a prefixed field name, say).
+#[inline]
 pub fn write_json_str_parts(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
     for s in parts {
@@ -33,6 +35,7 @@ pub fn write_json_str_parts(out: &mut Vec<u8>, parts: &[&str]) {
 }
 
 /// Appends `,"{prefix}{key}":"{value}"` for every tag.
+#[inline]
 pub fn write_tag_fields(out: &mut Vec<u8>, prefix: &str, tags: &Tags) {
     for (k, v) in tags.iter() {
         out.push(b',');
@@ -42,6 +45,7 @@ pub fn write_tag_fields(out: &mut Vec<u8>, prefix: &str, tags: &Tags) {
     }
 }
 
+#[inline]
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len());
@@ -74,6 +78,7 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends a number of seconds with millisecond precision.
+#[inline]
 pub fn write_time(out: &mut Vec<u8>, t: f64) {
     use std::io::Write;
     let ms = (t * 1000.0).round() as i64;

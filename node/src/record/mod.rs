@@ -80,6 +80,7 @@ pub enum Tags {
 }
 
 impl Tags {
+    #[inline]
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
         match self {
             Tags::Empty => Box::new(std::iter::empty()),
@@ -156,6 +157,7 @@ pub struct DeadLetter {
 /// The business-view fields of an event, by name, skipping empty ones.
 /// ActionTrail's names are kept for both trails (`acsRegion` holds a CloudTrail
 /// `awsRegion`), so one dashboard reads both.
+#[inline]
 pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static str, &'v str)> {
     let e = v.event;
     [

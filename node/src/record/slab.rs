@@ -25,6 +25,7 @@ pub struct EncodedEvents {
 }
 
 impl EncodedEvents {
+    #[inline]
     pub fn push_with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
         f(&mut self.buf);
         self.ends.push(self.buf.len());
