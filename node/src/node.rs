@@ -565,7 +565,8 @@ impl RunningNode {
             c.shutdown().await;
             return;
         }
-        self.stop.cancel();
+        // The node's token ends every shard's fence (sinks give their parts
+        // up), so it is cancelled only after the sinks had their grace.
         let consumers: Vec<Addr<ShardConsumer>> = self.consumers.lock().values().cloned().collect();
         for c in &consumers {
             let _ = c.send(StopPulling).await;
@@ -590,6 +591,7 @@ impl RunningNode {
         for c in &consumers {
             let _ = c.send(StopPulling).await; // saves the final checkpoint
         }
+        self.stop.cancel();
     }
 
     /// Batches in flight over all shards.
