@@ -41,6 +41,11 @@ pub struct Reached {
 #[derive(Default)]
 pub struct Tracker {
     entries: VecDeque<Entry>,
+    /// Parts still held by sinks for batches of a loop that was restarted
+    /// (by seq): they no longer move the checkpoint, but they are not
+    /// settled either, so a hand-over waits for them and a restarted loop
+    /// does not overtake them.
+    orphans: BTreeMap<u64, usize>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -78,6 +83,7 @@ impl Tracker {
     /// restart) are ignored.
     pub fn ack(&mut self, seq: u64) -> Result<Option<Reached>, TrackError> {
         let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) else {
+            self.settle_orphan(seq);
             return Ok(None);
         };
         if e.waiting == 0 {
@@ -89,16 +95,39 @@ impl Tracker {
 
     /// One part of batch `seq` was given up unsent: it settles, but the
     /// checkpoint stops before this batch for good.
-    pub fn give_up(&mut self, seq: u64) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
-            e.waiting = e.waiting.saturating_sub(1);
-            e.failed = true;
+    /// True if the batch is one of the current loop's (not an orphan).
+    pub fn give_up(&mut self, seq: u64) -> bool {
+        match self.entries.iter_mut().find(|e| e.seq == seq) {
+            Some(e) => {
+                e.waiting = e.waiting.saturating_sub(1);
+                e.failed = true;
+                true
+            }
+            None => {
+                self.settle_orphan(seq);
+                false
+            }
         }
     }
 
-    /// Parts handed to sinks and not yet settled (delivered or given up).
+    fn settle_orphan(&mut self, seq: u64) {
+        if let Some(n) = self.orphans.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                self.orphans.remove(&seq);
+            }
+        }
+    }
+
+    /// Parts handed to sinks and not yet settled (delivered or given up),
+    /// orphans included.
     pub fn unsettled(&self) -> usize {
-        self.entries.iter().map(|e| e.waiting).sum()
+        self.entries.iter().map(|e| e.waiting).sum::<usize>() + self.orphans.values().sum::<usize>()
+    }
+
+    /// Parts sinks still hold for batches of a restarted loop.
+    pub fn orphaned(&self) -> usize {
+        self.orphans.values().sum()
     }
 
     fn advance(&mut self) -> Option<Reached> {
@@ -117,14 +146,21 @@ impl Tracker {
         reached
     }
 
-    /// Batches sent and not yet fully acknowledged.
+    /// Batches sent and not yet fully acknowledged, and batches of a
+    /// restarted loop that sinks still hold parts of.
     pub fn in_flight(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.orphans.len()
     }
 
-    /// Forgets everything (a restart from the last checkpoint); credits return.
-    pub fn clear(&mut self) {
-        self.entries.clear();
+    /// A restart from the last checkpoint: the batches leave (credits
+    /// return, the checkpoint never moves for them), but parts sinks still
+    /// hold stay counted as orphans until each settles.
+    pub fn orphan_all(&mut self) {
+        for e in self.entries.drain(..) {
+            if e.waiting > 0 {
+                self.orphans.insert(e.seq, e.waiting);
+            }
+        }
     }
 }
 
@@ -258,6 +294,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_leaves_parts_in_sinks_counted_until_they_settle() {
+        let mut t = Tracker::default();
+        t.register(1, c(10), None, 2, None);
+        t.register(2, c(20), None, 1, None);
+        t.ack(1).unwrap();
+        t.orphan_all();
+        assert_eq!(t.unsettled(), 2, "one part of 1 and the part of 2 are still out");
+        assert_eq!(t.in_flight(), 2, "a drain must wait for them");
+        t.register(3, c(10), None, 1, None);
+        assert_eq!(t.ack(1).unwrap(), None, "an orphan never moves the checkpoint");
+        t.give_up(2);
+        assert_eq!(t.orphaned(), 0);
+        assert_eq!(t.unsettled(), 1, "only the new loop's batch");
+        assert_eq!(t.ack(3).unwrap().unwrap().cursor, c(10));
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
     fn only_the_acknowledged_prefix_moves_the_checkpoint() {
         let mut t = Tracker::default();
         assert_eq!(t.register(1, c(10), None, 2, None), None);
@@ -313,7 +367,7 @@ mod tests {
             1,
             Some(sem.clone().try_acquire_owned().unwrap()),
         );
-        t.clear();
+        t.orphan_all();
         assert_eq!(sem.available_permits(), 2);
     }
 

@@ -186,6 +186,8 @@ pub struct ShardConsumer {
     read_only_end: Option<Cursor>,
     /// Bumped at each (re)start; messages of older pull loops are ignored.
     generation: u64,
+    /// A restart is scheduled (the next loop starts once orphans settle).
+    restarting: bool,
 }
 
 impl ShardConsumer {
@@ -227,6 +229,7 @@ impl ShardConsumer {
             restarts: 0,
             read_only_end: None,
             generation: 0,
+            restarting: false,
         }
     }
 
@@ -348,17 +351,33 @@ impl ShardConsumer {
 
     fn restart(&mut self, reason: &str, ctx: &mut Context<Self>) {
         self.loop_stop.cancel();
-        self.tracker.clear();
+        self.tracker.orphan_all();
+        if self.restarting {
+            return; // one restart at a time: the scheduled one reads from the checkpoint
+        }
+        self.restarting = true;
         self.restarts += 1;
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
         let pause = Duration::from_millis(500u64.saturating_mul(1 << self.restarts.min(7)))
             .min(Duration::from_secs(60));
         tracing::error!(shard = self.shard, %reason, ?pause, checkpoint = %self.committed, "restarting the shard from its checkpoint");
-        ctx.run_later(pause, |act, ctx| {
-            if !act.stop.is_cancelled() {
-                act.start_loop(ctx);
-            }
-        });
+        ctx.run_later(pause, |act, ctx| act.resume(ctx));
+    }
+
+    /// Starts the next loop once sinks settled what the last one left with
+    /// them: re-read batches never overtake their first copies.
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        if self.tracker.orphaned() > 0 {
+            // A sink that never settles them (retrying through an outage)
+            // stalls the shard here, as it would stall its credits.
+            ctx.run_later(Duration::from_millis(50), |act, ctx| act.resume(ctx));
+            return;
+        }
+        self.restarting = false;
+        self.start_loop(ctx);
     }
 }
 
@@ -426,17 +445,18 @@ impl Handler<BatchAck> for ShardConsumer {
     type Result = ();
 
     fn handle(&mut self, m: BatchAck, ctx: &mut Self::Context) {
-        if !m.ok && self.stop.is_cancelled() {
-            // The epoch ended here (EndEpoch, Stop): the part was given up
-            // unsent as asked, and the next owner reads it.
-            self.tracker.give_up(m.seq);
-            return;
-        }
         if !m.ok {
-            self.restart(
-                &format!("sink {} lost a part of batch {}", m.sink, m.seq),
-                ctx,
-            );
+            // The part was given up unsent: it settles, and the checkpoint
+            // never passes its batch on this loop.
+            let current = self.tracker.give_up(m.seq);
+            if current && !self.stop.is_cancelled() {
+                // Not asked for (EndEpoch, Stop end the epoch and the next
+                // owner reads the part): re-read from the checkpoint.
+                self.restart(
+                    &format!("sink {} lost a part of batch {}", m.sink, m.seq),
+                    ctx,
+                );
+            }
             return;
         }
         match self.tracker.ack(m.seq) {
@@ -518,8 +538,10 @@ impl Handler<Stop> for ShardConsumer {
     type Result = ();
 
     fn handle(&mut self, _m: Stop, ctx: &mut Self::Context) {
+        // The epoch ends here too: whatever sinks still hold for the shard
+        // is given up unsent, never written behind the next owner's.
+        self.stop.cancel();
         self.loop_stop.cancel();
-        self.tracker.clear();
         ctx.stop();
     }
 }
