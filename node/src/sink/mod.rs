@@ -207,6 +207,10 @@ impl SinkStats {
         c.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn sub(c: &AtomicU64, n: u64) {
+        c.fetch_sub(n, Ordering::Relaxed);
+    }
+
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }

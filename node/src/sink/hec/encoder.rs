@@ -1,6 +1,6 @@
 //! One event as an HEC envelope: `time` from `eventTime`, `host`, `source`,
-//! `sourcetype`, optional `index`, indexed `fields` (business view, shard and
-//! tags, flat strings) and the original event, untouched, as `event`. No other
+//! `sourcetype`, optional `index`, indexed `fields` (business view, shard, the
+//! shard's epoch in a cluster, tags; flat strings) and the original event, untouched, as `event`. No other
 //! envelope key is ever written (Splunk silently drops objects after one).
 
 use std::io::Write;
@@ -51,6 +51,9 @@ impl EventEncoder for HecEncoder {
             write_json_str(out, val);
         }
         let _ = write!(out, ",\"shard\":\"{}\"", v.provenance.shard);
+        if v.provenance.epoch > 0 {
+            let _ = write!(out, ",\"epoch\":\"{}\"", v.provenance.epoch);
+        }
         write_tag_fields(out, &self.tag_prefix, v.tags);
         out.extend_from_slice(b"},\"event\":");
         out.extend_from_slice(v.raw);

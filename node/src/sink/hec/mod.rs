@@ -72,6 +72,27 @@ impl HecSink {
         });
     }
 
+    /// Gives up, unsent, the waiting parts whose shard's fence is lost: a
+    /// lane busy with another shard's request (retrying through a 503
+    /// storm, say) must not hold a moved shard's parts, or its hand-over
+    /// could never settle.
+    fn purge(&mut self, lane: usize) {
+        let l = &mut self.lanes[lane];
+        if l.pending.iter().all(|d| d.fence.holds()) {
+            return;
+        }
+        let (keep, lost): (Vec<Deliver>, Vec<Deliver>) =
+            std::mem::take(&mut l.pending).into_iter().partition(|d| d.fence.holds());
+        tracing::warn!(parts = lost.len(), "fence lost: giving up waiting parts unsent");
+        SinkStats::sub(&self.service.stats.queued, lost.len() as u64);
+        for d in lost {
+            d.ack.abandon();
+        }
+        l.bytes = keep.iter().map(|d| d.events.byte_len()).sum();
+        l.events = keep.iter().map(|d| d.events.len()).sum();
+        l.pending = keep;
+    }
+
     fn full(&self, lane: usize) -> bool {
         let l = &self.lanes[lane];
         l.bytes >= self.cfg.batch_max_bytes || l.events >= self.cfg.batch_max_events
@@ -92,6 +113,7 @@ impl Actor for HecSink {
             Duration::from_millis(self.cfg.flush_interval_ms),
             |act, ctx| {
                 for lane in 0..act.lanes.len() {
+                    act.purge(lane);
                     act.flush(lane, ctx);
                 }
             },

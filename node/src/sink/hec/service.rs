@@ -118,6 +118,10 @@ impl HecService {
         let mut max_events = self.cfg.batch_max_events;
         let mut acked_upto = 0usize; // parts before this are acknowledged
         loop {
+            // Parts whose events all went out are acknowledged first: a
+            // fence lost after their last request must not give them up
+            // (they are delivered; re-reading them would duplicate).
+            Self::ack_settled(&mut parts, &order, at, &mut acked_upto);
             // Give up the parts whose shard's fence is lost (moved, epoch
             // ended, lease out): abandoned unsent, their events dropped from
             // what is left to send. The other shards' parts go on.
@@ -144,13 +148,7 @@ impl HecService {
                 order.extend(rest);
             }
             // Acknowledge parts whose events are all settled.
-            let next_part = order.get(at).map_or(parts.len(), |(p, _)| *p);
-            while acked_upto < next_part {
-                if let Some(ack) = parts[acked_upto].ack.take() {
-                    ack.done();
-                }
-                acked_upto += 1;
-            }
+            Self::ack_settled(&mut parts, &order, at, &mut acked_upto);
             if at >= order.len() {
                 break;
             }
@@ -179,21 +177,29 @@ impl HecService {
                 Settled::Partial { at: n, reason } => {
                     let n = n.min(chunk.len() - 1);
                     SinkStats::add(&self.stats.events, n as u64);
-                    self.dead_letter(&parts, &chunk[n..=n], &reason).await;
-                    at += n + 1;
+                    // The first n are delivered; the top of the loop gives
+                    // up the rest if the dead letter lost the race.
+                    at += n;
+                    if self.dead_letter(&parts, &chunk[n..=n], &reason).await {
+                        at += 1;
+                    }
                 }
                 Settled::DeadLetterAll { reason } => {
-                    self.dead_letter(&parts, chunk, &reason).await;
-                    at = end;
+                    if self.dead_letter(&parts, chunk, &reason).await {
+                        at = end;
+                    }
                 }
                 Settled::Split if chunk.len() == 1 => {
-                    self.dead_letter(
-                        &parts,
-                        chunk,
-                        "HEC 413: the event alone exceeds the request size limit",
-                    )
-                    .await;
-                    at = end;
+                    let written = self
+                        .dead_letter(
+                            &parts,
+                            chunk,
+                            "HEC 413: the event alone exceeds the request size limit",
+                        )
+                        .await;
+                    if written {
+                        at = end;
+                    }
                 }
                 Settled::Split => max_events = (chunk.len() / 2).max(1),
             }
@@ -205,9 +211,21 @@ impl HecService {
         }
     }
 
+    /// Acknowledges the parts before the one `order[at]` belongs to.
+    fn ack_settled(parts: &mut [Part], order: &[(usize, usize)], at: usize, acked_upto: &mut usize) {
+        let next_part = order.get(at).map_or(parts.len(), |(p, _)| *p);
+        while *acked_upto < next_part {
+            if let Some(ack) = parts[*acked_upto].ack.take() {
+                ack.done();
+            }
+            *acked_upto += 1;
+        }
+    }
+
     /// Writes events to the dead-letter sink, retrying until it has them:
-    /// their part must not be acknowledged before.
-    async fn dead_letter(&self, parts: &[Part], events: &[(usize, usize)], reason: &str) {
+    /// their part must not be acknowledged before. False if a fence of
+    /// their parts was lost first (the caller gives those parts up).
+    async fn dead_letter(&self, parts: &[Part], events: &[(usize, usize)], reason: &str) -> bool {
         let letters: Vec<DeadLetter> = events
             .iter()
             .map(|&(p, i)| DeadLetter {
@@ -220,15 +238,22 @@ impl HecService {
                 raw: parts[p].events.event(i),
             })
             .collect();
-        SinkStats::add(&self.stats.dead_lettered, letters.len() as u64);
+        let fences = chunk_fences(parts, events);
         let mut pause = self.cfg.retry_initial();
         loop {
             match self.dead_letters.send(DeadLetters(letters.clone())).await {
-                Ok(Ok(())) => return,
+                Ok(Ok(())) => {
+                    SinkStats::add(&self.stats.dead_lettered, letters.len() as u64);
+                    return true;
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "dead-letter sink refused; retrying"),
                 Err(e) => tracing::error!(error = %e, "dead-letter sink unreachable; retrying"),
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.fence.lost() => return false,
+                _ = Fence::any_lost(fences.iter().copied()) => return false,
+            }
             pause = (pause * 2).min(self.cfg.retry_max());
         }
     }
@@ -266,14 +291,7 @@ impl HecService {
         } else {
             Bytes::from(raw)
         };
-        // The fences of the parts in this chunk (runs of one part are contiguous).
-        let mut fences: Vec<&Fence> = Vec::new();
-        for (p, _) in chunk {
-            let f = &parts[*p].fence;
-            if !fences.last().is_some_and(|l| std::ptr::eq(*l, f)) {
-                fences.push(f);
-            }
-        }
+        let fences = chunk_fences(parts, chunk);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -414,6 +432,18 @@ impl HecService {
         }
         false
     }
+}
+
+/// The fences of the parts in a chunk (runs of one part are contiguous).
+fn chunk_fences<'a>(parts: &'a [Part], chunk: &[(usize, usize)]) -> Vec<&'a Fence> {
+    let mut fences: Vec<&Fence> = Vec::new();
+    for (p, _) in chunk {
+        let f = &parts[*p].fence;
+        if !fences.last().is_some_and(|l| std::ptr::eq(*l, f)) {
+            fences.push(f);
+        }
+    }
+    fences
 }
 
 fn gzip(raw: &[u8]) -> Vec<u8> {

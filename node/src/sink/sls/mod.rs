@@ -172,15 +172,32 @@ impl SlsSink {
             return;
         }
         l.busy = true;
-        let parts = std::mem::take(&mut l.pending);
+        // One part at a time: the others wait here, where a lost fence
+        // gives them up (`purge`), not behind another shard's retries.
+        let part = l.pending.remove(0);
         let writer = self.writer.clone();
         let me = ctx.address();
         actix::spawn(async move {
-            for part in parts {
-                writer.write(part).await;
-            }
+            writer.write(part).await;
             me.do_send(LaneDone(lane));
         });
+    }
+
+    /// Gives up, unsent, the waiting parts whose shard's fence is lost.
+    fn purge(&mut self) {
+        for l in &mut self.lanes {
+            if l.pending.iter().all(|d| d.fence.holds()) {
+                continue;
+            }
+            let (keep, lost): (Vec<Deliver>, Vec<Deliver>) =
+                std::mem::take(&mut l.pending).into_iter().partition(|d| d.fence.holds());
+            tracing::warn!(parts = lost.len(), "fence lost: giving up waiting parts unsent");
+            SinkStats::sub(&self.writer.stats.queued, lost.len() as u64);
+            for d in lost {
+                d.ack.abandon();
+            }
+            l.pending = keep;
+        }
     }
 }
 
@@ -194,6 +211,7 @@ impl Actor for SlsSink {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Parts are bounded by the shards' credits; one round fits.
         ctx.set_mailbox_capacity(64);
+        ctx.run_interval(Duration::from_millis(100), |act, _| act.purge());
     }
 }
 
@@ -296,13 +314,26 @@ impl Writer {
                                 raw: part.events.event(i),
                             })
                             .collect();
-                        SinkStats::add(&stats.dead_lettered, letters.len() as u64);
+                        let mut written = false;
                         loop {
                             match dead_letters.send(DeadLetters(letters.clone())).await {
-                                Ok(Ok(())) => break,
-                                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+                                Ok(Ok(())) => {
+                                    written = true;
+                                    break;
+                                }
+                                Ok(Err(e)) => tracing::error!(error = %e, "dead-letter sink refused; retrying"),
+                                Err(e) => tracing::error!(error = %e, "dead-letter sink unreachable; retrying"),
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                // Given up at the top of the next attempt.
+                                _ = Fence::any_lost([fence, &part.fence]) => break,
                             }
                         }
+                        if !written {
+                            continue;
+                        }
+                        SinkStats::add(&stats.dead_lettered, letters.len() as u64);
                         break;
                     }
                 }
