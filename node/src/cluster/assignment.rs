@@ -528,60 +528,88 @@ pub async fn release_all(
         .map(|(k, v)| (*k, v.clone()))
         .collect();
     let deadline = Instant::now() + grace;
-    let mut handed = 0;
-    for (shard, addr) in consumers {
-        let Some((k, s)) = a
-            .shards
+    // Every shard drains at once, against one deadline: a slow sink for one
+    // shard must not eat the others' grace.
+    let owned: Vec<_> = consumers
+        .into_iter()
+        .filter_map(|(shard, addr)| {
+            a.shards
+                .iter()
+                .find(|(k, s)| k.shard == shard && s.owner == Some(me))
+                .map(|(k, s)| (k.clone(), s.clone(), addr))
+        })
+        .collect();
+    let handed = futures_util::future::join_all(
+        owned
             .iter()
-            .find(|(k, s)| k.shard == shard && s.owner == Some(me))
-        else {
-            continue;
-        };
-        let _ = addr.send(StopPulling).await;
-        let mut cursor = None;
-        let mut drained = false;
-        while Instant::now() < deadline {
-            match addr.send(Progress).await {
-                Ok((n, c)) => {
-                    cursor = Some(c);
-                    if n == 0 {
-                        drained = true;
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if !drained {
-            // As in a hand-over: nothing of this epoch may land after the
-            // release, so the sinks give the shard's parts up first.
-            if !end_epoch(&addr).await {
-                tracing::warn!(shard = %k, "sinks still hold parts of the shard: not releasing; the leader's forced revoke takes it over");
-                addr.do_send(Stop);
-                continue;
-            }
-            cursor = addr.send(Progress).await.ok().map(|(_, c)| c);
-        }
-        let checkpoint = cursor.map(|cursor| Checkpoint {
-            cursor,
-            cursor_time: s.checkpoint.as_ref().and_then(|c| c.cursor_time),
-            saved_ms: unix_ms(),
-        });
-        match cluster
-            .write(Command::Release {
-                shard: k.clone(),
-                epoch: s.epoch,
-                checkpoint,
-                at_ms: unix_ms(),
-            })
-            .await
-        {
-            Ok(r) if r.ok => handed += 1,
-            Ok(r) => tracing::warn!(shard = %k, message = %r.message, "release refused"),
-            Err(e) => tracing::warn!(shard = %k, error = %e, "release failed"),
-        }
-        addr.do_send(Stop);
-    }
+            .map(|(k, s, addr)| release_one(cluster, k, s, addr, deadline)),
+    )
+    .await
+    .into_iter()
+    .filter(|ok| *ok)
+    .count();
     tracing::info!(shards = handed, "shards handed over; leaving");
+}
+
+/// Drains one shard until `deadline`, releases it with its final cursor and
+/// stops its consumer; true if released.
+async fn release_one(
+    cluster: &Cluster,
+    k: &ShardKey,
+    s: &ShardState,
+    addr: &Addr<ShardConsumer>,
+    deadline: Instant,
+) -> bool {
+    let _ = addr.send(StopPulling).await;
+    let mut cursor = None;
+    let mut drained = false;
+    while Instant::now() < deadline {
+        match addr.send(Progress).await {
+            Ok((n, c)) => {
+                cursor = Some(c);
+                if n == 0 {
+                    drained = true;
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !drained {
+        // As in a hand-over: nothing of this epoch may land after the
+        // release, so the sinks give the shard's parts up first.
+        if !end_epoch(addr).await {
+            tracing::warn!(shard = %k, "sinks still hold parts of the shard: not releasing; the leader's forced revoke takes it over");
+            addr.do_send(Stop);
+            return false;
+        }
+        cursor = addr.send(Progress).await.ok().map(|(_, c)| c);
+    }
+    let checkpoint = cursor.map(|cursor| Checkpoint {
+        cursor,
+        cursor_time: s.checkpoint.as_ref().and_then(|c| c.cursor_time),
+        saved_ms: unix_ms(),
+    });
+    let released = match cluster
+        .write(Command::Release {
+            shard: k.clone(),
+            epoch: s.epoch,
+            checkpoint,
+            at_ms: unix_ms(),
+        })
+        .await
+    {
+        Ok(r) if r.ok => true,
+        Ok(r) => {
+            tracing::warn!(shard = %k, message = %r.message, "release refused");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(shard = %k, error = %e, "release failed");
+            false
+        }
+    };
+    addr.do_send(Stop);
+    released
 }

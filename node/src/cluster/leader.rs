@@ -266,13 +266,10 @@ impl Cluster {
             // its plan: by then the moves of its shards are committed, so
             // the commit index it is answered with covers them (it renews
             // only once it applied them, and stops those shards).
-            let alive = self.alive();
-            let dead: Vec<NodeId> = self
-                .member_ids()
-                .into_iter()
-                .filter(|id| !alive.contains(id))
-                .collect();
-            self.inner.liveness.declare_dead(&dead);
+            let alive =
+                self.inner
+                    .liveness
+                    .sweep(self.member_ids(), self.id(), self.inner.settings.lease);
             for id in self.assignments().borrow().members.keys() {
                 let dead = !alive.contains(id);
                 if warned_dead.insert(*id, dead) != Some(dead) && dead {

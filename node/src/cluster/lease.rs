@@ -162,17 +162,32 @@ impl Liveness {
             .collect()
     }
 
-    /// The leader declared these nodes dead (their shards are being moved).
-    pub fn declare_dead(&self, ids: &[NodeId]) {
-        let mut d = self.dead.lock();
-        for id in ids {
-            if d.insert(*id) {
+    /// One planning round's view: the members alive (`me` always), every
+    /// other member declared dead. Decided under the lock beats take, so no
+    /// beat falls between "not alive" and "declared dead" and renews a lease
+    /// with a commit index that predates the moves of its shards.
+    pub fn sweep(
+        &self,
+        members: impl IntoIterator<Item = NodeId>,
+        me: NodeId,
+        ttl: Duration,
+    ) -> BTreeSet<NodeId> {
+        let since = *self.since.lock();
+        let seen = self.seen.lock();
+        let mut dead = self.dead.lock();
+        let mut alive = BTreeSet::new();
+        for id in members {
+            let last = since.map(|s| seen.get(&id).map_or(s, |x| x.at.max(s)));
+            if id == me || last.is_some_and(|at| at.elapsed() < ttl) {
+                alive.insert(id);
+            } else if dead.insert(id) {
                 tracing::info!(
                     node = id,
                     "declared dead: its beats renew no lease until its shards' moves are committed"
                 );
             }
         }
+        alive
     }
 
     /// A planning round that counted these nodes alive committed its plan.
@@ -181,6 +196,7 @@ impl Liveness {
     }
 
     /// Declared dead and not yet revived.
+    #[cfg(test)]
     pub fn is_declared_dead(&self, id: NodeId) -> bool {
         self.dead.lock().contains(&id)
     }
@@ -189,8 +205,20 @@ impl Liveness {
         self.since.lock().is_some()
     }
 
-    pub fn record(&self, beat: &Beat) {
+    /// A beat arrived: recorded (the next round sees the node alive); true
+    /// if it may renew the node's lease, i.e. the node is not declared dead.
+    pub fn beat(&self, beat: &Beat) -> bool {
         let mut seen = self.seen.lock();
+        Self::record_in(&mut seen, beat);
+        !self.dead.lock().contains(&beat.node)
+    }
+
+    #[cfg(test)]
+    pub fn record(&self, beat: &Beat) {
+        Self::record_in(&mut self.seen.lock(), beat);
+    }
+
+    fn record_in(seen: &mut HashMap<NodeId, Seen>, beat: &Beat) {
         if let Some(prev) = seen.get(&beat.node) {
             if prev.incarnation != beat.incarnation {
                 tracing::info!(node = beat.node, "node restarted (new incarnation)");
@@ -307,8 +335,18 @@ mod tests {
     fn a_node_declared_dead_stays_so_until_a_round_that_saw_it_alive_committed() {
         let l = Liveness::new();
         l.leading(true);
-        l.declare_dead(&[7, 8]);
+        std::thread::sleep(Duration::from_millis(30));
+        let alive = l.sweep([1, 7, 8], 1, Duration::from_millis(20));
+        assert_eq!(alive, BTreeSet::from([1]), "the leader itself is always alive");
         assert!(l.is_declared_dead(7) && l.is_declared_dead(8));
+        let beat = Beat {
+            node: 8,
+            cluster_id: String::new(),
+            incarnation: 1,
+            live: NodeLive::default(),
+        };
+        assert!(!l.beat(&beat), "a beat of a declared-dead node renews nothing");
+        assert!(l.alive(8, Duration::from_millis(20)), "but it is recorded");
         l.revive(&BTreeSet::from([8]));
         assert!(l.is_declared_dead(7), "7 was not seen alive by that round");
         assert!(!l.is_declared_dead(8));

@@ -638,8 +638,7 @@ impl Cluster {
                 return refuse("no recent quorum");
             }
         }
-        self.inner.liveness.record(&beat);
-        if self.inner.liveness.is_declared_dead(beat.node) {
+        if !self.inner.liveness.beat(&beat) {
             // Recorded (the next round sees it alive), but no lease yet: the
             // moves of its shards may not be committed at this index.
             return refuse("declared dead: its shards are being moved; a later beat renews");
