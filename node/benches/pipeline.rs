@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
         project: "p".into(),
         logstore: "actiontrail_bench".into(),
         shard: 0,
+        epoch: 0,
     };
     let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder {
         host: "bench".into(),

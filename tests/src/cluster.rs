@@ -5,7 +5,7 @@
 //! Status comes from `trailctl status -o json`, so every check also drives
 //! the operator's CLI. Nodes are stopped with SIGKILL.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,6 +130,11 @@ pub struct Netns {
     pub host_ip: String,
     /// The namespace side's address.
     pub ns_ip: String,
+    /// A second link, to the services only (devstack SLS and HEC), left up
+    /// when [`Netns::link`] cuts the first: a partition from the peers but
+    /// not from the source and the sinks. (No packet filter is available
+    /// here, so a partial partition is two links, not a rule.)
+    pub services: Option<(String, String)>, // (host side interface, host side address)
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -149,50 +154,57 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Netns {
+    /// A namespace with one link (cut it and the namespace is alone).
     pub fn create() -> Result<Netns, String> {
+        Self::make(false)
+    }
+
+    /// A namespace with a link to the peers and another to the services.
+    pub fn create_split() -> Result<Netns, String> {
+        Self::make(true)
+    }
+
+    fn make(split: bool) -> Result<Netns, String> {
         let n = std::process::id() % 10_000;
         let subnet = 10 + std::process::id() % 240;
-        let ns = Netns {
+        let mut ns = Netns {
             name: format!("trailcut{n}"),
             host_if: format!("tch{n}"),
             host_ip: format!("10.231.{subnet}.1"),
             ns_ip: format!("10.231.{subnet}.2"),
+            services: None,
         };
-        let ns_if = format!("tcn{n}");
         let _ = ip(&["netns", "del", &ns.name]);
-        let _ = ip(&["link", "del", &ns.host_if]);
         ip(&["netns", "add", &ns.name])?;
-        ip(&[
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ns_if,
-        ])?;
-        ip(&["link", "set", &ns_if, "netns", &ns.name])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", ns.host_ip),
-            "dev",
-            &ns.host_if,
-        ])?;
-        ip(&["link", "set", &ns.host_if, "up"])?;
-        let inside = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", ns.name.as_str(), "ip"];
-            all.extend_from_slice(args);
-            ip(&all)
-        };
-        inside(&["addr", "add", &format!("{}/24", ns.ns_ip), "dev", &ns_if])?;
-        inside(&["link", "set", &ns_if, "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
+        ns.veth(&ns.host_if, &format!("tcn{n}"), &ns.host_ip, &ns.ns_ip)?;
+        if split {
+            let (host_if, host_ip) = (format!("tsh{n}"), format!("10.232.{subnet}.1"));
+            ns.veth(&host_if, &format!("tsn{n}"), &host_ip, &format!("10.232.{subnet}.2"))?;
+            ns.services = Some((host_if, host_ip));
+        }
+        ns.inside(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
 
-    /// Cuts (false) or restores (true) the namespace's only link.
+    fn inside(&self, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["netns", "exec", self.name.as_str(), "ip"];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// A veth pair between the host (`host_if`, `host_ip`) and the namespace.
+    fn veth(&self, host_if: &str, ns_if: &str, host_ip: &str, ns_ip: &str) -> Result<(), String> {
+        let _ = ip(&["link", "del", host_if]);
+        ip(&["link", "add", host_if, "type", "veth", "peer", "name", ns_if])?;
+        ip(&["link", "set", ns_if, "netns", &self.name])?;
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", host_if])?;
+        ip(&["link", "set", host_if, "up"])?;
+        self.inside(&["addr", "add", &format!("{ns_ip}/24"), "dev", ns_if])?;
+        self.inside(&["link", "set", ns_if, "up"])
+    }
+
+    /// Cuts (false) or restores (true) the namespace's link to the peers
+    /// (its only link unless split).
     pub fn link(&self, up: bool) {
         ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]).unwrap();
     }
@@ -201,6 +213,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["link", "del", &self.host_if]);
+        if let Some((host_if, _)) = &self.services {
+            let _ = ip(&["link", "del", host_if]);
+        }
         let _ = ip(&["netns", "del", &self.name]);
     }
 }
@@ -331,9 +346,15 @@ impl LocalCluster {
             .as_ref()
             .map(|(ns, _)| ns.host_ip.clone())
             .unwrap_or_else(|| "127.0.0.1".into());
+        // Split namespace: the services answer on every address, so the
+        // isolated nodes reach them over the services link.
+        let services_ip = match isolated.as_ref().and_then(|(ns, _)| ns.services.as_ref()) {
+            Some(_) => "0.0.0.0".to_owned(),
+            None => host_ip.clone(),
+        };
         let sls = Devstack::spawn_on(
             "sls",
-            &host_ip,
+            &services_ip,
             &[
                 "--access-key-id",
                 ACCESS_KEY_ID,
@@ -347,7 +368,7 @@ impl LocalCluster {
                 &shards_arg,
             ],
         );
-        let hec = Devstack::spawn_on("hec", &host_ip, &["--token", HEC_TOKEN]);
+        let hec = Devstack::spawn_on("hec", &services_ip, &["--token", HEC_TOKEN]);
         std::env::set_var("TRAIL_TEST_CONTROL_TOKEN", TOKEN);
         let mut c = LocalCluster {
             dir,
@@ -380,6 +401,18 @@ impl LocalCluster {
         match &self.netns {
             Some((ns, ids)) if ids.contains(&id) => ns.ns_ip.clone(),
             _ => self.host_ip.clone(),
+        }
+    }
+
+    /// Where node `id` reaches a devstack service.
+    fn service_addr(&self, id: u64, service: &Devstack) -> String {
+        let port = service.addr.port();
+        match &self.netns {
+            Some((ns, ids)) if ids.contains(&id) && ns.services.is_some() => {
+                format!("{}:{port}", ns.services.as_ref().unwrap().1)
+            }
+            _ if service.addr.ip().is_unspecified() => format!("{}:{port}", self.host_ip),
+            _ => service.addr.to_string(),
         }
     }
 
@@ -458,8 +491,8 @@ snapshot_logs = {snap}
 {extra}
 "#,
                 data = self.dir.join(format!("n{id}")).display().to_string(),
-                sls = self.sls.addr,
-                hec = self.hec.addr,
+                sls = self.service_addr(id, &self.sls),
+                hec = self.service_addr(id, &self.hec),
                 dead = self
                     .dir
                     .join(format!("n{id}-dead.jsonl"))
@@ -586,9 +619,7 @@ snapshot_logs = {snap}
     pub fn finish(&mut self) -> HashMap<String, u32> {
         self.stop_stream();
         let got = self.wait_delivered(Duration::from_secs(60));
-        if let Some(st) = self.status() {
-            assert_one_writer_per_epoch(&self.hec_events(), &st);
-        }
+        assert_history(&self.hec_events());
         got
     }
 
@@ -719,6 +750,19 @@ snapshot_logs = {snap}
     /// Waits until the receiver has every event of the source at least once;
     /// returns eventId → times indexed.
     pub fn wait_delivered(&self, timeout: Duration) -> HashMap<String, u32> {
+        let (got, missing, want) = self.delivered_within(timeout);
+        if missing > 0 {
+            panic!(
+                "{missing} of {want} events never delivered; logs in {}",
+                self.dir.display()
+            );
+        }
+        got
+    }
+
+    /// Waits up to `timeout` for every event of the source to reach the
+    /// receiver: (eventId → times indexed, source events missing, source events).
+    pub fn delivered_within(&self, timeout: Duration) -> (HashMap<String, u32>, usize, usize) {
         let want = self.source_event_ids();
         let deadline = Instant::now() + timeout;
         loop {
@@ -728,18 +772,28 @@ snapshot_logs = {snap}
                     .or_default() += 1;
             }
             let missing = want.iter().filter(|id| !got.contains_key(*id)).count();
-            if missing == 0 {
-                return got;
+            if missing == 0 || Instant::now() > deadline {
+                return (got, missing, want.len());
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "{missing} of {} events never delivered; logs in {}",
-                    want.len(),
-                    self.dir.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Sets a devstack service's faults (`PUT /_devstack/faults`).
+    pub fn faults(&self, service: &Devstack, faults: Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .put(format!("http://{}/_devstack/faults", service.addr))
+                .json(&faults)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "faults: {}", r.status());
+        });
     }
 }
 
@@ -856,17 +910,60 @@ pub fn owners(status: &Value) -> BTreeMap<u64, (String, u64)> {
         .collect()
 }
 
-/// No shard was ever delivered by two owners at once: per shard, the runs of
-/// delivering hosts (in the receiver's order) never outnumber its epochs,
-/// since each epoch has one owner. Interleaved deliveries would.
-pub fn assert_one_writer_per_epoch(events: &[Value], status: &Value) {
-    let runs = delivery_runs(events);
-    let epochs = owners(status);
-    for (shard, hosts) in &runs {
-        let epoch = epochs[&shard.parse::<u64>().unwrap()].1;
-        assert!(
-            hosts.len() as u64 <= epoch,
-            "shard {shard}: delivered by {hosts:?} (in that order) over only {epoch} epoch(s)"
-        );
+/// The delivery history as the receiver saw it, checked against the
+/// cluster's promise: every event names the (shard, epoch) it was read under
+/// and `host` the node that sent it; per shard, each epoch was delivered by
+/// one node only, and epochs never go down in the receiver's order (an old
+/// owner writing after the next one started would make them). Panics with
+/// every violation found.
+pub fn assert_history(events: &[Value]) {
+    let violations = check_history(events);
+    assert!(
+        violations.is_empty(),
+        "delivery history broke the promise:\n{}",
+        violations.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// The violations [`assert_history`] panics with (empty: the promise held).
+pub fn check_history(events: &[Value]) -> Vec<String> {
+    let mut writers: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    let mut violations: Vec<String> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let shard = e["fields"]["shard"].as_str().unwrap_or("?").to_owned();
+        let Some(epoch) = e["fields"]["epoch"].as_str().and_then(|s| s.parse::<u64>().ok()) else {
+            violations.push(format!("event {i} of shard {shard} carries no epoch"));
+            continue;
+        };
+        let host = e["host"].as_str().unwrap_or("?").to_owned();
+        writers.entry((shard.clone(), epoch)).or_default().insert(host.clone());
+        let prev = last.entry(shard.clone()).or_insert(epoch);
+        if epoch < *prev {
+            violations.push(format!(
+                "shard {shard}: epoch {epoch} (from {host}) delivered after epoch {prev} (event {i})"
+            ));
+        }
+        *prev = (*prev).max(epoch);
     }
+    for ((shard, epoch), hosts) in &writers {
+        if hosts.len() > 1 {
+            violations.push(format!("shard {shard} epoch {epoch}: delivered by {hosts:?}"));
+        }
+    }
+    violations
+}
+
+/// Per shard, the epochs delivered (ascending) with the node that delivered each.
+pub fn epoch_writers(events: &[Value]) -> BTreeMap<String, BTreeMap<u64, String>> {
+    let mut out: BTreeMap<String, BTreeMap<u64, String>> = BTreeMap::new();
+    for e in events {
+        let shard = e["fields"]["shard"].as_str().unwrap_or("?").to_owned();
+        if let Some(epoch) = e["fields"]["epoch"].as_str().and_then(|s| s.parse().ok()) {
+            out.entry(shard)
+                .or_default()
+                .insert(epoch, e["host"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    out
 }

@@ -141,6 +141,7 @@ async fn run(e: &Arc<Enrichment>, events: Vec<String>) -> Vec<(String, Value)> {
             project: "p".into(),
             logstore: "l".into(),
             shard: 0,
+            epoch: 0,
         };
         let out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
         let slab = out.parts.into_iter().next().unwrap().freeze();

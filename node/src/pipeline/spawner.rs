@@ -76,6 +76,7 @@ impl Spawner {
             project: s.project.as_str().into(),
             logstore: s.logstore.as_str().into(),
             shard,
+            epoch,
         });
         let consumer = ShardConsumer::new(
             shard,

@@ -40,6 +40,9 @@ pub struct Provenance {
     pub project: Arc<str>,
     pub logstore: Arc<str>,
     pub shard: u32,
+    /// The shard's epoch the event was read under in a cluster (0 when
+    /// standalone): with the HEC `host` it says which owner delivered it.
+    pub epoch: u64,
 }
 
 /// How tags were found for an event.
