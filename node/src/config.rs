@@ -106,7 +106,7 @@ fn default_election_ms() -> u64 {
     600
 }
 fn default_commit_ms() -> u64 {
-    1_000
+    250
 }
 fn default_revoke_ms() -> u64 {
     10_000

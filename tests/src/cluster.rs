@@ -45,7 +45,7 @@ impl Timing {
             lease_ms: 2_000,
             fence_margin_ms: 500,
             election_timeout_ms: 600,
-            commit_interval_ms: 1_000,
+            commit_interval_ms: 250,
             checkpoint_interval_ms: 1_000,
             snapshot_logs: 5_000,
         }

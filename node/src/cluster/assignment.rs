@@ -69,6 +69,10 @@ impl CheckpointSink for EpochCheckpoints {
         }
         Ok(())
     }
+
+    fn eager(&self) -> bool {
+        true
+    }
 }
 
 struct Running {

@@ -179,6 +179,13 @@ pub struct Saved {
 /// raft, fenced by the consumer's epoch (`pipeline::assignment`).
 pub trait CheckpointSink: Send + Sync + 'static {
     fn save(&self, key: &str, saved: Saved) -> Result<(), StoreError>;
+
+    /// Cheap enough to take every checkpoint as it moves (an in-memory
+    /// batch that raft commits every `commit_interval`), rather than one
+    /// per `checkpoint_interval`: fewer events re-read after a failover.
+    fn eager(&self) -> bool {
+        false
+    }
 }
 
 impl CheckpointSink for CheckpointStore {

@@ -336,6 +336,9 @@ impl ShardConsumer {
             Ordering::Relaxed,
         );
         self.dirty = true;
+        if self.store.eager() {
+            self.persist();
+        }
         if self.read_only_end.as_ref() == Some(&self.committed) && self.tracker.in_flight() == 0 {
             self.finish(ctx);
         }
