@@ -79,14 +79,26 @@ impl Cluster {
             }
             LeaderRequest::AddMember { id, addr } => {
                 let _one = self.one_membership_change()?;
-                let m = self.raft_view();
-                if m.voters.contains(&id) {
-                    return Ok(LeaderReply::Done);
-                }
-                if self.inner.forgotten.lock().contains(&id) {
+                if self.assignments().borrow().removed.contains(&id) {
                     return Err(LeaderError::Refused(format!(
                         "node id {id} was removed; ids are never reused"
                     )));
+                }
+                let m = self.raft_view();
+                if m.voters.contains(&id) {
+                    if m.addrs.get(&id) != Some(&addr) {
+                        // A member at a new address: raft must call it there.
+                        tracing::info!(node = id, %addr, "a member's address changed");
+                        self.inner
+                            .raft
+                            .change_membership(
+                                ChangeMembers::SetNodes(BTreeMap::from([(id, MemberAddr { addr })])),
+                                false,
+                            )
+                            .await
+                            .map_err(write_error)?;
+                    }
+                    return Ok(LeaderReply::Done);
                 }
                 tracing::info!(node = id, %addr, "adding a member: learner first");
                 self.inner
@@ -136,7 +148,6 @@ impl Cluster {
                         .map_err(write_error)?;
                 }
                 self.write_here(Command::Forget { id }).await?;
-                self.inner.forgotten.lock().insert(id);
                 tracing::info!(node = id, "member removed");
                 Ok(LeaderReply::Done)
             }

@@ -74,6 +74,9 @@ pub(crate) struct Beat {
     /// Unix ms of the process start: a restarted node is a new incarnation.
     pub incarnation: u64,
     pub live: NodeLive,
+    /// The node's last applied log index when it sent the beat.
+    #[serde(default)]
+    pub applied: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +112,11 @@ pub(crate) struct Seen {
     pub at: Instant,
     pub incarnation: u64,
     pub live: NodeLive,
+    /// The leader's commit index when this beat arrived: the next beat
+    /// must report it applied for the node to count as caught up.
+    pub want: u64,
+    /// The last beat that reported the previous beat's `want` applied.
+    pub caught_up: Option<Instant>,
 }
 
 /// One node in the leader's liveness table, as status shows it.
@@ -177,8 +185,7 @@ impl Liveness {
         let mut dead = self.dead.lock();
         let mut alive = BTreeSet::new();
         for id in members {
-            let last = since.map(|s| seen.get(&id).map_or(s, |x| x.at.max(s)));
-            if id == me || last.is_some_and(|at| at.elapsed() < ttl) {
+            if id == me || Self::live_in(since, seen.get(&id), ttl) {
                 alive.insert(id);
             } else if dead.insert(id) {
                 tracing::info!(
@@ -207,31 +214,49 @@ impl Liveness {
 
     /// A beat arrived: recorded (the next round sees the node alive); true
     /// if it may renew the node's lease, i.e. the node is not declared dead.
-    pub fn beat(&self, beat: &Beat) -> bool {
+    /// `commit_index` is the leader's now.
+    pub fn beat(&self, beat: &Beat, commit_index: u64) -> bool {
         let mut seen = self.seen.lock();
-        Self::record_in(&mut seen, beat);
+        Self::record_in(&mut seen, beat, commit_index);
         !self.dead.lock().contains(&beat.node)
     }
 
-    #[cfg(test)]
-    pub fn record(&self, beat: &Beat) {
-        Self::record_in(&mut self.seen.lock(), beat);
-    }
-
-    fn record_in(seen: &mut HashMap<NodeId, Seen>, beat: &Beat) {
-        if let Some(prev) = seen.get(&beat.node) {
-            if prev.incarnation != beat.incarnation {
-                tracing::info!(node = beat.node, "node restarted (new incarnation)");
-            }
+    fn record_in(seen: &mut HashMap<NodeId, Seen>, beat: &Beat, commit_index: u64) {
+        let now = Instant::now();
+        let prev = seen.get(&beat.node);
+        if prev.is_some_and(|p| p.incarnation != beat.incarnation) {
+            tracing::info!(node = beat.node, "node restarted (new incarnation)");
+        }
+        let caught_up = match prev {
+            Some(p) if p.incarnation == beat.incarnation && beat.applied >= p.want => Some(now),
+            Some(p) if p.incarnation == beat.incarnation => p.caught_up,
+            _ => None,
+        };
+        if let Some(p) = prev.filter(|p| p.incarnation == beat.incarnation && beat.applied < p.want) {
+            tracing::debug!(node = beat.node, applied = beat.applied, want = p.want, "beat from a node behind the log");
         }
         seen.insert(
             beat.node,
             Seen {
-                at: Instant::now(),
+                at: now,
                 incarnation: beat.incarnation,
                 live: beat.live.clone(),
+                want: commit_index,
+                caught_up,
             },
         );
+    }
+
+    /// Alive: a beat within `ttl`, and caught up within `ttl` (it applied
+    /// what the leader had committed a beat earlier). A node that beats but
+    /// cannot keep up with the log (a snapshot too big, a slow disk) cannot
+    /// renew its lease either, so it must not keep shards it cannot consume.
+    /// Everyone gets the grace of the leader's election.
+    fn live_in(since: Option<Instant>, seen: Option<&Seen>, ttl: Duration) -> bool {
+        let Some(since) = since else { return false };
+        let beat = seen.map_or(since, |x| x.at.max(since));
+        let caught_up = seen.and_then(|x| x.caught_up).map_or(since, |c| c.max(since));
+        beat.elapsed() < ttl && caught_up.elapsed() < ttl
     }
 
     /// When the node last showed life, counting the leader's own election as grace.
@@ -242,7 +267,8 @@ impl Liveness {
     }
 
     pub fn alive(&self, node: NodeId, ttl: Duration) -> bool {
-        self.last(node).is_some_and(|at| at.elapsed() < ttl)
+        let since = *self.since.lock();
+        Self::live_in(since, self.seen.lock().get(&node), ttl)
     }
 
     pub fn table(
@@ -251,9 +277,11 @@ impl Liveness {
         ttl: Duration,
     ) -> BTreeMap<NodeId, LiveNode> {
         let seen = self.seen.lock().clone();
+        let since = *self.since.lock();
         members
             .map(|id| {
                 let age = self.last(id).map(|a| a.elapsed()).unwrap_or(ttl);
+                let alive = Self::live_in(since, seen.get(&id), ttl);
                 (
                     id,
                     LiveNode {
@@ -261,7 +289,7 @@ impl Liveness {
                             .get(&id)
                             .map(|s| s.at.elapsed().as_secs_f64())
                             .unwrap_or(age.as_secs_f64()),
-                        alive: age < ttl,
+                        alive,
                         live: seen.get(&id).map(|s| s.live.clone()).unwrap_or_default(),
                     },
                 )
@@ -322,13 +350,47 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(350));
         assert!(!l.alive(7, Duration::from_millis(300)));
-        l.record(&Beat {
+        let beat = |applied| Beat {
             node: 7,
             cluster_id: String::new(),
             incarnation: 1,
             live: NodeLive::default(),
-        });
-        assert!(l.alive(7, Duration::from_millis(300)));
+            applied,
+        };
+        assert!(l.beat(&beat(0), 10));
+        assert!(
+            !l.alive(7, Duration::from_millis(300)),
+            "one beat proves no catching up"
+        );
+        l.beat(&beat(10), 12);
+        assert!(l.alive(7, Duration::from_millis(300)), "it applied what was committed a beat ago");
+    }
+
+    #[test]
+    fn a_node_that_beats_but_never_catches_up_is_not_alive() {
+        let l = Liveness::new();
+        l.leading(true);
+        let ttl = Duration::from_millis(200);
+        let beat = |applied| Beat {
+            node: 7,
+            cluster_id: String::new(),
+            incarnation: 1,
+            live: NodeLive::default(),
+            applied,
+        };
+        l.beat(&beat(5), 10);
+        l.beat(&beat(10), 20);
+        assert!(l.alive(7, ttl));
+        // Stuck at 10 (a snapshot it cannot install) while the log moves on.
+        for commit in 21..30 {
+            std::thread::sleep(Duration::from_millis(30));
+            l.beat(&beat(10), commit);
+        }
+        assert!(!l.alive(7, ttl), "beating is not enough");
+        assert!(!l.sweep([1, 7], 1, ttl).contains(&7));
+        // It catches up: alive again (a later round revives it).
+        l.beat(&beat(29), 30);
+        assert!(l.alive(7, ttl));
     }
 
     #[test]
@@ -344,8 +406,10 @@ mod tests {
             cluster_id: String::new(),
             incarnation: 1,
             live: NodeLive::default(),
+            applied: 0,
         };
-        assert!(!l.beat(&beat), "a beat of a declared-dead node renews nothing");
+        assert!(!l.beat(&beat, 0), "a beat of a declared-dead node renews nothing");
+        l.beat(&beat, 0);
         assert!(l.alive(8, Duration::from_millis(20)), "but it is recorded");
         l.revive(&BTreeSet::from([8]));
         assert!(l.is_declared_dead(7), "7 was not seen alive by that round");

@@ -165,7 +165,6 @@ struct Inner {
     live_source: Mutex<Option<LiveSource>>,
     admin: tokio::sync::Mutex<()>,
     recording: tokio::sync::Mutex<()>,
-    forgotten: Mutex<BTreeSet<NodeId>>,
     committer: CheckpointCommitter,
     tags: TagPublisher,
     stop: CancellationToken,
@@ -240,7 +239,6 @@ impl Cluster {
                 live_source: Mutex::default(),
                 admin: tokio::sync::Mutex::new(()),
                 recording: tokio::sync::Mutex::new(()),
-                forgotten: Mutex::default(),
                 stop,
             }),
         };
@@ -638,7 +636,7 @@ impl Cluster {
                 return refuse("no recent quorum");
             }
         }
-        if !self.inner.liveness.beat(&beat) {
+        if !self.inner.liveness.beat(&beat, view.commit_index) {
             // Recorded (the next round sees it alive), but no lease yet: the
             // moves of its shards may not be committed at this index.
             return refuse("declared dead: its shards are being moved; a later beat renews");
@@ -666,6 +664,14 @@ impl Cluster {
             let Some(leader) = self.raft_view().leader else {
                 continue;
             };
+            if self.assignments().borrow().removed.contains(&s.node_id) {
+                tracing::error!(
+                    node = s.node_id,
+                    "this node was removed from the cluster and node ids are never reused: \
+                     start it with a new cluster.node_id and an empty node.data_dir; exiting"
+                );
+                std::process::exit(2);
+            }
             // Announce this node (name, address, slots) until the state knows it.
             if !self.member_recorded() {
                 let me = self.clone();
@@ -683,6 +689,7 @@ impl Cluster {
                 cluster_id: self.assignments().borrow().cluster_id.clone(),
                 incarnation: self.inner.incarnation,
                 live,
+                applied: self.raft_view().applied_index,
             };
             let sent = Instant::now();
             let reply = if leader == s.node_id {

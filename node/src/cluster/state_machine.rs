@@ -125,6 +125,12 @@ pub(crate) fn apply(
                 (Reply::refused("the cluster id is already set"), false)
             }
         }
+        Command::Member { id, state } if a.removed.contains(id) => (
+            Reply::refused(format!(
+                "node {id} was removed from the cluster; ids are never reused"
+            )),
+            false,
+        ),
         Command::Member { id, state } => {
             let draining = a.members.get(id).is_some_and(|m| m.draining);
             a.members.insert(
@@ -152,6 +158,7 @@ pub(crate) fn apply(
         },
         Command::Forget { id } => {
             a.members.remove(id);
+            a.removed.insert(*id);
             for s in a.shards.values_mut() {
                 s.standbys.retain(|n| n != id);
                 if s.owner == Some(*id) {

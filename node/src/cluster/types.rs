@@ -3,7 +3,7 @@
 //! type configuration that carries them is at the bottom and stays private
 //! to `node::cluster`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -279,6 +279,10 @@ pub struct Assignments {
     /// Serialized as a list of pairs: JSON object keys must be strings.
     #[serde(with = "pairs")]
     pub shards: BTreeMap<ShardKey, ShardState>,
+    /// Tombstones of removed members: ids are never reused, and a removed
+    /// node restarted on its old data dir cannot record itself again.
+    #[serde(default)]
+    pub removed: BTreeSet<NodeId>,
 }
 
 /// A map with structured keys as a JSON list of `[key, value]` pairs.
