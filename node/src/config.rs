@@ -132,6 +132,15 @@ pub struct ControlConfig {
 pub struct NodeConfig {
     pub id: String,
     pub data_dir: PathBuf,
+    /// On SIGTERM: how long the sinks may take to deliver what is in flight
+    /// before the node ends its shards' epochs and hands them over (keep it
+    /// under the supervisor's stop timeout, e.g. systemd `TimeoutStopSec`).
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_shutdown_grace_ms() -> u64 {
+    30_000
 }
 
 /// Where the trail is read: an SLS logstore.
@@ -540,6 +549,17 @@ impl Config {
                     "must be at least 100",
                 ));
             }
+            // A leader acknowledges beats only while a quorum answered it
+            // within min(lease, election timeout) / 2 (`lease::quorum_freshness`);
+            // raft beats every election_timeout / 6, so a lease shorter than
+            // 2/3 of the election timeout leaves no room for two of them and
+            // every node would be fenced.
+            if c.lease_ms * 3 < c.election_timeout_ms * 2 {
+                return Err(invalid(
+                    "cluster.election_timeout_ms",
+                    "must be at most 1.5 × cluster.lease_ms (a leader checks its quorum within half a lease)",
+                ));
+            }
             if c.snapshot_logs < 10 {
                 return Err(invalid("cluster.snapshot_logs", "must be at least 10"));
             }
@@ -708,6 +728,19 @@ path = "/tmp/trail/dead.jsonl"
             Err(e) => e.to_string(),
             Ok(c) => c.validate().unwrap_err().to_string(),
         }
+    }
+
+    #[test]
+    fn lease_and_election_timings_that_would_fence_every_node_are_refused() {
+        let cluster = "[control]\nlisten = \"127.0.0.1:7001\"\n[cluster]\nnode_id = 1\nbootstrap = true\n";
+        let e = err(&format!(
+            "{GOOD}\n{cluster}lease_ms = 900\nheartbeat_ms = 100\nfence_margin_ms = 200\nelection_timeout_ms = 3000\n"
+        ));
+        assert!(e.starts_with("cluster.election_timeout_ms:"), "{e}");
+        let ok = format!(
+            "{GOOD}\n{cluster}lease_ms = 6000\nheartbeat_ms = 250\nfence_margin_ms = 500\nelection_timeout_ms = 600\n"
+        );
+        toml::from_str::<Config>(&ok).unwrap().validate().unwrap();
     }
 
     #[test]

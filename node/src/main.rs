@@ -83,6 +83,7 @@ fn main() -> Result<()> {
 
 async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
+    let grace = Duration::from_millis(config.node.shutdown_grace_ms);
     tracing::info!(node = %config.node.id, project = %config.source.project, logstore = %config.source.logstore, "starting");
     let node = RunningNode::start(config)
         .await
@@ -93,7 +94,7 @@ async fn run(path: &Path) -> Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("stopping: draining what is in flight");
-    node.shutdown(Duration::from_secs(30)).await;
+    node.shutdown(grace).await;
     Ok(())
 }
 
