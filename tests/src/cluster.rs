@@ -35,6 +35,8 @@ pub struct Timing {
     pub commit_interval_ms: u64,
     pub checkpoint_interval_ms: u64,
     pub snapshot_logs: u64,
+    /// `node.shutdown_grace_ms`: what SIGTERM gives the sinks.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Timing {
@@ -48,6 +50,7 @@ impl Timing {
             commit_interval_ms: 250,
             checkpoint_interval_ms: 1_000,
             snapshot_logs: 5_000,
+            shutdown_grace_ms: 30_000,
         }
     }
 
@@ -449,6 +452,7 @@ impl LocalCluster {
                 r#"[node]
 id = "n{id}"
 data_dir = {data:?}
+shutdown_grace_ms = {grace}
 
 [source]
 endpoint = "http://sls.test"
@@ -506,6 +510,7 @@ snapshot_logs = {snap}
                 election = t.election_timeout_ms,
                 commit = t.commit_interval_ms,
                 snap = t.snapshot_logs,
+                grace = t.shutdown_grace_ms,
                 extra = self.extra,
             ),
         )

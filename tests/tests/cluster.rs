@@ -288,6 +288,22 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     );
     // The target is ≤ 1 s (measured in release: BENCHMARKS.md); generous here.
     assert!(pauses.iter().all(|p| *p < 3.0), "{pauses:?}");
+
+    // The removal is replicated, not the leader's memory: after the leader
+    // dies, the new one still refuses the removed id.
+    c.kill(4);
+    let s = c.status().unwrap();
+    let leader: u64 = s["leader_id"].as_str().unwrap().parse().unwrap();
+    let term = s["term"].as_u64().unwrap();
+    c.kill(leader);
+    let s = c.wait_for("a new leader", Duration::from_secs(30), |s| {
+        s["term"].as_u64() > Some(term) && s["leader_id"] != leader.to_string().as_str()
+    });
+    let via: u64 = s["leader_id"].as_str().unwrap().parse().unwrap();
+    let out = c.trailctl(via, &["members", "add", "4", &addr, "-o", "json"]);
+    assert!(!out.status.success(), "a removed id was added back");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("never reused"), "{err}");
 }
 
 #[test]
@@ -481,11 +497,45 @@ fn a_leader_cut_from_its_peers_but_not_from_sls_and_hec_writes_nothing_while_cut
     assert!(dups <= bound);
 }
 
+/// Every node SIGKILLed at once, mid-stream, then all restarted on their
+/// data dirs: the cluster comes back from its raft logs and snapshots (every
+/// 40 entries here), owners resume at the committed checkpoints, nothing is
+/// lost, and the history check holds across the restart.
+#[test]
+fn a_full_cluster_restart_resumes_from_the_committed_checkpoints() {
+    let _one = serial();
+    let mut c = LocalCluster::start("cluster-r", 3, 4, Timing::tests());
+    c.start_stream(RATE, 9);
+    let before = c.wait_settled(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    for id in [1, 2, 3] {
+        c.kill(id);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for id in [1, 2, 3] {
+        c.add_node(id);
+    }
+    let after = c.wait_settled(Duration::from_secs(60));
+    for (k, (_, epoch)) in owners(&after) {
+        assert!(epoch >= owners(&before)[&k].1, "shard {k}: epochs never go back");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let got = c.finish();
+    let dups = duplicates(&got);
+    let bound = duplicate_bound(&c, 4, Duration::from_secs(1));
+    println!("duplicates after a full restart: {dups} (bound {bound})");
+    assert!(dups <= bound);
+}
+
 #[test]
 fn a_split_shard_is_read_to_its_end_and_its_children_are_assigned() {
     let _one = serial();
-    let mut c = LocalCluster::start("cluster-s", 3, 2, Timing::tests());
+    // `start = "end"`: a child must still start at its beginning, or what
+    // is written to it before the leader's next listing is never read.
+    let mut c = LocalCluster::start_from("cluster-s", 3, 2, Timing::tests(), "end");
+    c.wait_settled(Duration::from_secs(60));
     c.start_stream(RATE, 8);
+    std::thread::sleep(Duration::from_secs(1));
     let s = c.wait_settled(Duration::from_secs(60));
     let parent_owner = owners(&s)[&0].0.clone();
     // Shard 0 holds [00…, 80…): split it in the middle, mid-stream.
@@ -789,6 +839,43 @@ fn a_drain_during_a_hec_503_storm_sends_nothing_twice() {
         0,
         "a 503 storm during a drain sends nothing twice (503s take nothing)"
     );
+}
+
+/// The same storm during a SIGTERM: the node's grace (2 s here) runs out
+/// with parts in its sinks; it must end those epochs (parts given up
+/// unsent) before it releases, so nothing it held lands after the new
+/// owners' deliveries and nothing is sent twice.
+#[test]
+fn a_sigterm_during_a_hec_503_storm_sends_nothing_twice() {
+    let _one = serial();
+    let timing = Timing {
+        shutdown_grace_ms: 2_000,
+        ..Timing::tests()
+    };
+    let mut c = LocalCluster::start("cluster-storm-term", 3, 4, timing);
+    c.start_stream(RATE, 13);
+    let s = c.wait_settled(Duration::from_secs(60));
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (owner, _) in owners(&s).values() {
+        *counts.entry(owner.clone()).or_default() += 1;
+    }
+    let (victim, _) = counts.iter().max_by_key(|(_, n)| **n).unwrap();
+    let victim: u64 = victim.parse().unwrap();
+    let lost: Vec<u64> = owners(&s)
+        .iter()
+        .filter(|(_, (o, _))| *o == victim.to_string())
+        .map(|(k, _)| *k)
+        .collect();
+    hec_faults(&c, 1);
+    std::thread::sleep(Duration::from_secs(2));
+    let status = c.terminate(victim).expect("the node exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    hec_faults(&c, 0);
+    c.wait_taken_over(&victim.to_string(), &lost, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let got = c.finish(); // the history check: one node per epoch, epochs never go back
+    assert_eq!(duplicates(&got), 0, "a 503 storm during a SIGTERM sends nothing twice");
 }
 
 /// `source.start = "end"`, and the first owner of a shard dies before any
