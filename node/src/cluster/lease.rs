@@ -92,6 +92,18 @@ pub(crate) struct BeatReply {
     pub commit_index: u64,
 }
 
+/// What the leader answers a beat with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BeatVerdict {
+    /// The lease may be renewed.
+    Renew,
+    /// Declared dead: its shards are being moved.
+    Dead,
+    /// The beat does not show the node applied what was committed a beat
+    /// earlier (or it is its first beat to this leader).
+    Behind,
+}
+
 /// The leader's view of who is alive (kept in memory, never in the log).
 #[derive(Debug)]
 pub(crate) struct Liveness {
@@ -203,7 +215,6 @@ impl Liveness {
     }
 
     /// Declared dead and not yet revived.
-    #[cfg(test)]
     pub fn is_declared_dead(&self, id: NodeId) -> bool {
         self.dead.lock().contains(&id)
     }
@@ -212,16 +223,27 @@ impl Liveness {
         self.since.lock().is_some()
     }
 
-    /// A beat arrived: recorded (the next round sees the node alive); true
-    /// if it may renew the node's lease, i.e. the node is not declared dead.
-    /// `commit_index` is the leader's now.
-    pub fn beat(&self, beat: &Beat, commit_index: u64) -> bool {
+    /// A beat arrived: recorded (the next round sees it), and whether it
+    /// may renew the node's lease. `commit_index` is the leader's now.
+    ///
+    /// Only a beat that itself proves the node caught up may: the sweep
+    /// then counts the node alive for a full `ttl` from now, longer than
+    /// the lease the node takes from the beat's send time, so no round can
+    /// declare it dead (and give its shards away) while that lease runs.
+    pub fn beat(&self, beat: &Beat, commit_index: u64) -> BeatVerdict {
         let mut seen = self.seen.lock();
-        Self::record_in(&mut seen, beat, commit_index);
-        !self.dead.lock().contains(&beat.node)
+        let now = Self::record_in(&mut seen, beat, commit_index);
+        if self.dead.lock().contains(&beat.node) {
+            BeatVerdict::Dead
+        } else if seen.get(&beat.node).and_then(|s| s.caught_up) != Some(now) {
+            BeatVerdict::Behind
+        } else {
+            BeatVerdict::Renew
+        }
     }
 
-    fn record_in(seen: &mut HashMap<NodeId, Seen>, beat: &Beat, commit_index: u64) {
+    /// Records a beat; returns its arrival instant.
+    fn record_in(seen: &mut HashMap<NodeId, Seen>, beat: &Beat, commit_index: u64) -> Instant {
         let now = Instant::now();
         let prev = seen.get(&beat.node);
         if prev.is_some_and(|p| p.incarnation != beat.incarnation) {
@@ -245,6 +267,7 @@ impl Liveness {
                 caught_up,
             },
         );
+        now
     }
 
     /// Alive: a beat within `ttl`, and caught up within `ttl` (it applied
@@ -357,12 +380,12 @@ mod tests {
             live: NodeLive::default(),
             applied,
         };
-        assert!(l.beat(&beat(0), 10));
+        assert_eq!(l.beat(&beat(0), 10), BeatVerdict::Behind, "a first beat renews nothing");
         assert!(
             !l.alive(7, Duration::from_millis(300)),
             "one beat proves no catching up"
         );
-        l.beat(&beat(10), 12);
+        assert_eq!(l.beat(&beat(10), 12), BeatVerdict::Renew);
         assert!(l.alive(7, Duration::from_millis(300)), "it applied what was committed a beat ago");
     }
 
@@ -384,7 +407,7 @@ mod tests {
         // Stuck at 10 (a snapshot it cannot install) while the log moves on.
         for commit in 21..30 {
             std::thread::sleep(Duration::from_millis(30));
-            l.beat(&beat(10), commit);
+            assert_eq!(l.beat(&beat(10), commit), BeatVerdict::Behind, "no lease while behind");
         }
         assert!(!l.alive(7, ttl), "beating is not enough");
         assert!(!l.sweep([1, 7], 1, ttl).contains(&7));
@@ -408,7 +431,7 @@ mod tests {
             live: NodeLive::default(),
             applied: 0,
         };
-        assert!(!l.beat(&beat, 0), "a beat of a declared-dead node renews nothing");
+        assert_eq!(l.beat(&beat, 0), BeatVerdict::Dead, "a beat of a declared-dead node renews nothing");
         l.beat(&beat, 0);
         assert!(l.alive(8, Duration::from_millis(20)), "but it is recorded");
         l.revive(&BTreeSet::from([8]));

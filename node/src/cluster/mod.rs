@@ -612,7 +612,7 @@ impl Cluster {
     }
 
     /// A beat received (here or from a peer) while this node may be the leader.
-    pub(crate) fn on_beat(&self, beat: Beat) -> BeatReply {
+    pub(crate) async fn on_beat(&self, beat: Beat) -> BeatReply {
         let view = self.raft_view();
         let refuse = |message: &str| BeatReply {
             ok: false,
@@ -636,16 +636,35 @@ impl Cluster {
                 return refuse("no recent quorum");
             }
         }
-        if !self.inner.liveness.beat(&beat, view.commit_index) {
+        match self.inner.liveness.beat(&beat, view.commit_index) {
+            lease::BeatVerdict::Renew => {}
             // Recorded (the next round sees it alive), but no lease yet: the
             // moves of its shards may not be committed at this index.
+            lease::BeatVerdict::Dead => {
+                return refuse("declared dead: its shards are being moved; a later beat renews")
+            }
+            lease::BeatVerdict::Behind => {
+                return refuse("behind the log: a beat renews once it applied what was committed a beat earlier")
+            }
+        }
+        // The barrier: a quorum confirms this node still leads (a deposed
+        // leader gets no answer), and the index it confirms covers every
+        // command committed before, the moves of any shard planned so far.
+        // The node renews only once it applied it.
+        let wait = (self.inner.settings.heartbeat * 2).max(Duration::from_millis(300));
+        let read = match tokio::time::timeout(wait, self.inner.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => read.map_or(0, |l| l.index),
+            Ok(Err(e)) => return refuse(&format!("leadership not confirmed: {e}")),
+            Err(_) => return refuse("no quorum confirmed the leadership in time"),
+        };
+        if self.inner.liveness.is_declared_dead(beat.node) {
             return refuse("declared dead: its shards are being moved; a later beat renews");
         }
         BeatReply {
             ok: true,
             leader: view.leader,
             message: String::new(),
-            commit_index: view.commit_index,
+            commit_index: read.max(view.commit_index),
         }
     }
 
@@ -692,8 +711,17 @@ impl Cluster {
                 applied: self.raft_view().applied_index,
             };
             let sent = Instant::now();
-            let reply = if leader == s.node_id {
-                Some(self.on_beat(beat))
+            if leader == s.node_id {
+                let me = self.clone();
+                // The barrier takes a quorum round: the next beat must not wait for it.
+                tokio::spawn(async move {
+                    let r = me.on_beat(beat).await;
+                    if r.ok {
+                        me.renew_when_caught_up(sent, r.commit_index).await;
+                    } else {
+                        tracing::debug!(message = %r.message, "own beat refused");
+                    }
+                });
             } else if let Some(addr) = self.member_addr(leader) {
                 let me = self.clone();
                 let timeout = (s.heartbeat * 2).max(Duration::from_millis(300));
@@ -716,14 +744,6 @@ impl Cluster {
                         Err(e) => tracing::debug!(error = %e, "beat failed"),
                     }
                 });
-                None
-            } else {
-                None
-            };
-            if let Some(r) = reply {
-                if r.ok {
-                    self.renew_when_caught_up(sent, r.commit_index).await;
-                }
             }
         }
     }

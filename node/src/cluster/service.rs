@@ -96,7 +96,7 @@ impl Peer for PeerService {
         req: Request<pb::Envelope>,
     ) -> Result<Response<pb::Envelope>, Status> {
         let (kind, beat): (_, Beat) = open(req)?;
-        seal(&kind, &self.cluster.on_beat(beat))
+        seal(&kind, &self.cluster.on_beat(beat).await)
     }
 
     async fn forward(&self, req: Request<pb::Envelope>) -> Result<Response<pb::Envelope>, Status> {
