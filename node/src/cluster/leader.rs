@@ -202,7 +202,9 @@ impl Cluster {
     /// The leader's loop: liveness, shard discovery, planning.
     pub(crate) async fn leader_duties(self) {
         let tick = (self.inner.settings.heartbeat / 2).max(Duration::from_millis(50));
-        let mut was_leader = false;
+        // Leadership is keyed on the term: losing and regaining it between
+        // two ticks is a new term, and the liveness table starts over.
+        let mut led_term: Option<u64> = None;
         let mut last_listing: Option<Instant> = None;
         let mut warned_dead: BTreeMap<NodeId, bool> = BTreeMap::new();
         loop {
@@ -217,11 +219,13 @@ impl Cluster {
                 tracing::error!(error = %e, "raft stopped; exiting");
                 std::process::exit(70);
             }
-            let leader = self.raft_view().leader == Some(self.id());
-            if leader != was_leader {
-                self.inner.liveness.leading(leader);
-                tracing::info!(node = self.id(), leader, "leadership changed");
-                was_leader = leader;
+            let view = self.raft_view();
+            let leader = view.leader == Some(self.id());
+            let term = leader.then_some(view.term);
+            if term != led_term {
+                self.inner.liveness.leading(term);
+                tracing::info!(node = self.id(), leader, term = view.term, "leadership changed");
+                led_term = term;
                 last_listing = None;
             }
             if !leader {

@@ -109,6 +109,8 @@ pub(crate) enum BeatVerdict {
 pub(crate) struct Liveness {
     /// When this node last became leader (grace for everyone).
     since: Mutex<Option<Instant>>,
+    /// The term it leads in.
+    term: Mutex<Option<u64>>,
     seen: Mutex<HashMap<NodeId, Seen>>,
     /// When this leader first saw each shard revoking under an epoch, on its
     /// monotonic clock (revoke timeouts never read a wall clock).
@@ -143,18 +145,20 @@ impl Liveness {
     pub fn new() -> Liveness {
         Liveness {
             since: Mutex::new(None),
+            term: Mutex::new(None),
             seen: Mutex::default(),
             revoking: Mutex::default(),
             dead: Mutex::default(),
         }
     }
 
-    /// This node became leader (or stopped being it: `false`).
-    pub fn leading(&self, yes: bool) {
-        *self.since.lock() = if yes { Some(Instant::now()) } else { None };
-        if !yes {
-            self.seen.lock().clear();
-        }
+    /// This node leads in `term` (or stopped leading: `None`). Every new
+    /// term starts over: grace for everyone, no one declared dead, revoke
+    /// timers from zero.
+    pub fn leading(&self, term: Option<u64>) {
+        *self.since.lock() = term.map(|_| Instant::now());
+        *self.term.lock() = term;
+        self.seen.lock().clear();
         self.dead.lock().clear();
         self.revoking.lock().clear();
     }
@@ -219,8 +223,9 @@ impl Liveness {
         self.dead.lock().contains(&id)
     }
 
-    pub fn is_leading(&self) -> bool {
-        self.since.lock().is_some()
+    /// The term this node's liveness table belongs to.
+    pub fn leading_term(&self) -> Option<u64> {
+        *self.term.lock()
     }
 
     /// A beat arrived: recorded (the next round sees it), and whether it
@@ -366,7 +371,7 @@ mod tests {
             !l.alive(7, Duration::from_secs(1)),
             "not leading: nobody is known alive"
         );
-        l.leading(true);
+        l.leading(Some(1));
         assert!(
             l.alive(7, Duration::from_millis(300)),
             "unknown nodes get grace"
@@ -392,7 +397,7 @@ mod tests {
     #[test]
     fn a_node_that_beats_but_never_catches_up_is_not_alive() {
         let l = Liveness::new();
-        l.leading(true);
+        l.leading(Some(1));
         let ttl = Duration::from_millis(200);
         let beat = |applied| Beat {
             node: 7,
@@ -419,7 +424,7 @@ mod tests {
     #[test]
     fn a_node_declared_dead_stays_so_until_a_round_that_saw_it_alive_committed() {
         let l = Liveness::new();
-        l.leading(true);
+        l.leading(Some(1));
         std::thread::sleep(Duration::from_millis(30));
         let alive = l.sweep([1, 7, 8], 1, Duration::from_millis(20));
         assert_eq!(alive, BTreeSet::from([1]), "the leader itself is always alive");
@@ -437,7 +442,7 @@ mod tests {
         l.revive(&BTreeSet::from([8]));
         assert!(l.is_declared_dead(7), "7 was not seen alive by that round");
         assert!(!l.is_declared_dead(8));
-        l.leading(false);
+        l.leading(None);
         assert!(
             !l.is_declared_dead(7),
             "a new term starts with everyone's grace"

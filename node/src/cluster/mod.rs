@@ -620,7 +620,8 @@ impl Cluster {
             message: message.into(),
             commit_index: 0,
         };
-        if view.leader != Some(self.id()) || !self.inner.liveness.is_leading() {
+        // Answered only once the duty loop took this term over (its table, its grace).
+        if view.leader != Some(self.id()) || self.inner.liveness.leading_term() != Some(view.term) {
             return refuse("not the leader");
         }
         let cid = self.assignments().borrow().cluster_id.clone();
