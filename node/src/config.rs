@@ -732,7 +732,8 @@ path = "/tmp/trail/dead.jsonl"
 
     #[test]
     fn lease_and_election_timings_that_would_fence_every_node_are_refused() {
-        let cluster = "[control]\nlisten = \"127.0.0.1:7001\"\n[cluster]\nnode_id = 1\nbootstrap = true\n";
+        let cluster =
+            "[control]\nlisten = \"127.0.0.1:7001\"\n[cluster]\nnode_id = 1\nbootstrap = true\n";
         let e = err(&format!(
             "{GOOD}\n{cluster}lease_ms = 900\nheartbeat_ms = 100\nfence_margin_ms = 200\nelection_timeout_ms = 3000\n"
         ));

@@ -182,7 +182,12 @@ impl Netns {
         ns.veth(&ns.host_if, &format!("tcn{n}"), &ns.host_ip, &ns.ns_ip)?;
         if split {
             let (host_if, host_ip) = (format!("tsh{n}"), format!("10.232.{subnet}.1"));
-            ns.veth(&host_if, &format!("tsn{n}"), &host_ip, &format!("10.232.{subnet}.2"))?;
+            ns.veth(
+                &host_if,
+                &format!("tsn{n}"),
+                &host_ip,
+                &format!("10.232.{subnet}.2"),
+            )?;
             ns.services = Some((host_if, host_ip));
         }
         ns.inside(&["link", "set", "lo", "up"])?;
@@ -198,7 +203,9 @@ impl Netns {
     /// A veth pair between the host (`host_if`, `host_ip`) and the namespace.
     fn veth(&self, host_if: &str, ns_if: &str, host_ip: &str, ns_ip: &str) -> Result<(), String> {
         let _ = ip(&["link", "del", host_if]);
-        ip(&["link", "add", host_if, "type", "veth", "peer", "name", ns_if])?;
+        ip(&[
+            "link", "add", host_if, "type", "veth", "peer", "name", ns_if,
+        ])?;
         ip(&["link", "set", ns_if, "netns", &self.name])?;
         ip(&["addr", "add", &format!("{host_ip}/24"), "dev", host_if])?;
         ip(&["link", "set", host_if, "up"])?;
@@ -926,7 +933,12 @@ pub fn assert_history(events: &[Value]) {
     assert!(
         violations.is_empty(),
         "delivery history broke the promise:\n{}",
-        violations.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        violations
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -937,12 +949,18 @@ pub fn check_history(events: &[Value]) -> Vec<String> {
     let mut violations: Vec<String> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         let shard = e["fields"]["shard"].as_str().unwrap_or("?").to_owned();
-        let Some(epoch) = e["fields"]["epoch"].as_str().and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(epoch) = e["fields"]["epoch"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             violations.push(format!("event {i} of shard {shard} carries no epoch"));
             continue;
         };
         let host = e["host"].as_str().unwrap_or("?").to_owned();
-        writers.entry((shard.clone(), epoch)).or_default().insert(host.clone());
+        writers
+            .entry((shard.clone(), epoch))
+            .or_default()
+            .insert(host.clone());
         let prev = last.entry(shard.clone()).or_insert(epoch);
         if epoch < *prev {
             violations.push(format!(
@@ -953,7 +971,9 @@ pub fn check_history(events: &[Value]) -> Vec<String> {
     }
     for ((shard, epoch), hosts) in &writers {
         if hosts.len() > 1 {
-            violations.push(format!("shard {shard} epoch {epoch}: delivered by {hosts:?}"));
+            violations.push(format!(
+                "shard {shard} epoch {epoch}: delivered by {hosts:?}"
+            ));
         }
     }
     violations

@@ -456,15 +456,24 @@ fn a_leader_cut_from_its_peers_but_not_from_sls_and_hec_writes_nothing_while_cut
     c.netns.as_ref().unwrap().0.link(false);
     let log = c.dir.join("n1.log");
     let fenced = loop {
-        if std::fs::read_to_string(&log).unwrap_or_default().contains("lease expired") {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("lease expired")
+        {
             break cut.elapsed();
         }
-        assert!(cut.elapsed() < Duration::from_secs(10), "node 1 never fenced itself");
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "node 1 never fenced itself"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let lease = Duration::from_millis(c.timing.lease_ms);
     println!("the cut-off leader fenced itself {fenced:?} after the cut (lease {lease:?})");
-    assert!(fenced <= lease, "it must stop before the majority may reassign");
+    assert!(
+        fenced <= lease,
+        "it must stop before the majority may reassign"
+    );
     let s2 = c.wait_for("a new leader", Duration::from_secs(30), |s| {
         s["leader_id"] != "1" && s["term"].as_u64() > Some(term)
     });
@@ -472,13 +481,20 @@ fn a_leader_cut_from_its_peers_but_not_from_sls_and_hec_writes_nothing_while_cut
     let after = c.wait_taken_over("1", &lost, Duration::from_secs(30));
     println!("its shards taken over {:?} after the cut", cut.elapsed());
     for k in &lost {
-        assert!(owners(&after)[k].1 > owners(&s)[k].1, "new epoch for shard {k}");
+        assert!(
+            owners(&after)[k].1 > owners(&s)[k].1,
+            "new epoch for shard {k}"
+        );
     }
     // Still reaching Splunk, it writes nothing while cut off.
     let from_n1 = |c: &LocalCluster| c.hec_events().iter().filter(|e| e["host"] == "n1").count();
     let before = from_n1(&c);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(from_n1(&c), before, "a fenced minority leader wrote to Splunk");
+    assert_eq!(
+        from_n1(&c),
+        before,
+        "a fenced minority leader wrote to Splunk"
+    );
 
     c.netns.as_ref().unwrap().0.link(true);
     c.wait_for("node 1 back", Duration::from_secs(60), |s| {
@@ -517,7 +533,10 @@ fn a_full_cluster_restart_resumes_from_the_committed_checkpoints() {
     }
     let after = c.wait_settled(Duration::from_secs(60));
     for (k, (_, epoch)) in owners(&after) {
-        assert!(epoch >= owners(&before)[&k].1, "shard {k}: epochs never go back");
+        assert!(
+            epoch >= owners(&before)[&k].1,
+            "shard {k}: epochs never go back"
+        );
     }
     std::thread::sleep(Duration::from_secs(1));
     let got = c.finish();
@@ -875,7 +894,11 @@ fn a_sigterm_during_a_hec_503_storm_sends_nothing_twice() {
     c.wait_taken_over(&victim.to_string(), &lost, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
     let got = c.finish(); // the history check: one node per epoch, epochs never go back
-    assert_eq!(duplicates(&got), 0, "a 503 storm during a SIGTERM sends nothing twice");
+    assert_eq!(
+        duplicates(&got),
+        0,
+        "a 503 storm during a SIGTERM sends nothing twice"
+    );
 }
 
 /// `source.start = "end"`, and the first owner of a shard dies before any

@@ -92,7 +92,10 @@ impl Cluster {
                         self.inner
                             .raft
                             .change_membership(
-                                ChangeMembers::SetNodes(BTreeMap::from([(id, MemberAddr { addr })])),
+                                ChangeMembers::SetNodes(BTreeMap::from([(
+                                    id,
+                                    MemberAddr { addr },
+                                )])),
                                 false,
                             )
                             .await
@@ -224,7 +227,12 @@ impl Cluster {
             let term = leader.then_some(view.term);
             if term != led_term {
                 self.inner.liveness.leading(term);
-                tracing::info!(node = self.id(), leader, term = view.term, "leadership changed");
+                tracing::info!(
+                    node = self.id(),
+                    leader,
+                    term = view.term,
+                    "leadership changed"
+                );
                 led_term = term;
                 last_listing = None;
             }

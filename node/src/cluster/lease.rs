@@ -259,8 +259,14 @@ impl Liveness {
             Some(p) if p.incarnation == beat.incarnation => p.caught_up,
             _ => None,
         };
-        if let Some(p) = prev.filter(|p| p.incarnation == beat.incarnation && beat.applied < p.want) {
-            tracing::debug!(node = beat.node, applied = beat.applied, want = p.want, "beat from a node behind the log");
+        if let Some(p) = prev.filter(|p| p.incarnation == beat.incarnation && beat.applied < p.want)
+        {
+            tracing::debug!(
+                node = beat.node,
+                applied = beat.applied,
+                want = p.want,
+                "beat from a node behind the log"
+            );
         }
         seen.insert(
             beat.node,
@@ -283,7 +289,9 @@ impl Liveness {
     fn live_in(since: Option<Instant>, seen: Option<&Seen>, ttl: Duration) -> bool {
         let Some(since) = since else { return false };
         let beat = seen.map_or(since, |x| x.at.max(since));
-        let caught_up = seen.and_then(|x| x.caught_up).map_or(since, |c| c.max(since));
+        let caught_up = seen
+            .and_then(|x| x.caught_up)
+            .map_or(since, |c| c.max(since));
         beat.elapsed() < ttl && caught_up.elapsed() < ttl
     }
 
@@ -385,13 +393,20 @@ mod tests {
             live: NodeLive::default(),
             applied,
         };
-        assert_eq!(l.beat(&beat(0), 10), BeatVerdict::Behind, "a first beat renews nothing");
+        assert_eq!(
+            l.beat(&beat(0), 10),
+            BeatVerdict::Behind,
+            "a first beat renews nothing"
+        );
         assert!(
             !l.alive(7, Duration::from_millis(300)),
             "one beat proves no catching up"
         );
         assert_eq!(l.beat(&beat(10), 12), BeatVerdict::Renew);
-        assert!(l.alive(7, Duration::from_millis(300)), "it applied what was committed a beat ago");
+        assert!(
+            l.alive(7, Duration::from_millis(300)),
+            "it applied what was committed a beat ago"
+        );
     }
 
     #[test]
@@ -412,7 +427,11 @@ mod tests {
         // Stuck at 10 (a snapshot it cannot install) while the log moves on.
         for commit in 21..30 {
             std::thread::sleep(Duration::from_millis(30));
-            assert_eq!(l.beat(&beat(10), commit), BeatVerdict::Behind, "no lease while behind");
+            assert_eq!(
+                l.beat(&beat(10), commit),
+                BeatVerdict::Behind,
+                "no lease while behind"
+            );
         }
         assert!(!l.alive(7, ttl), "beating is not enough");
         assert!(!l.sweep([1, 7], 1, ttl).contains(&7));
@@ -427,7 +446,11 @@ mod tests {
         l.leading(Some(1));
         std::thread::sleep(Duration::from_millis(30));
         let alive = l.sweep([1, 7, 8], 1, Duration::from_millis(20));
-        assert_eq!(alive, BTreeSet::from([1]), "the leader itself is always alive");
+        assert_eq!(
+            alive,
+            BTreeSet::from([1]),
+            "the leader itself is always alive"
+        );
         assert!(l.is_declared_dead(7) && l.is_declared_dead(8));
         let beat = Beat {
             node: 8,
@@ -436,7 +459,11 @@ mod tests {
             live: NodeLive::default(),
             applied: 0,
         };
-        assert_eq!(l.beat(&beat, 0), BeatVerdict::Dead, "a beat of a declared-dead node renews nothing");
+        assert_eq!(
+            l.beat(&beat, 0),
+            BeatVerdict::Dead,
+            "a beat of a declared-dead node renews nothing"
+        );
         l.beat(&beat, 0);
         assert!(l.alive(8, Duration::from_millis(20)), "but it is recorded");
         l.revive(&BTreeSet::from([8]));

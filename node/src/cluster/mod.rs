@@ -644,9 +644,9 @@ impl Cluster {
             lease::BeatVerdict::Dead => {
                 return refuse("declared dead: its shards are being moved; a later beat renews")
             }
-            lease::BeatVerdict::Behind => {
-                return refuse("behind the log: a beat renews once it applied what was committed a beat earlier")
-            }
+            lease::BeatVerdict::Behind => return refuse(
+                "behind the log: a beat renews once it applied what was committed a beat earlier",
+            ),
         }
         // The barrier: a quorum confirms this node still leads (a deposed
         // leader gets no answer), and the index it confirms covers every

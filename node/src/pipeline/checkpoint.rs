@@ -307,10 +307,18 @@ mod tests {
         t.register(2, c(20), None, 1, None);
         t.ack(1).unwrap();
         t.orphan_all();
-        assert_eq!(t.unsettled(), 2, "one part of 1 and the part of 2 are still out");
+        assert_eq!(
+            t.unsettled(),
+            2,
+            "one part of 1 and the part of 2 are still out"
+        );
         assert_eq!(t.in_flight(), 2, "a drain must wait for them");
         t.register(3, c(10), None, 1, None);
-        assert_eq!(t.ack(1).unwrap(), None, "an orphan never moves the checkpoint");
+        assert_eq!(
+            t.ack(1).unwrap(),
+            None,
+            "an orphan never moves the checkpoint"
+        );
         t.give_up(2);
         assert_eq!(t.orphaned(), 0);
         assert_eq!(t.unsettled(), 1, "only the new loop's batch");

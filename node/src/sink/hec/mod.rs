@@ -81,9 +81,13 @@ impl HecSink {
         if l.pending.iter().all(|d| d.fence.holds()) {
             return;
         }
-        let (keep, lost): (Vec<Deliver>, Vec<Deliver>) =
-            std::mem::take(&mut l.pending).into_iter().partition(|d| d.fence.holds());
-        tracing::warn!(parts = lost.len(), "fence lost: giving up waiting parts unsent");
+        let (keep, lost): (Vec<Deliver>, Vec<Deliver>) = std::mem::take(&mut l.pending)
+            .into_iter()
+            .partition(|d| d.fence.holds());
+        tracing::warn!(
+            parts = lost.len(),
+            "fence lost: giving up waiting parts unsent"
+        );
         SinkStats::sub(&self.service.stats.queued, lost.len() as u64);
         for d in lost {
             d.ack.abandon();

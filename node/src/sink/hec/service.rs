@@ -212,7 +212,12 @@ impl HecService {
     }
 
     /// Acknowledges the parts before the one `order[at]` belongs to.
-    fn ack_settled(parts: &mut [Part], order: &[(usize, usize)], at: usize, acked_upto: &mut usize) {
+    fn ack_settled(
+        parts: &mut [Part],
+        order: &[(usize, usize)],
+        at: usize,
+        acked_upto: &mut usize,
+    ) {
         let next_part = order.get(at).map_or(parts.len(), |(p, _)| *p);
         while *acked_upto < next_part {
             if let Some(ack) = parts[*acked_upto].ack.take() {

@@ -189,9 +189,13 @@ impl SlsSink {
             if l.pending.iter().all(|d| d.fence.holds()) {
                 continue;
             }
-            let (keep, lost): (Vec<Deliver>, Vec<Deliver>) =
-                std::mem::take(&mut l.pending).into_iter().partition(|d| d.fence.holds());
-            tracing::warn!(parts = lost.len(), "fence lost: giving up waiting parts unsent");
+            let (keep, lost): (Vec<Deliver>, Vec<Deliver>) = std::mem::take(&mut l.pending)
+                .into_iter()
+                .partition(|d| d.fence.holds());
+            tracing::warn!(
+                parts = lost.len(),
+                "fence lost: giving up waiting parts unsent"
+            );
             SinkStats::sub(&self.writer.stats.queued, lost.len() as u64);
             for d in lost {
                 d.ack.abandon();
@@ -321,8 +325,12 @@ impl Writer {
                                     written = true;
                                     break;
                                 }
-                                Ok(Err(e)) => tracing::error!(error = %e, "dead-letter sink refused; retrying"),
-                                Err(e) => tracing::error!(error = %e, "dead-letter sink unreachable; retrying"),
+                                Ok(Err(e)) => {
+                                    tracing::error!(error = %e, "dead-letter sink refused; retrying")
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "dead-letter sink unreachable; retrying")
+                                }
                             }
                             tokio::select! {
                                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
