@@ -188,6 +188,9 @@ pub struct ShardConsumer {
     generation: u64,
     /// A restart is scheduled (the next loop starts once orphans settle).
     restarting: bool,
+    /// Told to stop pulling for good (a hand-over, a shutdown, a finished
+    /// read-only shard): no restart may start a loop again.
+    drained: bool,
 }
 
 impl ShardConsumer {
@@ -230,6 +233,7 @@ impl ShardConsumer {
             read_only_end: None,
             generation: 0,
             restarting: false,
+            drained: false,
         }
     }
 
@@ -313,6 +317,7 @@ impl ShardConsumer {
 
     fn reached(&mut self, cursor: Cursor, cursor_time: Option<u32>, ctx: &mut Context<Self>) {
         self.committed = cursor;
+        self.restarts = 0; // progress: the next restart backs off from the start
         if let Some(t) = cursor_time {
             // Every sink acknowledged everything up to here.
             let now = SystemTime::now()
@@ -349,6 +354,7 @@ impl ShardConsumer {
         self.persist();
         self.mirror(ctx);
         self.stats.finished.store(1, Ordering::Relaxed);
+        self.drained = true;
         self.loop_stop.cancel();
     }
 
@@ -370,7 +376,8 @@ impl ShardConsumer {
     /// Starts the next loop once sinks settled what the last one left with
     /// them: re-read batches never overtake their first copies.
     fn resume(&mut self, ctx: &mut Context<Self>) {
-        if self.stop.is_cancelled() {
+        if self.stop.is_cancelled() || self.drained {
+            self.restarting = false;
             return;
         }
         if self.tracker.orphaned() > 0 {
@@ -593,6 +600,7 @@ impl Handler<StopPulling> for ShardConsumer {
     type Result = ();
 
     fn handle(&mut self, _m: StopPulling, _ctx: &mut Self::Context) {
+        self.drained = true;
         self.loop_stop.cancel();
         self.persist();
     }
@@ -771,10 +779,13 @@ impl PullLoop {
             if !accepted {
                 return Ok(());
             }
+            let mut unsent: Vec<usize> =
+                (0..parts.len()).filter(|i| !parts[*i].is_empty()).collect();
             for (i, events) in parts.into_iter().enumerate() {
                 if events.is_empty() {
                     continue;
                 }
+                unsent.retain(|j| *j != i);
                 let sink = &self.sinks[i];
                 let part = Deliver {
                     shard: self.shard,
@@ -785,10 +796,15 @@ impl PullLoop {
                     fence: self.fence.clone(),
                 };
                 // `send` waits while the sink's mailbox is full: backpressure.
-                sink.deliver
-                    .send(part)
-                    .await
-                    .map_err(|e| format!("sink {}: {e}", sink.name))?;
+                if let Err(e) = sink.deliver.send(part).await {
+                    // That part came back and was dropped (its Ack gives it
+                    // up); the parts never sent must settle too, or the
+                    // batch would hold the restarted shard forever.
+                    for j in unsent {
+                        Ack::new(self.me.clone().recipient(), self.shard, seq, j).abandon();
+                    }
+                    return Err(format!("sink {}: {e}", sink.name));
+                }
             }
             cursor = next;
         }
