@@ -289,6 +289,20 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     // The target is ≤ 1 s (measured in release: BENCHMARKS.md); generous here.
     assert!(pauses.iter().all(|p| *p < 3.0), "{pauses:?}");
 
+    // Restarted on its old data dir, the removed node stays out: nobody
+    // replicates to it, so it never finds a leader to record itself with.
+    c.kill(4);
+    c.add_node(4);
+    std::thread::sleep(Duration::from_secs(5));
+    let s = c.status().unwrap();
+    assert!(
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["id"] != "4"),
+        "a removed node restarted on its old data is back: {s}"
+    );
     // The removal is replicated, not the leader's memory: after the leader
     // dies, the new one still refuses the removed id.
     c.kill(4);

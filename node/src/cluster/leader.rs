@@ -56,7 +56,7 @@ impl Cluster {
                 ))
             }
             LeaderRequest::Rebalance { dry_run } => {
-                let p = self.plan_now(true);
+                let (p, _) = self.plan_now(true);
                 if !dry_run {
                     for c in p.commands {
                         self.write_here(c).await?;
@@ -73,7 +73,7 @@ impl Cluster {
                     draining: !undo,
                 })
                 .await?;
-                let p = self.plan_now(false);
+                let (p, _) = self.plan_now(false);
                 let moves: Vec<Move> = p.moves.into_iter().filter(|m| m.from == Some(id)).collect();
                 Ok(LeaderReply::Moves(moves))
             }
@@ -135,6 +135,18 @@ impl Cluster {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
+                if self.assignments().borrow().owned_by(id) > 0 {
+                    // It would not hand its shards over in time. Once out of
+                    // raft it never applies the Forget that unassigns them,
+                    // so first let any lease it holds run out: its beats are
+                    // refused from now on.
+                    self.inner.liveness.declare_dead(id);
+                    tracing::warn!(
+                        node = id,
+                        "removing a member that still owns shards: waiting out its lease first"
+                    );
+                    tokio::time::sleep(self.inner.settings.lease).await;
+                }
                 if self.raft_view().voters.contains(&id) {
                     // Joint consensus; with retain = false it leaves the nodes too.
                     self.inner
@@ -174,18 +186,15 @@ impl Cluster {
             .collect()
     }
 
-    /// Members the leader counts alive (itself always).
-    fn alive(&self) -> BTreeSet<NodeId> {
-        self.member_ids()
-            .into_iter()
-            .filter(|id| {
-                *id == self.id() || self.inner.liveness.alive(*id, self.inner.settings.lease)
-            })
-            .collect()
-    }
-
-    fn plan_now(&self, balance: bool) -> super::scheduler::Plan {
-        self.plan_for(&self.alive(), balance)
+    /// A plan from the admin path (rebalance, drain preview): liveness is
+    /// decided by the same sweep as the duty loop's, so a node it leaves
+    /// out is declared dead before any command moving its shards exists.
+    fn plan_now(&self, balance: bool) -> (super::scheduler::Plan, BTreeSet<NodeId>) {
+        let alive =
+            self.inner
+                .liveness
+                .sweep(self.member_ids(), self.id(), self.inner.settings.lease);
+        (self.plan_for(&alive, balance), alive)
     }
 
     fn plan_for(&self, alive: &BTreeSet<NodeId>, balance: bool) -> super::scheduler::Plan {

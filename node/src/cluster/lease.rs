@@ -74,9 +74,10 @@ pub(crate) struct Beat {
     /// Unix ms of the process start: a restarted node is a new incarnation.
     pub incarnation: u64,
     pub live: NodeLive,
-    /// The node's last applied log index when it sent the beat.
+    /// The node's last applied log index when it sent the beat (absent
+    /// from nodes of an older version: taken as caught up).
     #[serde(default)]
-    pub applied: u64,
+    pub applied: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +214,13 @@ impl Liveness {
         alive
     }
 
+    /// Declares one node dead outside a planning round (a removal): its
+    /// beats renew nothing from now on.
+    pub fn declare_dead(&self, id: NodeId) {
+        let _seen = self.seen.lock(); // the lock beats take
+        self.dead.lock().insert(id);
+    }
+
     /// A planning round that counted these nodes alive committed its plan.
     pub fn revive(&self, alive: &BTreeSet<NodeId>) {
         self.dead.lock().retain(|id| !alive.contains(id));
@@ -255,12 +263,18 @@ impl Liveness {
             tracing::info!(node = beat.node, "node restarted (new incarnation)");
         }
         let caught_up = match prev {
-            Some(p) if p.incarnation == beat.incarnation && beat.applied >= p.want => Some(now),
+            Some(p)
+                if p.incarnation == beat.incarnation
+                    && beat.applied.is_none_or(|a| a >= p.want) =>
+            {
+                Some(now)
+            }
             Some(p) if p.incarnation == beat.incarnation => p.caught_up,
             _ => None,
         };
-        if let Some(p) = prev.filter(|p| p.incarnation == beat.incarnation && beat.applied < p.want)
-        {
+        if let Some(p) = prev.filter(|p| {
+            p.incarnation == beat.incarnation && beat.applied.is_some_and(|a| a < p.want)
+        }) {
             tracing::debug!(
                 node = beat.node,
                 applied = beat.applied,
@@ -302,6 +316,7 @@ impl Liveness {
         Some(at.map_or(since, |a| a.max(since)))
     }
 
+    #[cfg(test)]
     pub fn alive(&self, node: NodeId, ttl: Duration) -> bool {
         let since = *self.since.lock();
         Self::live_in(since, self.seen.lock().get(&node), ttl)
@@ -391,7 +406,7 @@ mod tests {
             cluster_id: String::new(),
             incarnation: 1,
             live: NodeLive::default(),
-            applied,
+            applied: Some(applied),
         };
         assert_eq!(
             l.beat(&beat(0), 10),
@@ -419,7 +434,7 @@ mod tests {
             cluster_id: String::new(),
             incarnation: 1,
             live: NodeLive::default(),
-            applied,
+            applied: Some(applied),
         };
         l.beat(&beat(5), 10);
         l.beat(&beat(10), 20);
@@ -457,7 +472,7 @@ mod tests {
             cluster_id: String::new(),
             incarnation: 1,
             live: NodeLive::default(),
-            applied: 0,
+            applied: Some(0),
         };
         assert_eq!(
             l.beat(&beat, 0),

@@ -709,7 +709,7 @@ impl Cluster {
                 cluster_id: self.assignments().borrow().cluster_id.clone(),
                 incarnation: self.inner.incarnation,
                 live,
-                applied: self.raft_view().applied_index,
+                applied: Some(self.raft_view().applied_index),
             };
             let sent = Instant::now();
             if leader == s.node_id {
@@ -725,7 +725,9 @@ impl Cluster {
                 });
             } else if let Some(addr) = self.member_addr(leader) {
                 let me = self.clone();
-                let timeout = (s.heartbeat * 2).max(Duration::from_millis(300));
+                // Longer than the leader's barrier wait (2 heartbeats, ≥ 300 ms)
+                // plus a round trip, or its answers would be dropped here.
+                let timeout = (s.heartbeat * 3).max(Duration::from_millis(500));
                 // Beats do not wait for each other: a slow answer must not delay the next.
                 tokio::spawn(async move {
                     match me
