@@ -132,6 +132,9 @@ pub(crate) struct Seen {
     pub want: u64,
     /// The last beat that reported the previous beat's `want` applied.
     pub caught_up: Option<Instant>,
+    /// This incarnation's first beat to this leader: a node just joined or
+    /// restarted has a lease's time from it to show it caught up.
+    pub first: Instant,
 }
 
 /// One node in the leader's liveness table, as status shows it.
@@ -290,6 +293,9 @@ impl Liveness {
                 live: beat.live.clone(),
                 want: commit_index,
                 caught_up,
+                first: prev
+                    .filter(|p| p.incarnation == beat.incarnation)
+                    .map_or(now, |p| p.first),
             },
         );
         now
@@ -304,8 +310,8 @@ impl Liveness {
         let Some(since) = since else { return false };
         let beat = seen.map_or(since, |x| x.at.max(since));
         let caught_up = seen
-            .and_then(|x| x.caught_up)
-            .map_or(since, |c| c.max(since));
+            .map_or(since, |x| x.caught_up.unwrap_or(x.first))
+            .max(since);
         beat.elapsed() < ttl && caught_up.elapsed() < ttl
     }
 
@@ -414,8 +420,8 @@ mod tests {
             "a first beat renews nothing"
         );
         assert!(
-            !l.alive(7, Duration::from_millis(300)),
-            "one beat proves no catching up"
+            l.alive(7, Duration::from_millis(300)),
+            "a node just seen has a lease's time to show it caught up"
         );
         assert_eq!(l.beat(&beat(10), 12), BeatVerdict::Renew);
         assert!(
