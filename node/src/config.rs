@@ -566,6 +566,20 @@ impl Config {
             if c.commit_interval_ms == 0 {
                 return Err(invalid("cluster.commit_interval_ms", "must be at least 1"));
             }
+            // A revoked owner ends its epoch here at most the drain timeout
+            // (5 s) after it applies the revoke, and a node counted alive
+            // applies within a lease of the leader: the forced move (epoch +
+            // 1 elsewhere) must come later, or two owners could overlap.
+            let floor = 5_000 + c.lease_ms + c.heartbeat_ms;
+            if c.revoke_timeout_ms < floor {
+                return Err(invalid(
+                    "cluster.revoke_timeout_ms",
+                    format!(
+                        "must be at least 5000 + cluster.lease_ms + cluster.heartbeat_ms ({floor} here): \
+                         a revoked owner may take that long to end its epoch"
+                    ),
+                ));
+            }
         }
         let t = &self.tags;
         if t.file.is_some() && (t.alibaba.is_some() || t.aws.is_some()) {
@@ -738,8 +752,10 @@ path = "/tmp/trail/dead.jsonl"
             "{GOOD}\n{cluster}lease_ms = 900\nheartbeat_ms = 100\nfence_margin_ms = 200\nelection_timeout_ms = 3000\n"
         ));
         assert!(e.starts_with("cluster.election_timeout_ms:"), "{e}");
+        let e = err(&format!("{GOOD}\n{cluster}revoke_timeout_ms = 6000\n"));
+        assert!(e.starts_with("cluster.revoke_timeout_ms:"), "{e}");
         let ok = format!(
-            "{GOOD}\n{cluster}lease_ms = 6000\nheartbeat_ms = 250\nfence_margin_ms = 500\nelection_timeout_ms = 600\n"
+            "{GOOD}\n{cluster}lease_ms = 6000\nheartbeat_ms = 250\nfence_margin_ms = 500\nelection_timeout_ms = 600\nrevoke_timeout_ms = 12000\n"
         );
         toml::from_str::<Config>(&ok).unwrap().validate().unwrap();
     }

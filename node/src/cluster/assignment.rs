@@ -39,7 +39,8 @@ use crate::sls::{Cursor, ShardStatus, SlsClient};
 use crate::tags::TagCache;
 
 /// How long a revoked shard may take to drain before its epoch is ended here
-/// (sinks give up what they hold) and it is released.
+/// (sinks give up what they hold) and it is released. `cluster.revoke_timeout_ms`
+/// is validated against it (config.rs): the forced move must come later.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long sinks may take to give up a shard's parts once its epoch ended.
 /// They race the fence, so this is a bound for the unexpected.
