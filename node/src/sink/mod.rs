@@ -184,6 +184,28 @@ impl Default for SinkStats {
     }
 }
 
+/// Gives up, unsent, the waiting parts of `pending` whose shard's fence is
+/// lost (a lane busy with another shard's request must not hold them, or
+/// their hand-over could never settle); true if any were.
+pub fn give_up_lost(pending: &mut Vec<Deliver>, queued: &AtomicU64) -> bool {
+    if pending.iter().all(|d| d.fence.holds()) {
+        return false;
+    }
+    let (keep, lost): (Vec<Deliver>, Vec<Deliver>) = std::mem::take(pending)
+        .into_iter()
+        .partition(|d| d.fence.holds());
+    tracing::warn!(
+        parts = lost.len(),
+        "fence lost: giving up waiting parts unsent"
+    );
+    SinkStats::sub(queued, lost.len() as u64);
+    for d in lost {
+        d.ack.abandon();
+    }
+    *pending = keep;
+    true
+}
+
 impl SinkStats {
     /// One request sent: its size, before it is answered.
     pub fn sent(&self, events: usize, bytes: usize) {

@@ -78,23 +78,10 @@ impl HecSink {
     /// could never settle.
     fn purge(&mut self, lane: usize) {
         let l = &mut self.lanes[lane];
-        if l.pending.iter().all(|d| d.fence.holds()) {
-            return;
+        if crate::sink::give_up_lost(&mut l.pending, &self.service.stats.queued) {
+            l.bytes = l.pending.iter().map(|d| d.events.byte_len()).sum();
+            l.events = l.pending.iter().map(|d| d.events.len()).sum();
         }
-        let (keep, lost): (Vec<Deliver>, Vec<Deliver>) = std::mem::take(&mut l.pending)
-            .into_iter()
-            .partition(|d| d.fence.holds());
-        tracing::warn!(
-            parts = lost.len(),
-            "fence lost: giving up waiting parts unsent"
-        );
-        SinkStats::sub(&self.service.stats.queued, lost.len() as u64);
-        for d in lost {
-            d.ack.abandon();
-        }
-        l.bytes = keep.iter().map(|d| d.events.byte_len()).sum();
-        l.events = keep.iter().map(|d| d.events.len()).sum();
-        l.pending = keep;
     }
 
     fn full(&self, lane: usize) -> bool {

@@ -186,21 +186,7 @@ impl SlsSink {
     /// Gives up, unsent, the waiting parts whose shard's fence is lost.
     fn purge(&mut self) {
         for l in &mut self.lanes {
-            if l.pending.iter().all(|d| d.fence.holds()) {
-                continue;
-            }
-            let (keep, lost): (Vec<Deliver>, Vec<Deliver>) = std::mem::take(&mut l.pending)
-                .into_iter()
-                .partition(|d| d.fence.holds());
-            tracing::warn!(
-                parts = lost.len(),
-                "fence lost: giving up waiting parts unsent"
-            );
-            SinkStats::sub(&self.writer.stats.queued, lost.len() as u64);
-            for d in lost {
-                d.ack.abandon();
-            }
-            l.pending = keep;
+            crate::sink::give_up_lost(&mut l.pending, &self.writer.stats.queued);
         }
     }
 }
