@@ -4,10 +4,16 @@
 //! Shape (protocol notes, events §1 and §6): median ~1.2 KB per event with a
 //! tail to ~15 KB; ~15 % writes; services ECS, SLB, VPC, OSS, RAM, RDS; RAM
 //! users, assumed roles, root and system callers; ~1.2 resources per event
-//! (some events name several, `;` between types and `,` within one); ~80 % of
-//! resources tagged (none / 1–3 / 4–8 / 9–20 tags, plus a few `acs:` system
-//! tags). Everything follows from the seed: the same seed gives the same
-//! event ids, bytes and tags on every run.
+//! (some events name several); ~80 % of resources tagged (none / 1–3 / 4–8 /
+//! 9–20 tags, plus a few `acs:` system tags). Resources are named the way
+//! the published trail names them: every API call carries
+//! `referencedResources` (some with bare type names such as `VSwitch`);
+//! ~60 % carry nothing else, ~25 % also the `resourceType`/`resourceName`
+//! pair (`;` between types, `,` within one), and ~15 % are archive-shaped
+//! (before 2020-12-16: no `eventRW`, no pair). `system` callers carry no
+//! account; half of their events name it in `recipientAccountId`.
+//! Everything follows from the seed: the same seed gives the same event
+//! ids, bytes and tags on every run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -196,6 +202,19 @@ const EXTRA_KEYS: &[&str] = &[
     "component",
     "version",
 ];
+
+/// Whether the generator made `event` (its JSON) as a write: by `eventRW`,
+/// or for archive-shaped events without it, by the name lists it drew the
+/// name from — the ground truth a reader's inference must agree with.
+pub fn is_write(event: &serde_json::Value) -> bool {
+    match event["eventRW"].as_str() {
+        Some(rw) => rw == "Write",
+        None => {
+            let name = event["eventName"].as_str().unwrap_or("");
+            name == "ConsoleSignin" || SERVICES.iter().any(|s| s.writes.contains(&name))
+        }
+    }
+}
 
 /// The generator: a fixed estate (accounts, users, resources with tags) and a
 /// stream of events over it.
@@ -415,6 +434,16 @@ impl Generator {
             ),
             _ => format!(r#"{{"type":"system","userName":"{}"}}"#, svc.source),
         };
+        let system = identity.starts_with(r#"{"type":"system""#);
+        let recipient = if system && rng.bool() {
+            format!(r#""recipientAccountId":"{a}","#)
+        } else {
+            String::new()
+        };
+        // How the event names its resources (see the module doc).
+        let shape = rng.u8(..100);
+        let archive = shape < 15;
+        let with_pair = (15..40).contains(&shape);
 
         // resourceType / resourceName: types joined by ';', ids of one type by ','.
         let mut by_type: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -435,6 +464,13 @@ impl Generator {
             if i > 0 {
                 referenced.push(',');
             }
+            // Some services write bare type names.
+            let t = match *t {
+                "ACS::VPC::VSwitch" | "ACS::ECS::SecurityGroup" if rng.bool() => {
+                    t.rsplit("::").next().unwrap_or(t)
+                }
+                t => t,
+            };
             let _ = write!(
                 referenced,
                 r#""{t}":[{}]"#,
@@ -453,19 +489,33 @@ impl Generator {
         };
         // Response size: log-normal-ish, so the median event is ~1.2 KB with a long tail.
         let padding = response_padding(rng);
+        let rw = if archive {
+            String::new()
+        } else {
+            format!(r#""eventRW":"{}","#, if write { "Write" } else { "Read" })
+        };
+        let pair = if with_pair {
+            format!(
+                r#""resourceType":"{}","resourceName":"{}","#,
+                resource_type.join(";"),
+                resource_name.join(";")
+            )
+        } else {
+            String::new()
+        };
         format!(
             concat!(
                 r#"{{"eventId":"{id}","eventVersion":1,"eventCategory":"Management","eventType":"ApiCall","#,
-                r#""eventRW":"{rw}","eventName":"{name}","eventSource":"{src}","eventTime":"{t}","#,
+                r#"{rw}"eventName":"{name}","eventSource":"{src}","eventTime":"{t}","#,
                 r#""acsRegion":"{region}","serviceName":"{svc}","apiVersion":"{api}","sourceIpAddress":"{ip}","#,
-                r#""userAgent":"{ua}","requestId":"{id}","isGlobal":{global},"userIdentity":{identity},"#,
+                r#""userAgent":"{ua}","requestId":"{id}","isGlobal":{global},"userIdentity":{identity},{recipient}"#,
                 r#""requestParameters":{{"RegionId":"{region}","ResourceId":"{rid}","AcsProduct":"{svc}","AcsHost":"{src}"}},"#,
                 r#""responseElements":{{"RequestId":"{id}"{padding}}},"referencedResources":{{{referenced}}},"#,
-                r#""resourceType":"{rtype}","resourceName":"{rname}","#,
+                r#"{pair}"#,
                 r#""additionalEventData":{{"Scheme":"https"}},"errorCode":"{code}","errorMessage":"{message}"}}"#
             ),
             id = event_id,
-            rw = if write { "Write" } else { "Read" },
+            rw = rw,
             name = name,
             src = svc.source,
             t = iso(time),
@@ -484,8 +534,8 @@ impl Generator {
             rid = primary.id,
             padding = padding,
             referenced = referenced,
-            rtype = resource_type.join(";"),
-            rname = resource_name.join(";"),
+            recipient = recipient,
+            pair = pair,
             code = code,
             message = message,
         )
@@ -629,18 +679,29 @@ mod tests {
         let mut sizes = Vec::with_capacity(n);
         let mut writes = 0;
         let mut multi = 0;
+        let (mut pairs, mut archive) = (0, 0);
         for _ in 0..n {
             let e = g.next_event();
             sizes.push(e.len());
             let v: serde_json::Value = serde_json::from_str(&e).expect("valid JSON");
-            if v["eventRW"] == "Write" {
+            if is_write(&v) {
                 writes += 1;
             }
-            if v["resourceName"]
-                .as_str()
-                .is_some_and(|r| r.contains(',') || r.contains(';'))
-            {
+            let referenced = v["referencedResources"].as_object();
+            if referenced.is_some_and(|m| {
+                m.len() > 1 || m.values().any(|ids| ids.as_array().unwrap().len() > 1)
+            }) {
                 multi += 1;
+            }
+            if v["eventType"] == "ApiCall" {
+                assert!(referenced.is_some(), "every API call names its resources");
+            }
+            if v.get("resourceName").is_some() {
+                pairs += 1;
+            }
+            if v.get("eventRW").is_none() {
+                archive += 1;
+                assert!(v.get("resourceName").is_none(), "archives predate the pair");
             }
             assert!(v["eventId"].is_string() && v["userIdentity"]["type"].is_string());
         }
@@ -651,6 +712,12 @@ mod tests {
         let w = writes as f64 / n as f64;
         assert!((0.10..0.25).contains(&w), "write ratio {w}");
         assert!(multi > n / 20, "some events name several resources");
+        let (p, a) = (pairs as f64 / n as f64, archive as f64 / n as f64);
+        assert!(
+            (0.18..0.32).contains(&p),
+            "resourceType/resourceName pair on {p}"
+        );
+        assert!((0.10..0.20).contains(&a), "archive-shaped {a}");
     }
 
     #[test]
@@ -661,19 +728,26 @@ mod tests {
         let (mut found, mut total) = (0, 0);
         for _ in 0..2000 {
             let v: serde_json::Value = serde_json::from_str(&g.next_event()).unwrap();
-            let (Some(t), Some(id)) = (v["resourceType"].as_str(), v["resourceName"].as_str())
+            let Some((t, ids)) = v["referencedResources"]
+                .as_object()
+                .and_then(|m| m.iter().next())
             else {
                 continue;
             };
-            let account = v["userIdentity"]["accountId"].as_str().unwrap_or("");
+            let Some(account) = v["recipientAccountId"]
+                .as_str()
+                .or(v["userIdentity"]["accountId"].as_str())
+            else {
+                assert_eq!(v["userIdentity"]["type"], "system");
+                continue;
+            };
             let region = v["acsRegion"].as_str().unwrap();
-            let first = t.split(';').next().unwrap();
             let kind = SERVICES
                 .iter()
                 .flat_map(|s| s.kinds.iter())
-                .find(|k| k.0 == first)
+                .find(|k| k.0 == t || k.0.ends_with(&format!("::{t}")))
                 .unwrap();
-            let id = id.split([';', ',']).next().unwrap();
+            let id = ids[0].as_str().unwrap();
             let arn = if kind.1 == "ram" {
                 format!("acs:ram::{account}:{}/{id}", kind.2)
             } else {

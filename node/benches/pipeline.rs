@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
         sourcetype: None,
         index: None,
         tag_prefix: "tag_".into(),
+        cim: Some(trail_node::sink::hec::cim::CimMap::default()),
     })];
     let tags = TagCache::new(
         Arc::new(StaticTags::open(&tags_path, Duration::from_secs(3600)).unwrap()),
@@ -76,7 +77,7 @@ fn bench(c: &mut Criterion) {
     let enrich = |tags: Option<TagCache>, filter: &FilterConfig| Enrichment {
         filter: EventFilter::new(filter),
         tags,
-        kinds: builtin_kinds(),
+        kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
         event_key: b"event".to_vec(),
         tag_budget: std::time::Duration::from_millis(200),

@@ -323,6 +323,20 @@ listen = "{control}"
         }
     );
     println!("enriched      {passed} passed the filters, {tagged} with tags");
+    let by_field = trail_node::event::ResourceField::ALL
+        .iter()
+        .map(|f| {
+            let n = stats.sum(|s| s.tagged_by[*f as usize].load(Relaxed));
+            format!("{n} through {}", f.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "resources     tagged {by_field}; eventRW inferred from the name for {} Write and {} Read events; {} untagged for want of an account",
+        stats.sum(|s| s.rw_inferred[1].load(Relaxed)),
+        stats.sum(|s| s.rw_inferred[0].load(Relaxed)),
+        stats.sum(|s| s.tag_no_account.load(Relaxed)),
+    );
     let cs = cloud.stats();
     let api = |name: &str| -> u64 {
         cs["answers"][name]

@@ -31,6 +31,7 @@ use crate::pipeline::{Consumers, PipelineStats, SourceSettings, Spawner};
 use crate::record::EventEncoder;
 use crate::sink::dead_letter::{DeadLetterSink, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
+use crate::sink::hec::cim::CimMap;
 use crate::sink::hec::service::HecService;
 use crate::sink::hec::{HecEncoder, HecSink};
 use crate::sink::sls::{SlsLogEncoder, SlsSink};
@@ -332,6 +333,7 @@ impl RunningNode {
                             .tag_prefix
                             .clone()
                             .unwrap_or_else(|| config.tags.prefix.clone()),
+                        cim: h.cim.then(|| CimMap::new(&h.cim_actions)),
                     }));
                     let cfg = Arc::new(h.clone());
                     let service = HecService::new(
@@ -434,7 +436,7 @@ impl RunningNode {
         let enrichment = Arc::new(Enrichment {
             filter: EventFilter::new(&config.filter),
             tags,
-            kinds,
+            kinds: kinds.into(),
             max_event_bytes: config.enrich.max_event_bytes,
             event_key: config.enrich.event_key.clone().into_bytes(),
             tag_budget: Duration::from_millis(config.tags.budget_ms),

@@ -136,6 +136,7 @@ async fn run(e: &Arc<Enrichment>, events: Vec<String>) -> Vec<(String, Value)> {
             sourcetype: None,
             index: None,
             tag_prefix: "tag_".into(),
+            cim: None,
         })];
         let provenance = Provenance {
             project: "p".into(),
@@ -166,7 +167,7 @@ fn enrichment(cache: TagCache, budget: Duration) -> Arc<Enrichment> {
             ..Default::default()
         }),
         tags: Some(cache),
-        kinds: builtin_kinds(),
+        kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
         event_key: b"event".to_vec(),
         tag_budget: budget,

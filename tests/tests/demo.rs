@@ -34,7 +34,7 @@ async fn demo_delivers_to_an_external_hec_by_base_or_full_url_and_is_determinist
     let mut g = Generator::new(42);
     let writes: Vec<String> = (0..EVENTS)
         .map(|_| serde_json::from_str::<Value>(&g.next_event()).unwrap())
-        .filter(|v| v["eventRW"] == "Write")
+        .filter(trail_devstack::gen::is_write)
         .map(|v| v["eventId"].as_str().unwrap().to_owned())
         .collect();
 

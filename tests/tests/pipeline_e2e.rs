@@ -72,7 +72,7 @@ async fn setup(
             malformed += 1;
         } else {
             let v: Value = serde_json::from_str(&json).unwrap();
-            if v["eventRW"] == "Write" {
+            if trail_devstack::gen::is_write(&v) {
                 expected.push(v["eventId"].as_str().unwrap().to_owned());
             }
         }
@@ -647,7 +647,7 @@ async fn a_shard_split_mid_stream_is_read_to_its_end_and_its_children_are_consum
         for _ in 0..200 {
             let json = g.next_event();
             let v: Value = serde_json::from_str(&json).unwrap();
-            if v["eventRW"] == "Write" {
+            if trail_devstack::gen::is_write(&v) {
                 s.expected.push(v["eventId"].as_str().unwrap().to_owned());
             }
             logs.push(Log {

@@ -28,9 +28,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-pub use filter::{DropReason, EventFilter, FilterConfig, RwFilter};
-use lenient::Lenient;
-pub use resource::ResourceRef;
+pub use filter::{DropReason, EventFilter, FilterConfig, RwFilter, UnknownRw};
+use lenient::{Lenient, ResourceMap};
+pub use resource::{ResourceField, ResourceRef};
 pub use time::parse_event_time;
 
 /// The trail an event came from.
@@ -76,8 +76,91 @@ pub struct AuditEvent<'a> {
     /// Empty or absent on success.
     pub error_code: Option<Cow<'a, str>>,
     pub request_id: Option<Cow<'a, str>>,
-    /// CloudTrail `resources[].ARN` (and `type`).
-    pub arns: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    /// CloudTrail `resources[]`.
+    pub arns: Vec<CloudTrailArn<'a>>,
+    /// ActionTrail `referencedResources`: (type as written, ids).
+    pub referenced: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    /// `event_rw` was not in the event but inferred from its name
+    /// ([`infer_rw`]); set by the filter's `unknown_rw = "infer"` policy.
+    pub rw_inferred: bool,
+}
+
+/// One item of CloudTrail's `resources[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudTrailArn<'a> {
+    pub arn: Cow<'a, str>,
+    /// `AWS::EC2::Instance`, when given.
+    pub kind: Option<Cow<'a, str>>,
+    /// `accountId`, when given (else the ARN's account field).
+    pub account: Option<Cow<'a, str>>,
+}
+
+/// Prefixes of event names that only read, in ActionTrail's and
+/// CloudTrail's API naming (a prefix counts only before an upper-case
+/// letter or the end: `ListTagResources`, not `Listener…`).
+const READ_PREFIXES: &[&str] = &[
+    "Describe", "List", "Get", "Query", "Check", "Search", "Lookup", "Head", "BatchGet", "Select",
+    "Scan", "Preview", "Inquire", "Validate", "Verify", "Estimate", "Test",
+];
+
+/// `Read` or `Write`, from an event name alone, for events without
+/// `eventRW` (archives before 2020-12-16, some services): names that start
+/// with a read verb are `Read`, everything else `Write` — so a writes-only
+/// filter never drops an unknown name.
+pub fn infer_rw(event_name: &str) -> &'static str {
+    let reads = READ_PREFIXES.iter().any(|p| {
+        event_name
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.chars().next().is_none_or(|c| c.is_ascii_uppercase()))
+    });
+    if reads {
+        "Read"
+    } else {
+        "Write"
+    }
+}
+
+/// CloudTrail's caller as its users read it: `userName`; for an assumed
+/// role the issuer's name and the session (`Role/session`); for an
+/// `AWSService` caller the service (`invokedBy`); else the last part of
+/// the ARN (`root`).
+fn cloudtrail_user<'a>(i: &mut Identity<'a>) -> Option<Cow<'a, str>> {
+    if let Some(u) = i.user_name.0.take().filter(|u| !u.is_empty()) {
+        return Some(u);
+    }
+    let arn = i.arn.0.take().filter(|a| !a.is_empty());
+    let last = |a: &str| -> String {
+        a.rsplit('/')
+            .next()
+            .and_then(|p| p.rsplit(':').next())
+            .unwrap_or(a)
+            .to_owned()
+    };
+    let issuer = i
+        .session_context
+        .take()
+        .and_then(|c| c.session_issuer)
+        .and_then(|s| s.user_name.0)
+        .filter(|s| !s.is_empty());
+    if let Some(issuer) = issuer {
+        return Some(match &arn {
+            Some(a) if a.contains(":assumed-role/") => Cow::Owned(format!("{issuer}/{}", last(a))),
+            _ => issuer,
+        });
+    }
+    let invoked_by = i.invoked_by.0.take().filter(|s| !s.is_empty());
+    let service = i
+        .kind
+        .0
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("AWSService"));
+    if service && invoked_by.is_some() {
+        return invoked_by;
+    }
+    match arn {
+        Some(a) => Some(Cow::Owned(last(&a))),
+        None => invoked_by,
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +196,23 @@ struct Identity<'a> {
     user_name: Lenient<'a>,
     #[serde(default, borrow)]
     arn: Lenient<'a>,
+    /// CloudTrail `AWSService` callers: the service acting.
+    #[serde(default, borrow, rename = "invokedBy")]
+    invoked_by: Lenient<'a>,
+    #[serde(default, borrow, rename = "sessionContext")]
+    session_context: Option<SessionContext<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SessionContext<'a> {
+    #[serde(default, borrow, rename = "sessionIssuer")]
+    session_issuer: Option<SessionIssuer<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SessionIssuer<'a> {
+    #[serde(default, borrow, rename = "userName")]
+    user_name: Lenient<'a>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +221,8 @@ struct CloudTrailResource<'a> {
     arn: Lenient<'a>,
     #[serde(default, borrow, rename = "type")]
     kind: Lenient<'a>,
+    #[serde(default, borrow, rename = "accountId")]
+    account_id: Lenient<'a>,
 }
 
 /// Both trails' keys, with the PascalCase variant as aliases. Every other key
@@ -181,6 +283,13 @@ struct Raw<'a> {
     identity: Option<Identity<'a>>,
     #[serde(default, borrow)]
     resources: Option<Vec<CloudTrailResource<'a>>>,
+    #[serde(
+        default,
+        borrow,
+        rename = "referencedResources",
+        alias = "ReferencedResources"
+    )]
+    referenced: ResourceMap<'a>,
 }
 
 /// A CloudTrail log file's envelope, `{"Records": [...]}`, as S3 holds it
@@ -223,14 +332,14 @@ pub fn parse(json: &[u8]) -> Result<AuditEvent<'_>, ParseError> {
     } else {
         return Err(ParseError::UnknownFormat);
     };
-    let identity = raw.identity;
-    let (user_type, account_id, principal_id, user_name) = match identity {
-        Some(i) => (
-            i.kind.0,
-            i.account_id.0,
-            i.principal_id.0,
-            i.user_name.0.or(i.arn.0),
-        ),
+    let (user_type, account_id, principal_id, user_name) = match raw.identity {
+        Some(mut i) => {
+            let user = match format {
+                Format::ActionTrail => i.user_name.0.take().or(i.arn.0.take()),
+                Format::CloudTrail => cloudtrail_user(&mut i),
+            };
+            (i.kind.0, i.account_id.0, i.principal_id.0, user)
+        }
         None => (None, None, None, None),
     };
     let (event_rw, region, service_name) = match format {
@@ -255,7 +364,13 @@ pub fn parse(json: &[u8]) -> Result<AuditEvent<'_>, ParseError> {
         .resources
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|r| r.arn.0.map(|a| (a, r.kind.0)))
+        .filter_map(|r| {
+            r.arn.0.filter(|a| !a.is_empty()).map(|arn| CloudTrailArn {
+                arn,
+                kind: r.kind.0,
+                account: r.account_id.0.filter(|a| !a.is_empty()),
+            })
+        })
         .collect();
     Ok(AuditEvent {
         format,
@@ -278,6 +393,8 @@ pub fn parse(json: &[u8]) -> Result<AuditEvent<'_>, ParseError> {
         error_code: raw.error_code.0.filter(|c| !c.is_empty()),
         request_id: raw.request_id.0,
         arns,
+        referenced: raw.referenced.0,
+        rw_inferred: false,
     })
 }
 
@@ -395,10 +512,58 @@ mod tests {
         assert!(e.is_write());
         assert_eq!(
             e.user_name.as_deref(),
-            Some("arn:aws:sts::123456789012:assumed-role/r/s")
+            Some("s"),
+            "no issuer: the ARN's last part"
         );
         assert_eq!(e.arns.len(), 1);
         assert_eq!(e.error_code.as_deref(), Some("200"));
+    }
+
+    #[test]
+    fn cloudtrail_callers_are_named_as_their_users_read_them() {
+        let user = |identity: &str| {
+            let json =
+                format!(r#"{{"eventID":"e","awsRegion":"us-east-1","userIdentity":{identity}}}"#);
+            parse(json.as_bytes())
+                .unwrap()
+                .user_name
+                .map(|u| u.into_owned())
+        };
+        assert_eq!(
+            user(r#"{"type":"IAMUser","userName":"alice","arn":"arn:aws:iam::1:user/alice","invokedBy":"cloudformation.amazonaws.com"}"#).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            user(r#"{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/Deploy/ci-42",
+                "sessionContext":{"sessionIssuer":{"type":"Role","userName":"Deploy","arn":"arn:aws:iam::1:role/Deploy"},
+                "attributes":{"mfaAuthenticated":"false"}}}"#).as_deref(),
+            Some("Deploy/ci-42")
+        );
+        assert_eq!(
+            user(r#"{"type":"AWSService","invokedBy":"cloudtrail.amazonaws.com"}"#).as_deref(),
+            Some("cloudtrail.amazonaws.com")
+        );
+        assert_eq!(
+            user(r#"{"type":"Root","arn":"arn:aws:iam::123456789012:root","accountId":"123456789012"}"#).as_deref(),
+            Some("root")
+        );
+        assert_eq!(
+            user(r#"{"type":"IdentityCenterUser","arn":"arn:aws:identitystore::1:user/u-1","userName":""}"#).as_deref(),
+            Some("u-1")
+        );
+        assert_eq!(user(r#"{"principalId":"x"}"#), None, "type may be absent");
+        // ActionTrail keeps its own userName, roles as `role:session`.
+        let e = parse(br#"{"eventId":"x","acsRegion":"r","userIdentity":{"type":"assumed-role","userName":"ci-role:etl"}}"#).unwrap();
+        assert_eq!(e.user_name.as_deref(), Some("ci-role:etl"));
+    }
+
+    #[test]
+    fn a_cloudtrail_record_without_read_only_has_no_event_rw_until_inferred() {
+        let e =
+            parse(br#"{"eventID":"e","awsRegion":"us-east-1","eventName":"DescribeInstances"}"#)
+                .unwrap();
+        assert_eq!(e.event_rw, None);
+        assert_eq!(infer_rw(e.event_name.as_deref().unwrap()), "Read");
     }
 
     #[test]

@@ -4,18 +4,25 @@
 //!
 //! Per log: topic filter → the `event` content (or `[enrich] event_key`; a
 //! CloudTrail `{"Records": [...]}` file splits into its records) → parse ([`crate::event`]) →
-//! filters → resources → tags (merged over the event's resources; values of
-//! one key from several resources are joined with `,`) → one encoding per sink.
+//! filters (an event without `eventRW` gets one inferred under the default
+//! policy) → resources (from `referencedResources`, `resourceType`/
+//! `resourceName` and CloudTrail `resources[]`, bare type names resolved,
+//! de-duplicated; each owned by the account the reference or the event
+//! names) → tags (merged over the event's resources; values of one key from
+//! several resources are joined with `,`) → one encoding per sink.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use trail_proto::sls::LogGroupList;
 
-use crate::event::{self, AuditEvent, DropReason, EventFilter};
-use crate::record::{DeadLetter, EncodedEvents, EventEncoder, Provenance, TagStatus, Tags, View};
-use crate::tags::{arn_into, Lookup, ResourceKind, TagCache};
+use crate::event::{self, AuditEvent, DropReason, EventFilter, ResourceField};
+use crate::record::{
+    DeadLetter, EncodedEvents, EventEncoder, Provenance, TagStatus, Tags, Touched, View,
+};
+use crate::tags::{arn_into, Lookup, ResourceTypes, TagCache};
 
 /// Counts of one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +38,14 @@ pub struct EnrichStats {
     pub tag_unavailable: u64,
     /// Cache entries dropped because the trail itself changed the resource's tags.
     pub tag_invalidations: u64,
+    /// Events sent with `tag_status` = `no_account`.
+    pub tag_no_account: u64,
+    /// Tagged events by the field that named the first tagged resource.
+    pub tagged_by: BTreeMap<ResourceField, u64>,
+    /// Events without `eventRW` given an inferred one, by value (whether
+    /// the filter then kept them or not).
+    pub rw_inferred_read: u64,
+    pub rw_inferred_write: u64,
 }
 
 pub struct EnrichOutput {
@@ -44,7 +59,7 @@ pub struct EnrichOutput {
 pub struct Enrichment {
     pub filter: EventFilter,
     pub tags: Option<TagCache>,
-    pub kinds: HashMap<String, ResourceKind>,
+    pub kinds: ResourceTypes,
     pub max_event_bytes: usize,
     /// The log content holding the event (`event` for ActionTrail; imports
     /// often use `content`).
@@ -195,44 +210,44 @@ impl Enrichment {
         encoders: &[Arc<dyn EventEncoder>],
         out: &mut EnrichOutput,
     ) {
-        // One buffer for built ARNs, reused for every event of the batch.
-        let mut buf = String::with_capacity(96);
+        // Every event's resources resolved once; the batch's ARNs back to
+        // back in one string.
+        let mut arena = Arena::default();
+        let resolved: Vec<Resolved<'_>> = passed
+            .iter()
+            .map(|p| self.resolve(&p.ev, &mut arena))
+            .collect();
         if let Some(cache) = &self.tags {
-            let remote = cache.is_remote();
-            // The batch's ARNs, back to back in one string (remote sources only).
-            let mut arena = String::new();
-            let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
-            for p in passed {
+            for (p, r) in passed.iter().zip(&resolved) {
                 if p.ev.error_code.as_deref().is_none_or(str::is_empty)
                     && p.ev.event_name.as_deref().is_some_and(changes_tags)
                 {
-                    self.each_arn(&p.ev, &mut buf, |arn| {
+                    for arn in r.arns(&arena) {
                         cache.invalidate(arn);
                         out.stats.tag_invalidations += 1;
-                    });
-                }
-                if remote {
-                    self.each_arn(&p.ev, &mut buf, |arn| {
-                        let start = arena.len();
-                        arena.push_str(arn);
-                        spans.push(start..arena.len());
-                    });
+                    }
                 }
             }
-            if remote {
-                cache.prefetch(spans.iter().map(|r| &arena[r.clone()]), self.tag_budget);
+            if cache.is_remote() {
+                let all = resolved.iter().flat_map(|r| r.arns(&arena));
+                cache.prefetch(all, self.tag_budget);
             }
         }
-        for p in passed {
-            let (tags, tag_status) = self.tags_of(&p.ev, &mut buf);
+        let mut text = String::with_capacity(128);
+        for (p, r) in passed.iter().zip(&resolved) {
+            let (tags, tag_status) = self.tags_of(r, &arena, out);
             match tag_status {
                 TagStatus::Ok => out.stats.tagged += 1,
                 TagStatus::Pending => out.stats.tag_pending += 1,
                 TagStatus::Unavailable => out.stats.tag_unavailable += 1,
+                TagStatus::NoAccount => out.stats.tag_no_account += 1,
                 _ => {}
             }
+            Touched::render_all(&r.touched, &mut text);
             let view = View {
                 event: &p.ev,
+                resources: &r.touched,
+                resources_text: &text,
                 raw: p.raw,
                 tags: &tags,
                 tag_status,
@@ -246,25 +261,57 @@ impl Enrichment {
         }
     }
 
-    /// Calls `f` with the ARN of each of the event's resources we know how
-    /// to name: given (CloudTrail), or built into `buf` from the resource
-    /// type table (ActionTrail).
-    fn each_arn(&self, ev: &AuditEvent<'_>, buf: &mut String, mut f: impl FnMut(&str)) {
+    /// An event's resources: types resolved through the table, the same
+    /// resource once, and for each one we can look up its ARN — given
+    /// (CloudTrail, an ARN as id) or built from the type, the region and
+    /// the owning account (the reference's, else `recipientAccountId`,
+    /// else the caller's).
+    fn resolve<'p>(&'p self, ev: &'p AuditEvent<'_>, arena: &mut Arena) -> Resolved<'p> {
         let region = ev.region.as_deref().unwrap_or("");
-        let account = ev.owner_account().unwrap_or("");
-        for r in ev.resources() {
-            match (r.arn, self.kinds.get(r.resource_type)) {
-                (Some(arn), _) => f(arn),
-                (None, Some(kind)) => {
-                    arn_into(buf, kind, region, account, r.id);
-                    f(buf);
-                }
-                (None, None) => {}
+        let owner = ev.owner_account().filter(|a| !a.is_empty());
+        let service = ev.service_name.as_deref();
+        let refs = ev.resources();
+        let mut r = Resolved {
+            touched: Vec::with_capacity(refs.len()),
+            lookups: Vec::new(),
+            no_account: false,
+        };
+        for x in refs {
+            let known = self.kinds.resolve(x.resource_type, service);
+            let resource_type: &'p str = match known {
+                Some((full, _)) => full,
+                None => x.resource_type,
+            };
+            let t = Touched {
+                resource_type,
+                id: x.id,
+            };
+            if r.touched.contains(&t) {
+                continue;
+            }
+            r.touched.push(t);
+            let span = match (x.arn, known) {
+                (Some(arn), _) => Some(arena.push(arn)),
+                (None, Some((_, kind))) => match x.account.or(owner) {
+                    Some(account) => {
+                        arn_into(&mut arena.buf, kind, region, account, x.id);
+                        Some(arena.push_buf())
+                    }
+                    None => {
+                        r.no_account = true;
+                        None
+                    }
+                },
+                (None, None) => None,
+            };
+            if let Some(span) = span {
+                r.lookups.push((span, x.field));
             }
         }
+        r
     }
 
-    /// One event (`json`, within the log content `content`): size check,
+    /// One event (`json`, within the log content `content`)    /// One event (`json`, within the log content `content`): size check,
     /// parse, filters; what passes waits in `passed` for its tags.
     fn one<'a>(
         &self,
@@ -283,7 +330,7 @@ impl Enrichment {
             dead(out, origin, "oversize", reason, content.slice_ref(json));
             return;
         }
-        let ev = match event::parse(json) {
+        let mut ev = match event::parse(json) {
             Ok(ev) => ev,
             Err(e) => {
                 dead(
@@ -296,7 +343,14 @@ impl Enrichment {
                 return;
             }
         };
-        if let Err(reason) = self.filter.check(&ev) {
+        let verdict = self.filter.check(&mut ev);
+        if ev.rw_inferred {
+            match ev.event_rw.as_deref() {
+                Some("Read") => out.stats.rw_inferred_read += 1,
+                _ => out.stats.rw_inferred_write += 1,
+            }
+        }
+        if let Err(reason) = verdict {
             *out.stats.dropped.entry(reason.as_str()).or_default() += 1;
             return;
         }
@@ -309,30 +363,80 @@ impl Enrichment {
         });
     }
 
-    fn tags_of(&self, ev: &AuditEvent<'_>, buf: &mut String) -> (Tags, TagStatus) {
+    fn tags_of(
+        &self,
+        r: &Resolved<'_>,
+        arena: &Arena,
+        out: &mut EnrichOutput,
+    ) -> (Tags, TagStatus) {
         let mut tags = Tags::Empty;
         let Some(cache) = &self.tags else {
             return (tags, TagStatus::NoResource);
         };
-        let mut looked_up = false;
         let (mut pending, mut unavailable) = (false, false);
-        self.each_arn(ev, buf, |arn| {
-            looked_up = true;
-            match cache.get(arn) {
-                Lookup::Tags(set) => tags.add(set),
+        let mut tagged_by = None;
+        for (span, field) in &r.lookups {
+            match cache.get(&arena.text[span.clone()]) {
+                Lookup::Tags(set) => {
+                    tagged_by.get_or_insert(*field);
+                    tags.add(set);
+                }
                 Lookup::None => {}
                 Lookup::Pending => pending = true,
                 Lookup::Unavailable => unavailable = true,
             }
-        });
+        }
+        let looked_up = !r.lookups.is_empty();
         // An event whose tags may be incomplete says so, even if some came.
         let status = match (&tags, looked_up) {
             _ if pending => TagStatus::Pending,
             _ if unavailable => TagStatus::Unavailable,
+            (Tags::Empty, _) if r.no_account => TagStatus::NoAccount,
             (Tags::Empty, true) => TagStatus::None,
             (Tags::Empty, false) => TagStatus::NoResource,
             _ => TagStatus::Ok,
         };
+        if let (TagStatus::Ok, Some(field)) = (status, tagged_by) {
+            *out.stats.tagged_by.entry(field).or_default() += 1;
+        }
         (tags, status)
+    }
+}
+
+/// The ARNs of a batch, back to back in one string.
+#[derive(Default)]
+struct Arena {
+    text: String,
+    /// Scratch for building one ARN.
+    buf: String,
+}
+
+impl Arena {
+    fn push(&mut self, arn: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(arn);
+        start..self.text.len()
+    }
+
+    fn push_buf(&mut self) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(&self.buf);
+        start..self.text.len()
+    }
+}
+
+/// One event's resources, resolved ([`Enrichment::resolve`]).
+struct Resolved<'p> {
+    touched: Vec<Touched<'p>>,
+    /// The ARN (a span of the batch's [`Arena`]) of each resource we can
+    /// look up, with the field that named it.
+    lookups: Vec<(Range<usize>, ResourceField)>,
+    /// Some resource of a known type had no owning account.
+    no_account: bool,
+}
+
+impl Resolved<'_> {
+    fn arns<'a>(&'a self, arena: &'a Arena) -> impl Iterator<Item = &'a str> + 'a {
+        self.lookups.iter().map(|(s, _)| &arena.text[s.clone()])
     }
 }

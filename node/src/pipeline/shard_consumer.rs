@@ -65,7 +65,13 @@ pub struct ShardStats {
     pub tagged: AtomicU64,
     pub tag_pending: AtomicU64,
     pub tag_unavailable: AtomicU64,
+    pub tag_no_account: AtomicU64,
     pub tag_invalidations: AtomicU64,
+    /// Tagged events by the field that named their first tagged resource,
+    /// in [`crate::event::ResourceField::ALL`]'s order.
+    pub tagged_by: [AtomicU64; 3],
+    /// Events without `eventRW` given an inferred `Read` / `Write`.
+    pub rw_inferred: [AtomicU64; 2],
     pub dead_lettered: AtomicU64,
     pub pull_errors: AtomicU64,
     pub restarts: AtomicU64,
@@ -102,7 +108,10 @@ impl Default for ShardStats {
             tagged: AtomicU64::default(),
             tag_pending: AtomicU64::default(),
             tag_unavailable: AtomicU64::default(),
+            tag_no_account: AtomicU64::default(),
             tag_invalidations: AtomicU64::default(),
+            tagged_by: Default::default(),
+            rw_inferred: Default::default(),
             dead_lettered: AtomicU64::default(),
             pull_errors: AtomicU64::default(),
             restarts: AtomicU64::default(),
@@ -151,6 +160,13 @@ impl ShardStats {
             .fetch_add(s.tag_unavailable, Ordering::Relaxed);
         self.tag_invalidations
             .fetch_add(s.tag_invalidations, Ordering::Relaxed);
+        self.tag_no_account
+            .fetch_add(s.tag_no_account, Ordering::Relaxed);
+        for (field, n) in &s.tagged_by {
+            self.tagged_by[*field as usize].fetch_add(*n, Ordering::Relaxed);
+        }
+        self.rw_inferred[0].fetch_add(s.rw_inferred_read, Ordering::Relaxed);
+        self.rw_inferred[1].fetch_add(s.rw_inferred_write, Ordering::Relaxed);
         self.dead_lettered
             .fetch_add(s.dead_lettered, Ordering::Relaxed);
         let mut d = self.dropped.lock();

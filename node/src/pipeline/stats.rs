@@ -10,6 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::event::ResourceField;
 use crate::metrics::{
     counter, counters, gauges, histograms, Collector, DescriptorEncoder, Histogram, Labels,
     Registry,
@@ -150,7 +151,32 @@ impl Collector for ShardMetrics {
                     vec![("status", "unavailable".to_string())],
                     sum(|s| &s.tag_unavailable),
                 ),
+                (
+                    vec![("status", "no_account".to_string())],
+                    sum(|s| &s.tag_no_account),
+                ),
             ],
+        )?;
+        counters(
+            &mut enc,
+            "trail_events_tagged_by_field",
+            "Tagged events by the event field that named their first tagged resource.",
+            ResourceField::ALL.iter().map(|f| {
+                let n = shards
+                    .values()
+                    .map(|s| s.tagged_by[*f as usize].load(Relaxed))
+                    .sum();
+                (vec![("field", f.as_str().to_string())], n)
+            }),
+        )?;
+        counters(
+            &mut enc,
+            "trail_event_rw_inferred_events",
+            "Events without eventRW given one inferred from the event name (the filter then applies).",
+            ["Read", "Write"].iter().enumerate().map(|(i, rw)| {
+                let n = shards.values().map(|s| s.rw_inferred[i].load(Relaxed)).sum();
+                (vec![("event_rw", (*rw).to_string())], n)
+            }),
         )?;
         counter(
             &mut enc,

@@ -58,6 +58,9 @@ pub enum TagStatus {
     Pending,
     /// The provider failed (throttled with nothing cached, denied).
     Unavailable,
+    /// The event names resources but no account owns them as far as the
+    /// event says (a `system` caller, no `recipientAccountId`, no ARN).
+    NoAccount,
 }
 
 impl TagStatus {
@@ -68,6 +71,7 @@ impl TagStatus {
             TagStatus::NoResource => "no_resource",
             TagStatus::Pending => "pending",
             TagStatus::Unavailable => "unavailable",
+            TagStatus::NoAccount => "no_account",
         }
     }
 }
@@ -130,9 +134,37 @@ fn merge_into(m: &mut BTreeMap<String, String>, set: &TagSet) {
     }
 }
 
+/// A resource an event touched, as the business view names it: the full
+/// type where the resource-type table knows the written one (`VSwitch` →
+/// `ACS::VPC::VSwitch`), else the type as written (possibly empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touched<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+}
+
+impl Touched<'_> {
+    /// Appends the `resources` field's text: `type/id` joined by `,`.
+    pub fn render_all(touched: &[Touched<'_>], out: &mut String) {
+        out.clear();
+        for (i, t) in touched.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(t.resource_type);
+            out.push('/');
+            out.push_str(t.id);
+        }
+    }
+}
+
 /// Everything an encoder may write about one event.
 pub struct View<'a> {
     pub event: &'a AuditEvent<'a>,
+    /// Every resource the event named, de-duplicated, known types or not.
+    pub resources: &'a [Touched<'a>],
+    /// `resources` as the `resources` field's text ([`Touched::render_all`]).
+    pub resources_text: &'a str,
     /// The event's original JSON text.
     pub raw: &'a [u8],
     pub tags: &'a Tags,
@@ -167,6 +199,7 @@ pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static st
         ("eventId", Some(&*e.event_id)),
         ("eventName", e.event_name.as_deref()),
         ("eventRW", e.event_rw.as_deref()),
+        ("eventRW_inferred", e.rw_inferred.then_some("true")),
         ("eventSource", e.event_source.as_deref()),
         ("eventTime", e.event_time.as_deref()),
         ("eventType", e.event_type.as_deref()),
@@ -174,6 +207,7 @@ pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static st
         ("serviceName", e.service_name.as_deref()),
         ("resourceType", e.resource_type.as_deref()),
         ("resourceName", e.resource_name.as_deref()),
+        ("resources", Some(v.resources_text)),
         ("accountId", e.owner_account()),
         ("principalId", e.principal_id.as_deref()),
         ("userName", e.user_name.as_deref()),

@@ -36,7 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use remote::{BatchConfig, Cloud, FetchError, Outcome, Remote, RemoteStats, Scope, TagFetcher};
-pub use resource_types::{arn_into, arn_parts, builtin as builtin_kinds, ResourceKind};
+pub use resource_types::{
+    arn_into, arn_parts, builtin as builtin_kinds, ResourceKind, ResourceTypes,
+};
 pub use static_file::{StaticTags, TagsFileError};
 
 pub use crate::record::TagSet;

@@ -47,6 +47,14 @@ pub struct HecSinkConfig {
     pub retry_max_ms: u64,
     /// Prefix of tag fields.
     pub tag_prefix: Option<String>,
+    /// Write Splunk CIM fields (Change, Authentication) for ActionTrail
+    /// events as indexed fields.
+    #[serde(default = "yes")]
+    pub cim: bool,
+    /// Extra event-name → CIM `action` rows, matched before the built-in
+    /// table: `[{ match = "Purchase*", action = "created" }]`.
+    #[serde(default)]
+    pub cim_actions: Vec<super::cim::ActionRule>,
 }
 
 fn yes() -> bool {

@@ -1,10 +1,12 @@
 //! One event as an HEC envelope: `time` from `eventTime`, `host`, `source`,
 //! `sourcetype`, optional `index`, indexed `fields` (business view, shard, the
-//! shard's epoch in a cluster, tags; flat strings) and the original event, untouched, as `event`. No other
+//! shard's epoch in a cluster, the CIM fields of an ActionTrail event
+//! ([`super::cim`]), tags; flat strings) and the original event, untouched, as `event`. No other
 //! envelope key is ever written (Splunk silently drops objects after one).
 
 use std::io::Write;
 
+use super::cim::CimMap;
 use crate::event::Format;
 use crate::record::View;
 use crate::record::{business_fields, write_json_str, write_tag_fields, write_time, EventEncoder};
@@ -15,6 +17,8 @@ pub struct HecEncoder {
     pub sourcetype: Option<String>,
     pub index: Option<String>,
     pub tag_prefix: String,
+    /// CIM fields for ActionTrail events (`cim = true`, the default).
+    pub cim: Option<CimMap>,
 }
 
 impl EventEncoder for HecEncoder {
@@ -53,6 +57,9 @@ impl EventEncoder for HecEncoder {
         let _ = write!(out, ",\"shard\":\"{}\"", v.provenance.shard);
         if v.provenance.epoch > 0 {
             let _ = write!(out, ",\"epoch\":\"{}\"", v.provenance.epoch);
+        }
+        if let Some(cim) = &self.cim {
+            cim.write_fields(v, out);
         }
         write_tag_fields(out, &self.tag_prefix, v.tags);
         out.extend_from_slice(b"},\"event\":");

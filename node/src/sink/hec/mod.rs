@@ -12,6 +12,7 @@
 //! `s % concurrency` and a lane has one request in flight, so a shard's events
 //! reach Splunk in order even across retries.
 
+pub mod cim;
 pub mod config;
 pub mod encoder;
 pub mod retry;
