@@ -553,6 +553,7 @@ fn to_json(s: &pb::StatusResponse) -> Value {
             "errors": x.errors, "retries": x.retries, "requests": x.requests,
             "dead_lettered": x.dead_lettered, "stopped": x.stopped,
             "queued": x.queued, "p99_latency_seconds": x.p99_latency_seconds,
+            "delivery": x.delivery,
         })).collect::<Vec<_>>(),
     })
 }
@@ -647,6 +648,7 @@ fn print_tables(s: &pb::StatusResponse) {
         "dead-lettered",
         "queue",
         "p99",
+        "delivery",
         "state",
     ]);
     for x in &s.sinks {
@@ -660,6 +662,7 @@ fn print_tables(s: &pb::StatusResponse) {
             x.dead_lettered.to_string(),
             x.queued.to_string(),
             format!("{:.0}ms", x.p99_latency_seconds * 1000.0),
+            x.delivery.clone(),
             if x.stopped { "STOPPED" } else { "ok" }.to_owned(),
         ]);
     }

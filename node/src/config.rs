@@ -377,6 +377,19 @@ impl SinkConfig {
             SinkConfig::File(_) => "file",
         }
     }
+
+    /// What the sink's acknowledgement means, i.e. which guarantee a
+    /// checkpoint past it rests on (shown by `trailctl status`).
+    pub fn delivery(&self) -> &'static str {
+        match self {
+            // Splunk Cloud takes indexer acknowledgement only for some
+            // inputs; without it a 200 means "received, looks valid".
+            SinkConfig::Hec(h) if h.indexer_ack => "indexed",
+            SinkConfig::Hec(_) => "received",
+            SinkConfig::Sls(_) => "stored",
+            SinkConfig::File(_) => "flushed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

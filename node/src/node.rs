@@ -396,6 +396,7 @@ impl RunningNode {
             handles.push(SinkHandle {
                 name,
                 kind: sink.kind(),
+                delivery: sink.delivery(),
                 deliver,
                 stats: sink_stats,
             });

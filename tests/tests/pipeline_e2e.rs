@@ -112,6 +112,11 @@ impl Setup {
 
     /// `hec` is appended to the HEC sink's table.
     fn config_with(&self, token: &str, hec: &str, extra: &str) -> PathBuf {
+        self.config_at(&self.hec.addr.to_string(), token, hec, extra)
+    }
+
+    /// The same with the HEC sink sending to `hec_addr`.
+    fn config_at(&self, hec_addr: &str, token: &str, hec: &str, extra: &str) -> PathBuf {
         let path = self.dir.join("trail.toml");
         let text = format!(
             r#"
@@ -155,7 +160,7 @@ path = {dead:?}
             data = self.dir.join("data").display().to_string(),
             sls = self.sls.addr,
             tags = self.dir.join("tags.json").display().to_string(),
-            hec = self.hec.addr,
+            hec = hec_addr,
             dead = self.dir.join("dead.jsonl").display().to_string(),
             hec_extra = hec,
         );
@@ -1140,4 +1145,165 @@ fn sample_sum(text: &str, name: &str) -> u64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// A load balancer in front of HEC indexers as Splunk Cloud and most
+/// on-prem tiers run one: a request without its cookie goes to the next
+/// indexer in turn and the answer sets `trail_lb=<indexer>`; a request with
+/// the cookie goes where it says. It records which indexer each channel's
+/// requests and ack polls reached.
+struct CookieLb {
+    indexers: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    http: reqwest::Client,
+    /// (channel, indexer, is an ack poll)
+    seen: std::sync::Mutex<Vec<(String, usize, bool)>>,
+}
+
+impl trail_devstack::http::Handler for CookieLb {
+    async fn call(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        _peer: std::net::SocketAddr,
+    ) -> trail_devstack::http::Answer {
+        use http_body_util::BodyExt;
+        let (head, body) = req.into_parts();
+        let header = |k: &str| {
+            head.headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let sticky = header("cookie").and_then(|c| {
+            c.split(';')
+                .filter_map(|kv| kv.trim().strip_prefix("trail_lb="))
+                .find_map(|n| n.parse::<usize>().ok())
+                .filter(|n| *n < self.indexers.len())
+        });
+        let to = sticky.unwrap_or_else(|| {
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.indexers.len()
+        });
+        let channel = header("x-splunk-request-channel").unwrap_or_default();
+        let path = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        self.seen
+            .lock()
+            .unwrap()
+            .push((channel, to, path.contains("/ack")));
+        let body = body
+            .collect()
+            .await
+            .map_err(|_| trail_devstack::http::Drop)?
+            .to_bytes();
+        let mut fwd = self
+            .http
+            .post(format!("http://{}{path}", self.indexers[to]))
+            .body(body);
+        for k in [
+            "authorization",
+            "content-type",
+            "content-encoding",
+            "x-splunk-request-channel",
+        ] {
+            if let Some(v) = header(k) {
+                fwd = fwd.header(k, v);
+            }
+        }
+        let resp = fwd.send().await.map_err(|_| trail_devstack::http::Drop)?;
+        let mut out = http::Response::builder().status(resp.status().as_u16());
+        if sticky.is_none() {
+            out = out.header("set-cookie", format!("trail_lb={to}; Path=/; HttpOnly"));
+        }
+        let bytes = resp.bytes().await.map_err(|_| trail_devstack::http::Drop)?;
+        Ok(out
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes))
+            .unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_behind_a_cookie_routing_load_balancer_reach_the_indexer_that_took_the_request() {
+    // Two indexers with acknowledgement; an ack id polled at the indexer that
+    // did not issue it is `false` forever, so a sink that lost its way would
+    // send every request again after ack_timeout (2 s here).
+    let s = setup("lb", 1500, 0, &[], &["--ack"]).await;
+    let second = Devstack::hec(&["--ack", "--first-ack-id", "1000000000"]);
+    let lb = std::sync::Arc::new(CookieLb {
+        indexers: vec![s.hec.addr.to_string(), second.addr.to_string()],
+        next: Default::default(),
+        http: reqwest::Client::new(),
+        seen: Default::default(),
+    });
+    let server = trail_devstack::http::Server::start("127.0.0.1:0".parse().unwrap(), lb.clone())
+        .await
+        .unwrap();
+    let config = s.config_at(
+        &server.local_addr().to_string(),
+        HEC_TOKEN,
+        "indexer_ack = true\nack_poll_interval_ms = 50\nack_timeout_secs = 2\nconcurrency = 4",
+        "",
+    );
+    let mut node = s.node(&config);
+    let both = || async {
+        let mut ids = s.hec_ids().await;
+        for (id, n) in trail_tests::hec_event_ids(&second).await {
+            *ids.entry(id).or_default() += n;
+        }
+        ids
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ids = both().await;
+        if s.expected.iter().all(|e| ids.contains_key(e)) {
+            break;
+        }
+        assert!(
+            node.alive(),
+            "trail-node died; see {}",
+            s.dir.join("trail.log").display()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} arrived",
+            ids.len(),
+            s.expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past one more ack timeout: nothing was sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ids = both().await;
+    let dups: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        dups.is_empty(),
+        "{} events delivered twice: {:?}",
+        dups.len(),
+        &dups[..dups.len().min(5)]
+    );
+    assert_eq!(ids.len(), s.expected.len());
+
+    let seen = lb.seen.lock().unwrap().clone();
+    let mut by_channel: HashMap<String, std::collections::BTreeSet<usize>> = HashMap::new();
+    let mut polls = 0;
+    for (channel, to, ack) in &seen {
+        assert!(!channel.is_empty(), "every request names its channel");
+        by_channel.entry(channel.clone()).or_default().insert(*to);
+        polls += usize::from(*ack);
+    }
+    assert!(polls > 0, "acks were polled");
+    for (channel, indexers) in &by_channel {
+        assert_eq!(
+            indexers.len(),
+            1,
+            "channel {channel} reached indexers {indexers:?}"
+        );
+    }
+    assert!(
+        (2..=4).contains(&by_channel.len()),
+        "one channel per lane: {by_channel:?}"
+    );
+    let used: std::collections::BTreeSet<usize> = by_channel.values().flatten().copied().collect();
+    assert_eq!(used.len(), 2, "the lanes spread over both indexers");
+    drop(node);
+    server.shutdown().await;
 }

@@ -144,6 +144,12 @@ pub struct HecConfig {
     /// Indexer acknowledgement for the token (channels become required).
     #[arg(long)]
     pub ack: bool,
+    /// The first ack id of every channel. Splunk counts per indexer; two
+    /// devstack "indexers" with distinct bases make an ack polled at the
+    /// wrong one unknown there — `false` forever, as behind a load balancer
+    /// that lost a channel's stickiness.
+    #[arg(long, default_value_t = 0)]
+    pub first_ack_id: u64,
     /// Accept `?token=` (allowQueryStringAuth).
     #[arg(long)]
     pub allow_query_token: bool,
@@ -498,7 +504,14 @@ impl HecState {
         let k = self.acked_requests.fetch_add(1, Ordering::Relaxed) + 1;
         let withheld = withhold_every > 0 && k.is_multiple_of(withhold_every);
         let mut s = self.store.lock();
-        let c = s.channels.entry(channel.to_owned()).or_default();
+        let first = self.config.first_ack_id;
+        let c = s
+            .channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| Channel {
+                next_ack: first,
+                ..Default::default()
+            });
         let id = c.next_ack;
         c.next_ack += 1;
         c.pending.insert(id, !withheld);

@@ -63,6 +63,7 @@ impl ControlService {
                 stopped: h.stats.stopped.load(Relaxed) != 0,
                 queued: h.stats.queued.load(Relaxed),
                 p99_latency_seconds: h.stats.latency.quantile(0.99),
+                delivery: h.delivery.into(),
             })
             .collect();
         let dl = &self.stats.dead_letters;
@@ -78,6 +79,7 @@ impl ControlService {
             stopped: false,
             queued: 0,
             p99_latency_seconds: 0.0,
+            delivery: "flushed".into(),
         });
         sinks
     }

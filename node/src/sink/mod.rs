@@ -340,6 +340,8 @@ impl Collector for SinkMetrics {
 pub struct SinkHandle {
     pub name: String,
     pub kind: &'static str,
+    /// What an acknowledgement means: `indexed`, `received`, `stored`, `flushed`.
+    pub delivery: &'static str,
     pub deliver: Recipient<Deliver>,
     pub stats: Arc<SinkStats>,
 }

@@ -68,7 +68,7 @@ impl HecSink {
         let service = self.service.clone();
         let me = ctx.address();
         actix::spawn(async move {
-            service.deliver(parts).await;
+            service.deliver(lane, parts).await;
             me.do_send(LaneDone(lane));
         });
     }

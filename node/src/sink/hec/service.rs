@@ -13,6 +13,13 @@
 //! * With `indexer_ack`, a chunk counts as delivered only once its ack id
 //!   polls true; after `ack_timeout` it is sent again (duplicates possible,
 //!   loss not).
+//! * One [`Channel`] per lane, not one per sink: Splunk's ack ids belong to
+//!   the indexer and channel that took the request, and the load balancers
+//!   in front of HEC tiers (Splunk Cloud, most on-prem) route by cookie. A
+//!   channel keeps the cookies its responses set and sends them with its
+//!   later requests and ack polls, so a lane's polls reach the indexer that
+//!   holds its ids — an ack polled at another indexer is `false` forever,
+//!   and every request would be sent again after `ack_timeout`.
 //!
 //! A part is acknowledged to its shard once all of its events are settled.
 
@@ -34,12 +41,69 @@ use crate::sink::hec::config::HecSinkConfig;
 use crate::sink::hec::retry::{classify, Action};
 use crate::sink::{Ack, Deliver, SinkStats};
 
+/// A HEC channel: its id and the cookies its responses set (a load
+/// balancer's stickiness), sent with its every later request.
+pub struct Channel {
+    pub id: String,
+    cookies: parking_lot::Mutex<Vec<(String, String)>>,
+}
+
+impl Channel {
+    fn new() -> Self {
+        Channel {
+            id: random_guid(),
+            cookies: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The `Cookie` header value, if any cookie is set.
+    fn cookie_header(&self) -> Option<String> {
+        let c = self.cookies.lock();
+        (!c.is_empty()).then(|| {
+            c.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// Takes the `Set-Cookie` headers of a response: `name=value` kept,
+    /// replaced by name; `Max-Age=0` (or a value-less cookie) removes it.
+    /// Attributes (path, domain, expiry dates) are not interpreted: the
+    /// channel talks to one URL, and a sticky cookie lives as long as the
+    /// channel does here.
+    fn absorb(&self, headers: &reqwest::header::HeaderMap) {
+        let mut c = self.cookies.lock();
+        for h in headers.get_all(reqwest::header::SET_COOKIE) {
+            let Ok(h) = h.to_str() else { continue };
+            let mut attrs = h.split(';');
+            let Some((name, value)) = attrs.next().and_then(|kv| kv.split_once('=')) else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim().trim_matches('"'));
+            if name.is_empty() {
+                continue;
+            }
+            let expired = attrs.any(|a| {
+                a.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("max-age") && v.trim().starts_with(['0', '-'])
+                })
+            });
+            c.retain(|(k, _)| k != name);
+            if !expired && !value.is_empty() && c.len() < 32 {
+                c.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+}
+
 pub struct HecService {
     http: reqwest::Client,
     event_url: Url,
     ack_url: Url,
     token: Secret,
-    channel: String,
+    /// One per lane.
+    channels: Vec<Channel>,
     cfg: Arc<HecSinkConfig>,
     pub(crate) stats: Arc<SinkStats>,
     dead_letters: Recipient<DeadLetters>,
@@ -88,7 +152,9 @@ impl HecService {
             event_url: cfg.event_url()?,
             ack_url: cfg.ack_url()?,
             token,
-            channel: random_guid(),
+            channels: (0..cfg.concurrency.max(1))
+                .map(|_| Channel::new())
+                .collect(),
             cfg,
             stats,
             dead_letters,
@@ -96,8 +162,10 @@ impl HecService {
         })
     }
 
-    /// Delivers `parts` in order and acknowledges each once settled.
-    pub async fn deliver(&self, parts: Vec<Deliver>) {
+    /// Delivers `parts` in order on lane `lane`'s channel and acknowledges
+    /// each once settled.
+    pub async fn deliver(&self, lane: usize, parts: Vec<Deliver>) {
+        let channel = &self.channels[lane % self.channels.len()];
         let _queued = crate::sink::Queued(&self.stats.queued, parts.len() as u64);
         let mut parts: Vec<Part> = parts
             .into_iter()
@@ -165,7 +233,7 @@ impl HecService {
                 end += 1;
             }
             let chunk = &order[at..end];
-            match self.send_until_settled(&parts, chunk).await {
+            match self.send_until_settled(channel, &parts, chunk).await {
                 // The top of the loop gives up the parts that lost it.
                 Settled::Fenced => continue,
                 Settled::Delivered => {
@@ -280,7 +348,12 @@ impl HecService {
         body
     }
 
-    async fn send_until_settled(&self, parts: &[Part], chunk: &[(usize, usize)]) -> Settled {
+    async fn send_until_settled(
+        &self,
+        channel: &Channel,
+        parts: &[Part],
+        chunk: &[(usize, usize)],
+    ) -> Settled {
         let raw = self.body(parts, chunk);
         let raw_len = raw.len();
         let body: Bytes = if self.cfg.gzip {
@@ -309,11 +382,14 @@ impl HecService {
                 .http
                 .post(self.event_url.clone())
                 .header("Authorization", format!("Splunk {}", self.token.expose()))
-                .header("X-Splunk-Request-Channel", &self.channel)
+                .header("X-Splunk-Request-Channel", &channel.id)
                 .header("Content-Type", "application/json")
                 .body(body.clone());
             if self.cfg.gzip {
                 req = req.header("Content-Encoding", "gzip");
+            }
+            if let Some(cookie) = channel.cookie_header() {
+                req = req.header(reqwest::header::COOKIE, cookie);
             }
             let started = std::time::Instant::now();
             let sent = tokio::select! {
@@ -323,6 +399,7 @@ impl HecService {
             self.stats.latency.observe_duration(started.elapsed());
             let action = match sent {
                 Ok(resp) => {
+                    channel.absorb(resp.headers());
                     let status = resp.status().as_u16();
                     let retry_after = resp
                         .headers()
@@ -345,7 +422,7 @@ impl HecService {
                         .store(0, std::sync::atomic::Ordering::Relaxed);
                     match (self.cfg.indexer_ack, ack_id) {
                         (true, Some(id)) => {
-                            if self.wait_for_ack(id).await {
+                            if self.wait_for_ack(channel, id).await {
                                 return Settled::Delivered;
                             }
                             SinkStats::add(&self.stats.retries, 1);
@@ -406,20 +483,25 @@ impl HecService {
     }
 
     /// Polls the ack id until it is true or `ack_timeout` passes.
-    async fn wait_for_ack(&self, id: u64) -> bool {
+    async fn wait_for_ack(&self, channel: &Channel, id: u64) -> bool {
         let deadline = Instant::now() + Duration::from_secs(self.cfg.ack_timeout_secs);
         let every = Duration::from_millis(self.cfg.ack_poll_interval_ms);
         while Instant::now() < deadline {
             tokio::time::sleep(every).await;
-            let resp = self
+            let mut req = self
                 .http
                 .post(self.ack_url.clone())
                 .header("Authorization", format!("Splunk {}", self.token.expose()))
-                .header("X-Splunk-Request-Channel", &self.channel)
+                .header("X-Splunk-Request-Channel", &channel.id)
                 .header("Content-Type", "application/json")
-                .body(json!({"acks": [id]}).to_string())
-                .send()
-                .await;
+                .body(json!({"acks": [id]}).to_string());
+            if let Some(cookie) = channel.cookie_header() {
+                req = req.header(reqwest::header::COOKIE, cookie);
+            }
+            let resp = req.send().await;
+            if let Ok(r) = &resp {
+                channel.absorb(r.headers());
+            }
             let acked = match resp {
                 Ok(r) if r.status().is_success() => r
                     .bytes()
@@ -459,6 +541,50 @@ fn gzip(raw: &[u8]) -> Vec<u8> {
     );
     enc.write_all(raw).expect("writing to a Vec cannot fail");
     enc.finish().expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
+
+    fn set(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(SET_COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_channel_keeps_the_cookies_its_responses_set() {
+        let c = Channel::new();
+        assert_eq!(c.cookie_header(), None);
+        c.absorb(&set(&[
+            "AWSALB=abc123; Expires=Tue, 08 Dec 2026 10:00:00 GMT; Path=/",
+            "splunk_lb=\"idx-2\"; Path=/; HttpOnly; Secure",
+            "broken-without-value",
+        ]));
+        assert_eq!(
+            c.cookie_header().as_deref(),
+            Some("AWSALB=abc123; splunk_lb=idx-2")
+        );
+        // Replaced by name, removed by Max-Age=0.
+        c.absorb(&set(&["AWSALB=def456; Path=/", "splunk_lb=; Max-Age=0"]));
+        assert_eq!(c.cookie_header().as_deref(), Some("AWSALB=def456"));
+        c.absorb(&set(&["AWSALB=x; Max-Age=-1"]));
+        assert_eq!(c.cookie_header(), None);
+        // A hostile backend cannot grow the jar without bound.
+        let many: Vec<String> = (0..100).map(|i| format!("c{i}=v")).collect();
+        c.absorb(&set(&many.iter().map(String::as_str).collect::<Vec<_>>()));
+        assert_eq!(c.cookies.lock().len(), 32);
+    }
+
+    #[test]
+    fn channels_are_one_per_lane_and_distinct() {
+        let ids: std::collections::HashSet<String> = (0..8).map(|_| Channel::new().id).collect();
+        assert_eq!(ids.len(), 8);
+    }
 }
 
 /// A random channel GUID (8-4-4-4-12 hex).
