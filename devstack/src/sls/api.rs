@@ -101,6 +101,11 @@ pub fn api_name(req: &ApiRequest) -> &'static str {
         (_, []) => "Project",
         (&M::POST, ["logstores", _]) => "PutLogs",
         (_, ["logstores"] | ["logstores", _]) => "Logstore",
+        (&M::POST, ["logstores", _, "index"]) => "CreateIndex",
+        (&M::PUT, ["logstores", _, "index"]) => "UpdateIndex",
+        (&M::GET, ["logstores", _, "index"]) => "GetIndex",
+        (&M::DELETE, ["logstores", _, "index"]) => "DeleteIndex",
+        (_, ["savedsearches", ..]) => "SavedSearch",
         (&M::GET, ["logstores", _, "shards"]) => "ListShards",
         (&M::POST, ["logstores", _, "shards", "lb" | "route"]) => "PutLogs",
         (&M::GET, ["logstores", _, "shards", _]) => match ty {
@@ -136,6 +141,17 @@ pub fn dispatch(state: &SlsState, req: &ApiRequest) -> ApiResult {
         (&M::DELETE, ["logstores", ls]) => delete_logstore(state, req, ls),
         // Go SDK: PutLogs without a hash key goes to the logstore itself.
         (&M::POST, ["logstores", ls]) => put_logs(state, req, ls, None),
+
+        (&M::POST, ["logstores", ls, "index"]) => create_index(state, req, ls),
+        (&M::PUT, ["logstores", ls, "index"]) => update_index(state, req, ls),
+        (&M::GET, ["logstores", ls, "index"]) => get_index(state, req, ls),
+        (&M::DELETE, ["logstores", ls, "index"]) => delete_index(state, req, ls),
+
+        (&M::GET, ["savedsearches"]) => list_saved_searches(state, req),
+        (&M::POST, ["savedsearches"]) => create_saved_search(state, req),
+        (&M::GET, ["savedsearches", name]) => get_saved_search(state, req, name),
+        (&M::PUT, ["savedsearches", name]) => update_saved_search(state, req, name),
+        (&M::DELETE, ["savedsearches", name]) => delete_saved_search(state, req, name),
 
         (&M::GET, ["logstores", ls, "shards"]) => list_shards(state, req, ls),
         (&M::POST, ["logstores", ls, "shards", "lb"]) => put_logs(state, req, ls, None),
@@ -393,6 +409,238 @@ fn delete_logstore(state: &SlsState, req: &ApiRequest, ls: &str) -> ApiResult {
     drop(store);
     state.persist_meta();
     Ok(ApiReply::empty())
+}
+
+// ---- indexes ----------------------------------------------------------------
+//
+// CreateIndex/UpdateIndex take the IndexConfig JSON the SDKs write
+// (`line`, `keys`, `log_reduce`, `max_text_len`, ...); devstack checks its
+// shape — key types text/long/double/json, tokens for text and json, a
+// `line` with tokens — keeps it, and GetIndex returns it with the service's
+// own fields (`ttl`, `lastModifyTime`, `index_mode`, `storage`). It does not
+// index anything: devstack has no query engine. The error codes of a second
+// create and of an update, get or delete without an index are SLS's
+// (IndexAlreadyExist, IndexConfigNotExist).
+
+const KEY_TYPES: &[&str] = &["text", "long", "double", "json"];
+
+fn check_index(v: &Value) -> Result<(), ApiError> {
+    let bad = |m: String| ApiError::bad("ParameterInvalid", m);
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("the index config must be a JSON object".into()))?;
+    let tokens = |where_: &str, c: &serde_json::Map<String, Value>| -> Result<(), ApiError> {
+        match c.get("token") {
+            Some(Value::Array(t)) if t.iter().all(Value::is_string) => Ok(()),
+            _ => Err(bad(format!("{where_}: token must be a list of strings"))),
+        }
+    };
+    if let Some(line) = obj.get("line") {
+        let line = line
+            .as_object()
+            .ok_or_else(|| bad("line must be an object".into()))?;
+        tokens("line", line)?;
+    }
+    match obj.get("keys") {
+        None => {}
+        Some(Value::Object(keys)) => {
+            for (name, c) in keys {
+                let c = c
+                    .as_object()
+                    .ok_or_else(|| bad(format!("keys.{name} must be an object")))?;
+                let ty = c.get("type").and_then(Value::as_str).unwrap_or("text");
+                if !KEY_TYPES.contains(&ty) {
+                    return Err(bad(format!("keys.{name}: unknown type {ty:?}")));
+                }
+                if ty == "text" || ty == "json" {
+                    tokens(&format!("keys.{name}"), c)?;
+                }
+            }
+        }
+        Some(_) => return Err(bad("keys must be an object".into())),
+    }
+    if obj.get("line").is_none() && obj.get("keys").is_none() {
+        return Err(bad("an index needs line or keys".into()));
+    }
+    Ok(())
+}
+
+fn index_not_exist(ls: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "IndexConfigNotExist",
+        format!("index config of logstore {ls} does not exist"),
+    )
+}
+
+fn put_index(state: &SlsState, req: &ApiRequest, ls: &str, create: bool) -> ApiResult {
+    let v: Value = req.json()?;
+    check_index(&v)?;
+    let mut store = state.store.write();
+    let l = store.project_mut(req.project()?)?.logstore_mut(ls)?;
+    match (create, l.index.is_some()) {
+        (true, true) => {
+            return Err(ApiError::bad(
+                "IndexAlreadyExist",
+                format!("index of logstore {ls} already exists"),
+            ))
+        }
+        (false, false) => return Err(index_not_exist(ls)),
+        _ => {}
+    }
+    l.index = Some(v);
+    l.index_modify_time = now_unix();
+    drop(store);
+    state.persist_meta();
+    Ok(ApiReply::empty())
+}
+
+fn create_index(state: &SlsState, req: &ApiRequest, ls: &str) -> ApiResult {
+    put_index(state, req, ls, true)
+}
+
+fn update_index(state: &SlsState, req: &ApiRequest, ls: &str) -> ApiResult {
+    put_index(state, req, ls, false)
+}
+
+fn get_index(state: &SlsState, req: &ApiRequest, ls: &str) -> ApiResult {
+    let store = state.store.read();
+    let l = store.project(req.project()?)?.logstore(ls)?;
+    let mut v = l.index.clone().ok_or_else(|| index_not_exist(ls))?;
+    let o = v.as_object_mut().expect("checked on the way in");
+    o.insert("ttl".into(), json!(l.config.ttl));
+    o.insert("lastModifyTime".into(), json!(l.index_modify_time));
+    o.insert("index_mode".into(), json!("v2"));
+    o.insert("storage".into(), json!("pg"));
+    Ok(ApiReply::json(v))
+}
+
+fn delete_index(state: &SlsState, req: &ApiRequest, ls: &str) -> ApiResult {
+    let mut store = state.store.write();
+    let l = store.project_mut(req.project()?)?.logstore_mut(ls)?;
+    l.index.take().ok_or_else(|| index_not_exist(ls))?;
+    drop(store);
+    state.persist_meta();
+    Ok(ApiReply::empty())
+}
+
+// ---- saved searches ---------------------------------------------------------
+//
+// `{savedsearchName, searchQuery, logstore, topic, displayName}`, kept as
+// given; the name and the query are required, the logstore must exist.
+
+fn check_saved_search(state: &SlsState, req: &ApiRequest, v: &Value) -> Result<String, ApiError> {
+    let bad = |m: &str| ApiError::bad("ParameterInvalid", m);
+    let name = v
+        .get("savedsearchName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("savedsearchName is missing"))?;
+    v.get("searchQuery")
+        .and_then(Value::as_str)
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| bad("searchQuery is missing"))?;
+    let ls = v
+        .get("logstore")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("logstore is missing"))?;
+    state.store.read().project(req.project()?)?.logstore(ls)?;
+    Ok(name.to_owned())
+}
+
+fn saved_search_not_exist(name: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "SavedSearchNotExist",
+        format!("savedsearch {name} does not exist"),
+    )
+}
+
+fn create_saved_search(state: &SlsState, req: &ApiRequest) -> ApiResult {
+    let v: Value = req.json()?;
+    let name = check_saved_search(state, req, &v)?;
+    let mut store = state.store.write();
+    let p = store.project_mut(req.project()?)?;
+    if p.saved_searches.contains_key(&name) {
+        return Err(ApiError::bad(
+            "SavedSearchAlreadyExist",
+            format!("savedsearch {name} already exists"),
+        ));
+    }
+    p.saved_searches.insert(name, v);
+    drop(store);
+    state.persist_meta();
+    Ok(ApiReply::empty())
+}
+
+fn update_saved_search(state: &SlsState, req: &ApiRequest, name: &str) -> ApiResult {
+    let v: Value = req.json()?;
+    let body_name = check_saved_search(state, req, &v)?;
+    if body_name != name {
+        return Err(ApiError::bad(
+            "ParameterInvalid",
+            format!("savedsearchName {body_name} does not match the path's {name}"),
+        ));
+    }
+    let mut store = state.store.write();
+    let p = store.project_mut(req.project()?)?;
+    let slot = p
+        .saved_searches
+        .get_mut(name)
+        .ok_or_else(|| saved_search_not_exist(name))?;
+    *slot = v;
+    drop(store);
+    state.persist_meta();
+    Ok(ApiReply::empty())
+}
+
+fn get_saved_search(state: &SlsState, req: &ApiRequest, name: &str) -> ApiResult {
+    let store = state.store.read();
+    let p = store.project(req.project()?)?;
+    p.saved_searches
+        .get(name)
+        .cloned()
+        .map(ApiReply::json)
+        .ok_or_else(|| saved_search_not_exist(name))
+}
+
+fn delete_saved_search(state: &SlsState, req: &ApiRequest, name: &str) -> ApiResult {
+    let mut store = state.store.write();
+    let p = store.project_mut(req.project()?)?;
+    p.saved_searches
+        .remove(name)
+        .ok_or_else(|| saved_search_not_exist(name))?;
+    drop(store);
+    state.persist_meta();
+    Ok(ApiReply::empty())
+}
+
+fn list_saved_searches(state: &SlsState, req: &ApiRequest) -> ApiResult {
+    let store = state.store.read();
+    let p = store.project(req.project()?)?;
+    let offset: usize = req
+        .query("offset")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    let size: usize = req
+        .query("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let page: Vec<&Value> = p.saved_searches.values().skip(offset).take(size).collect();
+    let names: Vec<&str> = page
+        .iter()
+        .filter_map(|v| v["savedsearchName"].as_str())
+        .collect();
+    let items: Vec<Value> = page
+        .iter()
+        .map(|v| json!({"savedsearchName": v["savedsearchName"], "displayName": v["displayName"]}))
+        .collect();
+    Ok(ApiReply::json(json!({
+        "count": names.len(),
+        "total": p.saved_searches.len(),
+        "savedsearches": names,
+        "savedsearchItems": items,
+    })))
 }
 
 // ---- shards -----------------------------------------------------------------

@@ -36,6 +36,8 @@ struct ProjectMeta {
     create_time: u32,
     last_modify_time: u32,
     logstores: Vec<LogstoreMeta>,
+    #[serde(default)]
+    saved_searches: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,6 +50,10 @@ struct LogstoreMeta {
     next_shard_id: u32,
     shards: Vec<ShardMeta>,
     consumer_groups: Vec<GroupMeta>,
+    #[serde(default)]
+    index: Option<serde_json::Value>,
+    #[serde(default)]
+    index_modify_time: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -190,8 +196,11 @@ impl DataDir {
                                     over: g.over.iter().copied().collect(),
                                 })
                                 .collect(),
+                            index: l.index.clone(),
+                            index_modify_time: l.index_modify_time,
                         })
                         .collect(),
+                    saved_searches: p.saved_searches.clone(),
                 })
                 .collect(),
         };
@@ -221,6 +230,8 @@ impl DataDir {
                 let mut ls = Logstore::new(&l.name, l.shard_count, l.config, l.create_time);
                 ls.last_modify_time = l.last_modify_time;
                 ls.next_shard_id = l.next_shard_id;
+                ls.index = l.index;
+                ls.index_modify_time = l.index_modify_time;
                 ls.shards.clear();
                 for s in l.shards {
                     let key = |k: &str| {
@@ -257,6 +268,7 @@ impl DataDir {
                     create_time: p.create_time,
                     last_modify_time: p.last_modify_time,
                     logstores,
+                    saved_searches: p.saved_searches,
                 },
             );
         }

@@ -141,6 +141,9 @@ pub struct Logstore {
     pub shards: BTreeMap<u32, Shard>,
     pub next_shard_id: u32,
     pub consumer_groups: BTreeMap<String, ConsumerGroup>,
+    /// The index config as CreateIndex/UpdateIndex gave it (validated).
+    pub index: Option<serde_json::Value>,
+    pub index_modify_time: u32,
     lb_next: usize,
 }
 
@@ -167,6 +170,8 @@ impl Logstore {
             shards,
             next_shard_id: shard_count.max(1),
             consumer_groups: BTreeMap::new(),
+            index: None,
+            index_modify_time: 0,
             lb_next: 0,
         }
     }
@@ -311,6 +316,8 @@ pub struct Project {
     pub create_time: u32,
     pub last_modify_time: u32,
     pub logstores: BTreeMap<String, Logstore>,
+    /// Saved searches by name, as CreateSavedSearch gave them.
+    pub saved_searches: BTreeMap<String, serde_json::Value>,
 }
 
 impl Project {
@@ -381,6 +388,7 @@ impl Store {
                 create_time: now,
                 last_modify_time: now,
                 logstores: BTreeMap::new(),
+                saved_searches: BTreeMap::new(),
             },
         );
         Ok(())
