@@ -392,6 +392,86 @@ impl SlsClient {
         self.execute(&call).await.map(drop)
     }
 
+    /// CreateLogStore. `LogStoreAlreadyExist` comes back as an error.
+    pub async fn create_logstore(
+        &self,
+        project: &str,
+        logstore: &str,
+        ttl_days: u32,
+        shards: u32,
+    ) -> Result<(), SlsError> {
+        let mut call = Call::new(Method::POST, project, "/logstores".to_owned());
+        call.body = Some(Body::json(&serde_json::json!({
+            "logstoreName": name(logstore)?,
+            "ttl": ttl_days,
+            "shardCount": shards,
+            "autoSplit": true,
+            "maxSplitShard": 64,
+            "appendMeta": true,
+        })));
+        self.execute(&call).await.map(drop)
+    }
+
+    /// GetIndex: the logstore's index config, `None` when it has none
+    /// (`IndexConfigNotExist`).
+    pub async fn get_index(
+        &self,
+        project: &str,
+        logstore: &str,
+    ) -> Result<Option<serde_json::Value>, SlsError> {
+        let call = Call::new(
+            Method::GET,
+            project,
+            format!("/logstores/{}/index", name(logstore)?),
+        );
+        match self.json(call).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code().map(ErrorCode::as_str) == Some("IndexConfigNotExist") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CreateIndex (`create`) or UpdateIndex with an index config.
+    pub async fn put_index(
+        &self,
+        project: &str,
+        logstore: &str,
+        index: &serde_json::Value,
+        create: bool,
+    ) -> Result<(), SlsError> {
+        let method = if create { Method::POST } else { Method::PUT };
+        let mut call = Call::new(
+            method,
+            project,
+            format!("/logstores/{}/index", name(logstore)?),
+        );
+        call.body = Some(Body::json(index));
+        self.execute(&call).await.map(drop)
+    }
+
+    /// Creates or replaces a saved search (`savedsearchName` names it).
+    pub async fn put_saved_search(
+        &self,
+        project: &str,
+        search: &serde_json::Value,
+    ) -> Result<(), SlsError> {
+        let search_name = search["savedsearchName"].as_str().unwrap_or_default();
+        let mut call = Call::new(Method::POST, project, "/savedsearches".to_owned());
+        call.body = Some(Body::json(search));
+        match self.execute(&call).await {
+            Err(e) if e.code().map(ErrorCode::as_str) == Some("SavedSearchAlreadyExist") => {
+                let mut call = Call::new(
+                    Method::PUT,
+                    project,
+                    format!("/savedsearches/{}", name(search_name)?),
+                );
+                call.body = Some(Body::json(search));
+                self.execute(&call).await.map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
     async fn json<T: serde::de::DeserializeOwned>(&self, call: Call<'_>) -> Result<T, SlsError> {
         let answer = self.execute(&call).await?;
         serde_json::from_slice(&answer.body)
