@@ -339,3 +339,50 @@ pub async fn hec_event_ids(hec: &Devstack) -> std::collections::HashMap<String, 
     }
     ids
 }
+
+/// One batch of ActionTrail `events` (one log group, topic
+/// `actiontrail_audit_event`, each event under `event`) through `e` with
+/// one HEC encoder: every encoded envelope as JSON, and what else the
+/// batch gave (dead letters, counts). `epoch` is the shard's lease epoch.
+pub fn enrich_for_hec(
+    e: &trail_node::pipeline::enrich::Enrichment,
+    events: impl IntoIterator<Item = String>,
+    encoder: trail_node::sink::hec::HecEncoder,
+    epoch: u64,
+) -> (
+    Vec<serde_json::Value>,
+    trail_node::pipeline::enrich::EnrichOutput,
+) {
+    use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
+    let list = LogGroupList {
+        log_group_list: vec![LogGroup {
+            logs: events
+                .into_iter()
+                .map(|j| Log {
+                    time: 1_795_000_000,
+                    contents: vec![LogContent {
+                        key: bytes::Bytes::from_static(b"event"),
+                        value: bytes::Bytes::from(j),
+                    }],
+                    time_ns: None,
+                })
+                .collect(),
+            topic: Some(bytes::Bytes::from_static(b"actiontrail_audit_event")),
+            ..Default::default()
+        }],
+    };
+    let encoders: Vec<std::sync::Arc<dyn trail_node::record::EventEncoder>> =
+        vec![std::sync::Arc::new(encoder)];
+    let provenance = trail_node::record::Provenance {
+        project: "p".into(),
+        logstore: "actiontrail_test".into(),
+        shard: 0,
+        epoch,
+    };
+    let mut out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
+    let slab = out.parts.pop().expect("one encoder").freeze();
+    let envelopes = (0..slab.len())
+        .map(|i| serde_json::from_slice(&slab.event(i)).expect("the encoder writes JSON"))
+        .collect();
+    (envelopes, out)
+}

@@ -5,18 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
 use trail_devstack::cloud::{CloudConfig, CloudServer};
 use trail_devstack::gen::{Generator, TagsFile};
 use trail_node::event::{EventFilter, FilterConfig, RwFilter};
 use trail_node::pipeline::enrich::Enrichment;
-use trail_node::record::{EventEncoder, Provenance};
 use trail_node::secret::Secret;
 use trail_node::sink::hec::HecEncoder;
 use trail_node::tags::alibaba::{AlibabaConfig, AlibabaTags};
 use trail_node::tags::{builtin_kinds, BatchConfig, TagCache, Ttls};
-use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
 
 /// An ECS instance of the management account with tags, and the server.
 async fn start(latency_ms: u64) -> (CloudServer, String, String, String, std::path::PathBuf) {
@@ -113,42 +110,18 @@ fn event(arn: &str, name: &str, n: u32) -> String {
 async fn run(e: &Arc<Enrichment>, events: Vec<String>) -> Vec<(String, Value)> {
     let e = e.clone();
     tokio::task::spawn_blocking(move || {
-        let list = LogGroupList {
-            log_group_list: vec![LogGroup {
-                logs: events
-                    .into_iter()
-                    .map(|j| Log {
-                        time: 1_795_000_000,
-                        contents: vec![LogContent {
-                            key: Bytes::from_static(b"event"),
-                            value: Bytes::from(j),
-                        }],
-                        time_ns: None,
-                    })
-                    .collect(),
-                topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
-                ..Default::default()
-            }],
-        };
-        let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder {
+        let encoder = HecEncoder {
             host: "t".into(),
             source: None,
             sourcetype: None,
             index: None,
             tag_prefix: "tag_".into(),
             cim: None,
-        })];
-        let provenance = Provenance {
-            project: "p".into(),
-            logstore: "l".into(),
-            shard: 0,
-            epoch: 0,
         };
-        let out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
-        let slab = out.parts.into_iter().next().unwrap().freeze();
-        (0..slab.len())
-            .map(|i| {
-                let v: Value = serde_json::from_slice(&slab.event(i)).unwrap();
+        let (envelopes, _) = trail_tests::enrich_for_hec(&e, events, encoder, 0);
+        envelopes
+            .into_iter()
+            .map(|v| {
                 (
                     v["fields"]["tag_status"].as_str().unwrap().to_owned(),
                     v["fields"].clone(),

@@ -8,15 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 use trail_node::event::{EventFilter, FilterConfig, ResourceField};
 use trail_node::pipeline::enrich::{EnrichStats, Enrichment};
-use trail_node::record::{EventEncoder, Provenance};
 use trail_node::sink::hec::cim::CimMap;
 use trail_node::sink::hec::HecEncoder;
 use trail_node::tags::{builtin_kinds, StaticTags, TagCache};
-use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
 
 const A: &str = "1384920045567123";
 const B: &str = "1593020045567890";
@@ -185,44 +182,18 @@ fn run(filter: FilterConfig) -> (BTreeMap<String, Value>, EnrichStats, Vec<Strin
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };
-    let list = LogGroupList {
-        log_group_list: vec![LogGroup {
-            logs: events()
-                .into_iter()
-                .map(|j| Log {
-                    time: 1_795_000_000,
-                    contents: vec![LogContent {
-                        key: Bytes::from_static(b"event"),
-                        value: Bytes::from(j),
-                    }],
-                    time_ns: None,
-                })
-                .collect(),
-            topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
-            ..Default::default()
-        }],
-    };
-    let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder {
+    let encoder = HecEncoder {
         host: "t".into(),
         source: None,
         sourcetype: None,
         index: None,
         tag_prefix: "tag_".into(),
         cim: Some(CimMap::default()),
-    })];
-    let provenance = Provenance {
-        project: "p".into(),
-        logstore: "actiontrail_trail".into(),
-        shard: 0,
-        epoch: 0,
     };
-    let out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
-    let slab = out.parts.into_iter().next().unwrap().freeze();
-    let by_id = (0..slab.len())
-        .map(|i| {
-            let v: Value = serde_json::from_slice(&slab.event(i)).unwrap();
-            (v["fields"]["eventId"].as_str().unwrap().to_owned(), v)
-        })
+    let (envelopes, out) = trail_tests::enrich_for_hec(&e, events(), encoder, 0);
+    let by_id = envelopes
+        .into_iter()
+        .map(|v| (v["fields"]["eventId"].as_str().unwrap().to_owned(), v))
         .collect();
     let dead = out.dead_letters.iter().map(|d| d.reason.clone()).collect();
     (by_id, out.stats, dead)

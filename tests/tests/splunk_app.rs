@@ -11,16 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
 use trail_devstack::gen::Generator;
 use trail_node::event::{EventFilter, FilterConfig, RwFilter};
 use trail_node::pipeline::enrich::Enrichment;
-use trail_node::record::{EventEncoder, Provenance};
 use trail_node::sink::hec::cim::CimMap;
 use trail_node::sink::hec::HecEncoder;
 use trail_node::tags::{builtin_kinds, StaticTags, TagCache};
-use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
 
 type Conf = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -136,39 +133,15 @@ fn emitted() -> (BTreeSet<String>, BTreeSet<String>) {
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };
-    let list = LogGroupList {
-        log_group_list: vec![LogGroup {
-            logs: raw
-                .iter()
-                .map(|j| Log {
-                    time: 1_795_000_000,
-                    contents: vec![LogContent {
-                        key: Bytes::from_static(b"event"),
-                        value: Bytes::from(j.clone()),
-                    }],
-                    time_ns: None,
-                })
-                .collect(),
-            topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
-            ..Default::default()
-        }],
-    };
-    let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder {
+    let encoder = HecEncoder {
         host: "n1".into(),
         source: None,
         sourcetype: None,
         index: Some("audit".into()),
         tag_prefix: "tag_".into(),
         cim: Some(CimMap::default()),
-    })];
-    let provenance = Provenance {
-        project: "p".into(),
-        logstore: "actiontrail_t".into(),
-        shard: 0,
-        epoch: 3,
     };
-    let out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
-    let slab = out.parts.into_iter().next().unwrap().freeze();
+    let (envelopes, _) = trail_tests::enrich_for_hec(&e, raw, encoder, 3);
     let mut fields = BTreeSet::new();
     let mut keys = BTreeSet::new();
     fn paths(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
@@ -184,8 +157,7 @@ fn emitted() -> (BTreeSet<String>, BTreeSet<String>) {
             }
         }
     }
-    for i in 0..slab.len() {
-        let v: Value = serde_json::from_slice(&slab.event(i)).unwrap();
+    for v in &envelopes {
         for (k, _) in v.as_object().unwrap() {
             if k != "fields" && k != "event" {
                 fields.insert(k.clone());

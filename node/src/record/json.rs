@@ -34,6 +34,24 @@ pub fn write_json_str_parts(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
 }
 
+/// Appends `items` joined by `sep` as one JSON string literal, without
+/// building the joined string.
+#[inline]
+pub fn write_json_str_joined<'a>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = &'a str>,
+    sep: &str,
+) {
+    out.push(b'"');
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            escape_into(out, sep);
+        }
+        escape_into(out, s);
+    }
+    out.push(b'"');
+}
+
 /// Appends `,"{prefix}{key}":"{value}"` for every tag.
 #[inline]
 pub fn write_tag_fields(out: &mut Vec<u8>, prefix: &str, tags: &Tags) {
@@ -111,6 +129,16 @@ mod tests {
         let mut out = Vec::new();
         write_json_str_parts(&mut out, &["tag_", "a\"b"]);
         assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), "tag_a\"b");
+    }
+
+    #[test]
+    fn joined_strings_escape_as_one_string() {
+        let mut out = Vec::new();
+        write_json_str_joined(&mut out, ["a", "b\"c", ""], ",");
+        assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), "a,b\"c,");
+        out.clear();
+        write_json_str_joined(&mut out, std::iter::empty(), ",");
+        assert_eq!(out, b"\"\"");
     }
 
     #[test]

@@ -27,7 +27,9 @@ use bytes::Bytes;
 
 use crate::event::AuditEvent;
 
-pub use json::{write_json_str, write_json_str_parts, write_tag_fields, write_time};
+pub use json::{
+    write_json_str, write_json_str_joined, write_json_str_parts, write_tag_fields, write_time,
+};
 pub use slab::{EncodedEvents, EventEncoder, EventSlab};
 
 /// One resource's tags, shared between the cache and every event that

@@ -22,7 +22,22 @@
 use serde::Deserialize;
 
 use crate::event::Format;
-use crate::record::{write_json_str, View};
+use crate::record::{write_json_str, write_json_str_joined, View};
+
+/// `,"name":`
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// `,"name":"value"`, unless the value is absent or empty.
+fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    if let Some(value) = value.filter(|v| !v.is_empty()) {
+        key(out, name);
+        write_json_str(out, value);
+    }
+}
 
 pub const VENDOR_PRODUCT: &str = "Alibaba Cloud ActionTrail";
 
@@ -163,38 +178,39 @@ impl CimMap {
             .unwrap_or("unknown")
     }
 
-    /// The CIM fields of `v` as `(name, value)` pairs, for the HEC
-    /// encoder's `fields`; none for CloudTrail and for read events.
-    pub fn fields<'v>(&'v self, v: &'v View<'_>, mut f: impl FnMut(&'static str, &str)) {
+    /// Appends `,"name":"value"` for every CIM field of `v`; none for
+    /// CloudTrail and for read events. Writes straight into the envelope:
+    /// nothing is built per event.
+    pub fn write_fields(&self, v: &View<'_>, out: &mut Vec<u8>) {
         let e = v.event;
         if e.format != Format::ActionTrail {
             return;
         }
         let name = e.event_name.as_deref().unwrap_or("");
         let failed = e.error_code.as_deref().is_some_and(|c| !c.is_empty());
-        let user = e.user_name.as_deref().filter(|u| !u.is_empty());
-        let src = e.source_ip.as_deref().filter(|s| !s.is_empty());
+        let user = e.user_name.as_deref();
+        let src = e.source_ip.as_deref();
         let dest = e
             .event_source
             .as_deref()
             .filter(|s| !s.is_empty())
             .or(e.region.as_deref());
-        let mut opt = |k: &'static str, val: Option<&str>| {
-            if let Some(val) = val.filter(|s| !s.is_empty()) {
-                f(k, val);
-            }
-        };
         if name == "ConsoleSignin" || name == "ConsoleSignout" {
-            opt("action", Some(if failed { "failure" } else { "success" }));
-            opt(
+            field(
+                out,
+                "action",
+                Some(if failed { "failure" } else { "success" }),
+            );
+            field(
+                out,
                 "app",
                 Some(e.event_source.as_deref().unwrap_or("signin.aliyun.com")),
             );
-            opt("src", src);
-            opt("dest", dest);
-            opt("user", user);
-            opt("signature", Some(name));
-            opt("vendor_product", Some(VENDOR_PRODUCT));
+            field(out, "src", src);
+            field(out, "dest", dest);
+            field(out, "user", user);
+            field(out, "signature", Some(name));
+            field(out, "vendor_product", Some(VENDOR_PRODUCT));
             return;
         }
         if !e.is_write() {
@@ -206,40 +222,34 @@ impl CimMap {
         } else {
             "cloud"
         };
-        opt("action", Some(self.action(name)));
-        opt("change_type", Some(change_type));
-        opt("command", Some(name));
+        field(out, "action", Some(self.action(name)));
+        field(out, "change_type", Some(change_type));
+        field(out, "command", Some(name));
         if let Some(first) = v.resources.first() {
-            opt("object", Some(first.id));
+            field(out, "object", Some(first.id));
             let category = first.resource_type.rsplit("::").next().unwrap_or("");
-            let lower;
-            opt(
-                "object_category",
-                if category.bytes().any(|b| b.is_ascii_uppercase()) {
-                    lower = category.to_ascii_lowercase();
-                    Some(&lower)
-                } else {
-                    Some(category)
-                },
-            );
-        }
-        if !v.resources.is_empty() {
-            let mut ids = String::new();
-            for (i, r) in v.resources.iter().enumerate() {
-                if i > 0 {
-                    ids.push(',');
-                }
-                ids.push_str(r.id);
+            if !category.is_empty() {
+                key(out, "object_category");
+                let at = out.len();
+                write_json_str(out, category);
+                // Lower-casing leaves JSON escapes (`\"`, `\n`, `\u00xx`) intact.
+                out[at..].make_ascii_lowercase();
             }
-            opt("object_id", Some(&ids));
+            key(out, "object_id");
+            write_json_str_joined(out, v.resources.iter().map(|r| r.id), ",");
         }
-        opt("user", user);
-        opt("user_name", user);
-        opt("user_type", e.user_type.as_deref());
-        opt("src", src);
-        opt("dest", dest);
-        opt("status", Some(if failed { "failure" } else { "success" }));
-        opt(
+        field(out, "user", user);
+        field(out, "user_name", user);
+        field(out, "user_type", e.user_type.as_deref());
+        field(out, "src", src);
+        field(out, "dest", dest);
+        field(
+            out,
+            "status",
+            Some(if failed { "failure" } else { "success" }),
+        );
+        field(
+            out,
             "result",
             if failed {
                 e.error_code.as_deref()
@@ -247,20 +257,10 @@ impl CimMap {
                 Some("success")
             },
         );
-        opt("vendor_product", Some(VENDOR_PRODUCT));
+        field(out, "vendor_product", Some(VENDOR_PRODUCT));
     }
 
-    /// Appends `,"name":"value"` for every CIM field of `v`.
-    pub fn write_fields(&self, v: &View<'_>, out: &mut Vec<u8>) {
-        self.fields(v, |k, val| {
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"\":");
-            write_json_str(out, val);
-        });
-    }
-
-    /// Every field name [`CimMap::fields`] can write (for the Splunk app's check).
+    /// Every field name [`CimMap::write_fields`] can write (for the Splunk app's check).
     pub const FIELD_NAMES: &'static [&'static str] = &[
         "action",
         "app",

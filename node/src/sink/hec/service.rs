@@ -543,6 +543,19 @@ fn gzip(raw: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to a Vec cannot fail")
 }
 
+/// A random channel GUID (8-4-4-4-12 hex).
+pub fn random_guid() -> String {
+    let h = format!("{:032x}", fastrand::u128(..));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,17 +598,4 @@ mod tests {
         let ids: std::collections::HashSet<String> = (0..8).map(|_| Channel::new().id).collect();
         assert_eq!(ids.len(), 8);
     }
-}
-
-/// A random channel GUID (8-4-4-4-12 hex).
-pub fn random_guid() -> String {
-    let h = format!("{:032x}", fastrand::u128(..));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
