@@ -191,6 +191,34 @@ pub struct DeadLetter {
     pub raw: Bytes,
 }
 
+/// The names [`business_fields`] may give, in its order: what a business-view
+/// logstore indexes (`trail-node setup`); `tests/tests/sls_setup.rs` checks
+/// that every field the SLS sink writes is indexed.
+pub const BUSINESS_FIELDS: &[&str] = &[
+    "eventId",
+    "eventName",
+    "eventRW",
+    "eventRW_inferred",
+    "eventSource",
+    "eventTime",
+    "eventType",
+    "acsRegion",
+    "serviceName",
+    "resourceType",
+    "resourceName",
+    "resources",
+    "accountId",
+    "principalId",
+    "userName",
+    "userType",
+    "sourceIpAddress",
+    "errorCode",
+    "requestId",
+    "logstore",
+    "cursor",
+    "tag_status",
+];
+
 /// The business-view fields of an event, by name, skipping empty ones.
 /// ActionTrail's names are kept for both trails (`acsRegion` holds a CloudTrail
 /// `awsRegion`), so one dashboard reads both.

@@ -118,6 +118,19 @@ pub fn encode(d: &DeadLetter, now: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
+/// The fields of a dead letter as an SLS log (`shard` is a number, the
+/// rest text): what the dead-letter logstore indexes.
+pub const LOG_FIELDS: &[(&str, &str)] = &[
+    ("reason", "text"),
+    ("kind", "text"),
+    ("project", "text"),
+    ("logstore", "text"),
+    ("shard", "long"),
+    ("cursor", "text"),
+    ("raw", "text"),
+    ("raw_base64", "text"),
+];
+
 /// One dead letter as an SLS log: the same fields as the JSON line.
 pub fn to_log(d: &DeadLetter, now: f64) -> Log {
     let (raw_key, raw) = raw_field(&d.raw);
@@ -276,5 +289,14 @@ mod tests {
         assert_eq!(get("shard").as_deref(), Some("3"));
         assert_eq!(get("raw").as_deref(), Some("{not json"));
         assert_eq!(get("logstore").as_deref(), Some("actiontrail"));
+        for d in [letter(b"{not json"), letter(b"\xff\xfe")] {
+            for c in to_log(&d, 0.0).contents {
+                let key = std::str::from_utf8(&c.key).unwrap();
+                assert!(
+                    LOG_FIELDS.iter().any(|(k, _)| *k == key),
+                    "{key} is written but not in LOG_FIELDS (the logstore would not index it)"
+                );
+            }
+        }
     }
 }

@@ -472,6 +472,25 @@ impl SlsClient {
         }
     }
 
+    /// GetSavedSearch: the saved search, `None` when there is none by that
+    /// name (`SavedSearchNotExist`).
+    pub async fn get_saved_search(
+        &self,
+        project: &str,
+        search_name: &str,
+    ) -> Result<Option<serde_json::Value>, SlsError> {
+        let call = Call::new(
+            Method::GET,
+            project,
+            format!("/savedsearches/{}", name(search_name)?),
+        );
+        match self.json(call).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code().map(ErrorCode::as_str) == Some("SavedSearchNotExist") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn json<T: serde::de::DeserializeOwned>(&self, call: Call<'_>) -> Result<T, SlsError> {
         let answer = self.execute(&call).await?;
         serde_json::from_slice(&answer.body)

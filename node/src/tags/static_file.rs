@@ -70,6 +70,12 @@ impl StaticTags {
         self.len() == 0
     }
 
+    /// Every tag key the file names, sorted.
+    pub fn keys(&self) -> std::collections::BTreeSet<String> {
+        let l = self.loaded.read();
+        l.by_arn.values().flat_map(|t| t.keys().cloned()).collect()
+    }
+
     fn maybe_reload(&self) {
         if self.loaded.read().checked.elapsed() < self.recheck {
             return;

@@ -10,6 +10,10 @@
 //! dead-letters the group with SLS's reason. Writes go through
 //! `concurrency` lanes; a source shard always uses the same one, which
 //! writes its parts one after another, so order holds across retries.
+//! `setup.rs` says what the logstore needs to be queried: its index (every
+//! field the encoder writes) and saved searches (`trail-node setup`).
+
+pub mod setup;
 
 use std::sync::Arc;
 use std::time::Duration;
