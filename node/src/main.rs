@@ -1,5 +1,6 @@
-//! The `trail-node` binary: `run` a node from a config file, or `demo` Trail
-//! end to end on this machine against devstack.
+//! The `trail-node` binary: `run` a node from a config file, `check` one,
+//! `setup` the logstores it writes, or `demo` Trail end to end on this
+//! machine against devstack.
 //!
 //! Runtime: an actix `System` on a multi-thread tokio runtime, so actors,
 //! tonic and plain tokio tasks share one runtime (cluster design notes §2).
@@ -11,6 +12,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use trail_node::config::Config;
 use trail_node::node::RunningNode;
+use trail_node::setup;
 
 #[derive(Parser)]
 #[command(name = "trail-node", version, about = "A Trail cluster node")]
@@ -26,11 +28,19 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a config file and exit.
+    /// Check a config file and exit; warn when a logstore Trail writes lacks
+    /// the index `setup` makes (never fails for that).
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Only the file: do not ask SLS about the logstores' indexes.
+        #[arg(long)]
+        offline: bool,
     },
+    /// Make the logstores this config writes ready to query, idempotently:
+    /// the business view (and dead-letter logstore) with an index on every
+    /// field Trail writes, and saved searches.
+    Setup(SetupArgs),
     /// Run Trail against devstack on this machine, with nothing to set up.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -68,17 +78,77 @@ fn main() -> Result<()> {
     let result = system.block_on(async move {
         match cli.command {
             Command::Run { config } => run(&config).await,
-            Command::Check { config } => {
-                Config::load(&config)?;
-                println!("{}: ok", config.display());
-                Ok(())
-            }
+            Command::Check { config, offline } => check(&config, offline).await,
+            Command::Setup(args) => setup(args).await,
             #[cfg(feature = "demo")]
             Command::Demo(args) => demo::run(args).await,
         }
     });
     actix::System::current().stop();
     result
+}
+
+#[derive(clap::Args)]
+struct SetupArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// A tag key to index (`{prefix}{key}`); repeat for more. Default: every
+    /// key in the tags file, else project, env, team, owner.
+    #[arg(long = "tag-key")]
+    tag_keys: Vec<String>,
+    /// Days a new logstore keeps data.
+    #[arg(long, default_value_t = 180)]
+    ttl_days: u32,
+    /// Shards of a new logstore.
+    #[arg(long, default_value_t = 2)]
+    shards: u32,
+}
+
+async fn check(path: &Path, offline: bool) -> Result<()> {
+    let config = Config::load(path)?;
+    if !offline {
+        let (keys, _) = setup::tag_keys(&config, &[])?;
+        let targets = setup::targets(&config, &keys, true);
+        let checks = targets.iter().map(|t| async move {
+            match t {
+                Ok(t) => (t.to_string(), setup::check(t).await),
+                Err((key, e)) => (key.clone(), vec![format!("not checked: {e}")]),
+            }
+        });
+        for (target, warnings) in futures_util::future::join_all(checks).await {
+            for w in warnings {
+                println!("warning: {target}: {w}");
+            }
+        }
+    }
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+async fn setup(args: SetupArgs) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    let (keys, from) = setup::tag_keys(&config, &args.tag_keys)?;
+    let from = match from {
+        setup::TagKeysFrom::Given => "--tag-key",
+        setup::TagKeysFrom::TagsFile => "the tags file",
+        setup::TagKeysFrom::Defaults => "defaults; name others with --tag-key",
+    };
+    println!("tag keys indexed: {} ({from})", keys.join(", "));
+    let targets = setup::targets(&config, &keys, false);
+    if targets.is_empty() {
+        println!("nothing to set up: no SLS sink and no [dead_letter.sls]");
+    }
+    let opts = setup::SetupOptions {
+        ttl_days: args.ttl_days,
+        shards: args.shards,
+    };
+    for t in targets {
+        let t = t.map_err(|(_, e)| e)?;
+        for line in setup::apply(&t, &opts).await? {
+            println!("{t}: {line}");
+        }
+    }
+    Ok(())
 }
 
 async fn run(path: &Path) -> Result<()> {

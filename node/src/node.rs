@@ -36,7 +36,9 @@ use crate::sink::hec::service::HecService;
 use crate::sink::hec::{HecEncoder, HecSink};
 use crate::sink::sls::{SlsLogEncoder, SlsSink};
 use crate::sink::{SinkHandle, SinkStats};
-use crate::sls::{Compression, Credentials, CursorPosition, Endpoint, SlsClient, SlsError};
+use crate::sls::{
+    Compression, Credentials, CursorPosition, Endpoint, SlsClient, SlsClientBuilder, SlsError,
+};
 use crate::tags::{builtin_kinds, ResourceKind, StaticTags, TagCache, TagsFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,19 @@ fn sls_client(
     token: Option<&crate::secret::SecretSource>,
     key: &str,
 ) -> Result<SlsClient, StartError> {
+    Ok(sls_client_builder(endpoint, address, key_id, secret, token, key)?.build()?)
+}
+
+/// An SLS client for a configured logstore, to be tuned before it is built;
+/// errors name the config `key`.
+pub fn sls_client_builder(
+    endpoint: &str,
+    address: Option<&str>,
+    key_id: &str,
+    secret: &crate::secret::SecretSource,
+    token: Option<&crate::secret::SecretSource>,
+    key: &str,
+) -> Result<SlsClientBuilder, StartError> {
     let mut ep = Endpoint::parse(endpoint).map_err(|e| StartError::Sink {
         key: format!("{key}.endpoint"),
         message: e.to_string(),
@@ -165,7 +180,7 @@ fn sls_client(
                 .expose(),
         );
     }
-    Ok(SlsClient::builder(ep, creds).build()?)
+    Ok(SlsClient::builder(ep, creds))
 }
 
 /// The cloud tag providers behind a remote cache.

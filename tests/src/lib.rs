@@ -17,6 +17,7 @@
 //! | `tests/demo.rs` | the README's demo against an external HEC (base and full URL), deterministic ids |
 //! | `tests/trailctl.rs` | `trailctl status` (tables, JSON, token, errors) against a `trail-node` process |
 //! | `tests/cluster.rs` | three (and four) `trail-node` processes in a raft cluster ([`cluster::LocalCluster`]): steady state, SIGKILL of an owner and of the leader, restart, a fourth node and rebalancing, drains, a node cut off in a network namespace, a split, mTLS, shared tags |
+//! | `tests/sls_setup.rs` | `trail-node setup` and `check` against devstack SLS: logstores, indexes (fresh, made by hand, unreachable), saved searches, idempotence; every field the SLS sink writes is indexed |
 //! | `tests/deploy.rs` | every node config under `deploy/` passes `trail-node check` |
 //! | `conformance/` | Alibaba's Python SDKs against devstack: SLS (one test per checklist item) and the Tag/STS/ECS/SLB APIs (pytest) |
 //!
@@ -353,6 +354,24 @@ pub fn enrich_for_hec(
     Vec<serde_json::Value>,
     trail_node::pipeline::enrich::EnrichOutput,
 ) {
+    let (encoded, out) = enrich_with(e, events, std::sync::Arc::new(encoder), epoch);
+    let envelopes = encoded
+        .iter()
+        .map(|b| serde_json::from_slice(b).expect("the encoder writes JSON"))
+        .collect();
+    (envelopes, out)
+}
+
+/// The same with any encoder: each event's encoded bytes.
+pub fn enrich_with(
+    e: &trail_node::pipeline::enrich::Enrichment,
+    events: impl IntoIterator<Item = String>,
+    encoder: std::sync::Arc<dyn trail_node::record::EventEncoder>,
+    epoch: u64,
+) -> (
+    Vec<bytes::Bytes>,
+    trail_node::pipeline::enrich::EnrichOutput,
+) {
     use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
     let list = LogGroupList {
         log_group_list: vec![LogGroup {
@@ -371,8 +390,7 @@ pub fn enrich_for_hec(
             ..Default::default()
         }],
     };
-    let encoders: Vec<std::sync::Arc<dyn trail_node::record::EventEncoder>> =
-        vec![std::sync::Arc::new(encoder)];
+    let encoders = vec![encoder];
     let provenance = trail_node::record::Provenance {
         project: "p".into(),
         logstore: "actiontrail_test".into(),
@@ -381,8 +399,6 @@ pub fn enrich_for_hec(
     };
     let mut out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
     let slab = out.parts.pop().expect("one encoder").freeze();
-    let envelopes = (0..slab.len())
-        .map(|i| serde_json::from_slice(&slab.event(i)).expect("the encoder writes JSON"))
-        .collect();
-    (envelopes, out)
+    let encoded = (0..slab.len()).map(|i| slab.event(i)).collect();
+    (encoded, out)
 }

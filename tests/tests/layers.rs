@@ -26,6 +26,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("control", 5),
     ("config", 6),
     ("node", 6),
+    ("setup", 6),
 ];
 
 /// One reference from a file to a module path of the crate.

@@ -420,3 +420,25 @@ fn the_field_finder_finds_what_searches_name() {
     let f = fields_named(r#"x NOT eventName IN ("ConsoleSignin", "b=c")"#);
     assert_eq!(f, BTreeSet::from(["eventName".to_string()]));
 }
+
+/// Splunk's lookup of sensitive actions and the SLS saved search that
+/// `trail-node setup` makes name the same events.
+#[test]
+fn the_sensitive_actions_lookup_is_the_list_setup_searches_for() {
+    let csv = std::fs::read_to_string(app().join("lookups/trail_sensitive_actions.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("eventName,sensitive"));
+    let in_lookup: Vec<&str> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.strip_suffix(",true")
+                .unwrap_or_else(|| panic!("{l:?}: expected NAME,true"))
+        })
+        .collect();
+    assert_eq!(
+        in_lookup,
+        trail_node::sink::sls::setup::SENSITIVE_ACTIONS,
+        "deploy/splunk/trail_business_view/lookups/trail_sensitive_actions.csv and \
+         sink::sls::setup::SENSITIVE_ACTIONS differ"
+    );
+}

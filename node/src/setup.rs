@@ -1,0 +1,344 @@
+//! `trail-node setup`: the logstores Trail writes made ready to query, and
+//! the online half of `trail-node check`. Floor 6, beside the composition
+//! root whose clients it uses.
+//!
+//! For every SLS sink (the business view) and `[dead_letter.sls]`, setup
+//! makes, idempotently: the logstore (CreateLogStore; one that exists is
+//! kept as it is), its index ([`crate::sink::sls::setup`]: every field the
+//! sink writes; an existing index only gains what it lacks) and, for a
+//! business view, the saved searches. Running it twice changes nothing the
+//! second time. `check` reads the same indexes and warns about what setup
+//! would add; it never changes anything, and a logstore it cannot reach is
+//! a warning, not a failure (the config is still valid).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{Config, SinkConfig};
+use crate::node::{sls_client_builder, StartError};
+use crate::sink::sls::setup::{
+    business_view_index, dead_letter_index, plan_index, saved_searches, IndexPlan, DEFAULT_TAG_KEYS,
+};
+use crate::sls::{ErrorCode, RetryPolicy, SlsClient, SlsError};
+use crate::tags::StaticTags;
+
+/// How new logstores are made.
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    /// Days a new logstore keeps data.
+    pub ttl_days: u32,
+    /// Shards of a new logstore (SLS splits them further as it needs).
+    pub shards: u32,
+}
+
+/// Where the indexed tag keys came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagKeysFrom {
+    /// `--tag-key` on the command line.
+    Given,
+    /// Every key the configured tags file names.
+    TagsFile,
+    /// [`DEFAULT_TAG_KEYS`]: nothing named any.
+    Defaults,
+}
+
+/// The tag keys to index: those `given`, else the tags file's, else
+/// [`DEFAULT_TAG_KEYS`] (cloud tag providers have no list to read).
+pub fn tag_keys(
+    config: &Config,
+    given: &[String],
+) -> Result<(Vec<String>, TagKeysFrom), StartError> {
+    if !given.is_empty() {
+        return Ok((given.to_vec(), TagKeysFrom::Given));
+    }
+    if let Some(path) = &config.tags.file {
+        let keys = StaticTags::open(path, Duration::MAX)?.keys();
+        if !keys.is_empty() {
+            return Ok((keys.into_iter().collect(), TagKeysFrom::TagsFile));
+        }
+    }
+    let defaults = DEFAULT_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    Ok((defaults, TagKeysFrom::Defaults))
+}
+
+/// A logstore Trail writes, with what it should have.
+pub struct Target {
+    /// The config key that names it (`sinks[1]`, `dead_letter.sls`).
+    pub key: String,
+    pub project: String,
+    pub logstore: String,
+    client: SlsClient,
+    index: Value,
+    searches: Vec<Value>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("key", &self.key)
+            .field("project", &self.project)
+            .field("logstore", &self.logstore)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}/{})", self.key, self.project, self.logstore)
+    }
+}
+
+/// Why setup stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{target}: {step}: {source}")]
+    Sls {
+        target: String,
+        step: &'static str,
+        source: SlsError,
+    },
+}
+
+/// How long `check` waits for an SLS answer: it runs before a node starts
+/// (systemd's `ExecStartPre`), so an unreachable endpoint must not hold it.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The logstores of `config`, each with the index it should have. With
+/// `quick`, clients give up after one short try (for `check`). A target
+/// that cannot be built (a secret not set) is an error under its key.
+pub fn targets(
+    config: &Config,
+    tag_keys: &[String],
+    quick: bool,
+) -> Vec<Result<Target, (String, StartError)>> {
+    let build = |key: String,
+                 x: (&str, Option<&str>, &str, &crate::secret::SecretSource),
+                 token: Option<&crate::secret::SecretSource>| {
+        let (endpoint, address, key_id, secret) = x;
+        let mut b = sls_client_builder(endpoint, address, key_id, secret, token, &key)
+            .map_err(|e| (key.clone(), e))?;
+        if quick {
+            b = b
+                .retry(RetryPolicy::none())
+                .connect_timeout(CHECK_TIMEOUT)
+                .request_timeout(CHECK_TIMEOUT);
+        }
+        b.build().map_err(|e| (key, StartError::from(e)))
+    };
+    let mut out = Vec::new();
+    for (i, sink) in config.sinks.iter().enumerate() {
+        let SinkConfig::Sls(x) = sink else { continue };
+        let key = format!("sinks[{i}]");
+        let prefix = x.tag_prefix.as_deref().unwrap_or(&config.tags.prefix);
+        out.push(
+            build(
+                key.clone(),
+                (
+                    &x.endpoint,
+                    x.address.as_deref(),
+                    &x.access_key_id,
+                    &x.access_key_secret,
+                ),
+                x.security_token.as_ref(),
+            )
+            .map(|client| Target {
+                key,
+                project: x.project.clone(),
+                logstore: x.logstore.clone(),
+                client,
+                index: business_view_index(prefix, tag_keys),
+                searches: saved_searches(&x.logstore, prefix),
+            }),
+        );
+    }
+    if let Some(x) = &config.dead_letter.sls {
+        let key = "dead_letter.sls".to_owned();
+        out.push(
+            build(
+                key.clone(),
+                (
+                    &x.endpoint,
+                    x.address.as_deref(),
+                    &x.access_key_id,
+                    &x.access_key_secret,
+                ),
+                x.security_token.as_ref(),
+            )
+            .map(|client| Target {
+                key,
+                project: x.project.clone(),
+                logstore: x.logstore.clone(),
+                client,
+                index: dead_letter_index(),
+                searches: Vec::new(),
+            }),
+        );
+    }
+    out
+}
+
+fn code(e: &SlsError) -> Option<&str> {
+    e.code().map(ErrorCode::as_str)
+}
+
+fn keys_of(index: &Value) -> usize {
+    index["keys"].as_object().map_or(0, |k| k.len())
+}
+
+/// Lists up to eight names, then how many more.
+fn some(names: &[String]) -> String {
+    let mut s = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 8 {
+        s.push_str(&format!(" and {} more", names.len() - 8));
+    }
+    s
+}
+
+/// Makes `t` ready; what was done, one line per step.
+pub async fn apply(t: &Target, opts: &SetupOptions) -> Result<Vec<String>, SetupError> {
+    let fail = |step: &'static str| {
+        let target = t.to_string();
+        move |source| SetupError::Sls {
+            target,
+            step,
+            source,
+        }
+    };
+    let mut done = Vec::new();
+    match t
+        .client
+        .create_logstore(&t.project, &t.logstore, opts.ttl_days, opts.shards)
+        .await
+    {
+        Ok(()) => done.push(format!(
+            "logstore created ({} days, {} shards)",
+            opts.ttl_days, opts.shards
+        )),
+        Err(e) if code(&e) == Some("LogStoreAlreadyExist") => {
+            done.push("logstore exists (kept as it is)".to_owned())
+        }
+        Err(e) => return Err(fail("CreateLogStore")(e)),
+    }
+    let existing = t
+        .client
+        .get_index(&t.project, &t.logstore)
+        .await
+        .map_err(fail("GetIndex"))?;
+    let (plan, mismatched) = plan_index(existing.as_ref(), &t.index);
+    match plan {
+        IndexPlan::Create(index) => {
+            t.client
+                .put_index(&t.project, &t.logstore, &index, true)
+                .await
+                .map_err(fail("CreateIndex"))?;
+            done.push(format!(
+                "index created ({} fields + full text)",
+                keys_of(&index)
+            ));
+        }
+        IndexPlan::Update {
+            merged,
+            added,
+            line_added,
+        } => {
+            t.client
+                .put_index(&t.project, &t.logstore, &merged, false)
+                .await
+                .map_err(fail("UpdateIndex"))?;
+            let mut what = Vec::new();
+            if !added.is_empty() {
+                what.push(format!("{} fields ({})", added.len(), some(&added)));
+            }
+            if line_added {
+                what.push("full text".to_owned());
+            }
+            done.push(format!("index updated: added {}", what.join(" and ")));
+        }
+        IndexPlan::UpToDate => done.push(format!(
+            "index up to date ({} fields)",
+            existing.as_ref().map_or(0, keys_of)
+        )),
+    }
+    for m in mismatched {
+        done.push(format!(
+            "warning: `{}` is indexed as {}, Trail writes {}; left as it is",
+            m.key, m.have, m.want
+        ));
+    }
+    if !t.searches.is_empty() {
+        let mut names = Vec::new();
+        for s in &t.searches {
+            t.client
+                .put_saved_search(&t.project, s)
+                .await
+                .map_err(fail("saved search"))?;
+            names.push(s["savedsearchName"].as_str().unwrap_or_default().to_owned());
+        }
+        done.push(format!("saved searches: {}", names.join(", ")));
+    }
+    Ok(done)
+}
+
+/// What `t` lacks that setup would add (index fields, saved searches);
+/// empty when it is ready.
+pub async fn check(t: &Target) -> Vec<String> {
+    let setup = "run `trail-node setup --config …`";
+    let existing = match t.client.get_index(&t.project, &t.logstore).await {
+        Ok(x) => x,
+        Err(e) if code(&e) == Some("LogStoreNotExist") => {
+            return vec![format!("the logstore does not exist; {setup}")]
+        }
+        Err(e) => return vec![format!("could not read its index ({e}); not checked")],
+    };
+    let (plan, mismatched) = plan_index(existing.as_ref(), &t.index);
+    let mut warnings = match plan {
+        IndexPlan::Create(_) => vec![format!(
+            "the logstore has no index: nothing Trail writes can be searched or queried; {setup}"
+        )],
+        IndexPlan::Update {
+            added, line_added, ..
+        } => {
+            let mut w = Vec::new();
+            if !added.is_empty() {
+                w.push(format!(
+                    "the index lacks {} fields Trail writes ({}); {setup}",
+                    added.len(),
+                    some(&added)
+                ));
+            }
+            if line_added {
+                w.push(format!("the index has no full-text part; {setup}"));
+            }
+            w
+        }
+        IndexPlan::UpToDate => Vec::new(),
+    };
+    warnings.extend(mismatched.into_iter().map(|m| {
+        format!(
+            "`{}` is indexed as {}, Trail writes {}: queries on it may not work",
+            m.key, m.have, m.want
+        )
+    }));
+    let mut missing = Vec::new();
+    for s in &t.searches {
+        let name = s["savedsearchName"].as_str().unwrap_or_default();
+        match t.client.get_saved_search(&t.project, name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => missing.push(name.to_owned()),
+            Err(e) => {
+                warnings.push(format!("could not read saved search {name} ({e})"));
+                break;
+            }
+        }
+    }
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "saved searches missing: {}; {setup}",
+            missing.join(", ")
+        ));
+    }
+    warnings
+}
