@@ -36,6 +36,9 @@ enum Command {
         /// Only the file: do not ask SLS about the logstores' indexes.
         #[arg(long)]
         offline: bool,
+        /// A tag key the index should have, as given to `setup`.
+        #[arg(long = "tag-key")]
+        tag_keys: Vec<String>,
     },
     /// Make the logstores this config writes ready to query, idempotently:
     /// the business view (and dead-letter logstore) with an index on every
@@ -78,7 +81,11 @@ fn main() -> Result<()> {
     let result = system.block_on(async move {
         match cli.command {
             Command::Run { config } => run(&config).await,
-            Command::Check { config, offline } => check(&config, offline).await,
+            Command::Check {
+                config,
+                offline,
+                tag_keys,
+            } => check(&config, offline, &tag_keys).await,
             Command::Setup(args) => setup(args).await,
             #[cfg(feature = "demo")]
             Command::Demo(args) => demo::run(args).await,
@@ -104,10 +111,15 @@ struct SetupArgs {
     shards: u32,
 }
 
-async fn check(path: &Path, offline: bool) -> Result<()> {
+async fn check(path: &Path, offline: bool, tag_keys: &[String]) -> Result<()> {
     let config = Config::load(path)?;
     if !offline {
-        let (keys, _) = setup::tag_keys(&config, &[])?;
+        // Tag keys only when known (given, or the tags file's): setup's
+        // defaults are a guess, not something to warn about on every start.
+        let keys = match setup::tag_keys(&config, tag_keys)? {
+            (_, setup::TagKeysFrom::Defaults) => Vec::new(),
+            (keys, _) => keys,
+        };
         let targets = setup::targets(&config, &keys, true);
         let checks = targets.iter().map(|t| async move {
             match t {

@@ -45,6 +45,7 @@ pub enum TagKeysFrom {
 
 /// The tag keys to index: those `given`, else the tags file's, else
 /// [`DEFAULT_TAG_KEYS`] (cloud tag providers have no list to read).
+/// `project` is indexed whatever this says (the saved searches use it).
 pub fn tag_keys(
     config: &Config,
     given: &[String],
@@ -197,6 +198,16 @@ fn some(names: &[String]) -> String {
     s
 }
 
+/// Waits after a logstore was just created: SLS may answer
+/// `LogStoreNotExist` for a moment while it propagates.
+const SETTLE: [Duration; 5] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
 /// Makes `t` ready; what was done, one line per step.
 pub async fn apply(t: &Target, opts: &SetupOptions) -> Result<Vec<String>, SetupError> {
     let fail = |step: &'static str| {
@@ -208,82 +219,129 @@ pub async fn apply(t: &Target, opts: &SetupOptions) -> Result<Vec<String>, Setup
         }
     };
     let mut done = Vec::new();
-    match t
+    let created = match t
         .client
         .create_logstore(&t.project, &t.logstore, opts.ttl_days, opts.shards)
         .await
     {
-        Ok(()) => done.push(format!(
-            "logstore created ({} days, {} shards)",
-            opts.ttl_days, opts.shards
-        )),
+        Ok(()) => {
+            done.push(format!(
+                "logstore created ({} days, {} shards)",
+                opts.ttl_days, opts.shards
+            ));
+            true
+        }
         Err(e) if code(&e) == Some("LogStoreAlreadyExist") => {
-            done.push("logstore exists (kept as it is)".to_owned())
+            done.push("logstore exists (kept as it is)".to_owned());
+            false
         }
         Err(e) => return Err(fail("CreateLogStore")(e)),
-    }
-    let existing = t
-        .client
-        .get_index(&t.project, &t.logstore)
-        .await
-        .map_err(fail("GetIndex"))?;
-    let (plan, mismatched) = plan_index(existing.as_ref(), &t.index);
-    match plan {
-        IndexPlan::Create(index) => {
-            t.client
-                .put_index(&t.project, &t.logstore, &index, true)
-                .await
-                .map_err(fail("CreateIndex"))?;
-            done.push(format!(
-                "index created ({} fields + full text)",
-                keys_of(&index)
-            ));
-        }
-        IndexPlan::Update {
-            merged,
-            added,
-            line_added,
-        } => {
-            t.client
-                .put_index(&t.project, &t.logstore, &merged, false)
-                .await
-                .map_err(fail("UpdateIndex"))?;
-            let mut what = Vec::new();
-            if !added.is_empty() {
-                what.push(format!("{} fields ({})", added.len(), some(&added)));
+    };
+    let mut settle = SETTLE.iter();
+    // A create that meets an index made meanwhile (another setup, or a
+    // retried POST whose first try landed) reads it again and updates.
+    let mut rounds = 0;
+    let findings = loop {
+        rounds += 1;
+        let existing = match t.client.get_index(&t.project, &t.logstore).await {
+            Err(e) if created && code(&e) == Some("LogStoreNotExist") => match settle.next() {
+                Some(pause) => {
+                    tokio::time::sleep(*pause).await;
+                    continue;
+                }
+                None => return Err(fail("GetIndex")(e)),
+            },
+            other => other.map_err(fail("GetIndex"))?,
+        };
+        let (plan, findings) = plan_index(existing.as_ref(), &t.index);
+        let (index, create, line) = match plan {
+            IndexPlan::Create(index) => {
+                let line = format!("index created ({} fields + full text)", keys_of(&index));
+                (index, true, line)
             }
-            if line_added {
-                what.push("full text".to_owned());
+            IndexPlan::Update { merged, added } => {
+                let line = format!(
+                    "index updated: added {} fields ({})",
+                    added.len(),
+                    some(&added)
+                );
+                (merged, false, line)
             }
-            done.push(format!("index updated: added {}", what.join(" and ")));
+            IndexPlan::UpToDate => {
+                let n = existing.as_ref().map_or(0, keys_of);
+                done.push(format!("index up to date ({n} fields)"));
+                break findings;
+            }
+        };
+        match t
+            .client
+            .put_index(&t.project, &t.logstore, &index, create)
+            .await
+        {
+            Ok(()) => {
+                done.push(line);
+                break findings;
+            }
+            Err(e) if create && rounds < 3 && code(&e) == Some("IndexAlreadyExist") => continue,
+            Err(e) => return Err(fail(if create { "CreateIndex" } else { "UpdateIndex" })(e)),
         }
-        IndexPlan::UpToDate => done.push(format!(
-            "index up to date ({} fields)",
-            existing.as_ref().map_or(0, keys_of)
-        )),
-    }
-    for m in mismatched {
+    };
+    for m in &findings.mismatched {
         done.push(format!(
-            "warning: `{}` is indexed as {}, Trail writes {}; left as it is",
+            "warning: `{}` is indexed as {}, Trail needs {}; left as it is",
             m.key, m.have, m.want
         ));
     }
-    if !t.searches.is_empty() {
-        let mut names = Vec::new();
-        for s in &t.searches {
-            t.client
-                .put_saved_search(&t.project, s)
-                .await
-                .map_err(fail("saved search"))?;
-            names.push(s["savedsearchName"].as_str().unwrap_or_default().to_owned());
+    if findings.no_full_text {
+        done.push(
+            "the index has no full-text part: left so (the raw `event` is searched through it)"
+                .to_owned(),
+        );
+    }
+    let (mut made, mut updated, mut same) = (Vec::new(), Vec::new(), 0);
+    for s in &t.searches {
+        let name = s["savedsearchName"].as_str().unwrap_or_default();
+        match t
+            .client
+            .get_saved_search(&t.project, name)
+            .await
+            .map_err(fail("GetSavedSearch"))?
+        {
+            Some(have) if same_search(&have, s) => same += 1,
+            have => {
+                t.client
+                    .put_saved_search(&t.project, s)
+                    .await
+                    .map_err(fail("saved search"))?;
+                match have {
+                    None => made.push(name.to_owned()),
+                    Some(_) => updated.push(name.to_owned()),
+                }
+            }
         }
-        done.push(format!("saved searches: {}", names.join(", ")));
+    }
+    if !made.is_empty() {
+        done.push(format!("saved searches created: {}", made.join(", ")));
+    }
+    if !updated.is_empty() {
+        done.push(format!(
+            "saved searches updated (their query differed): {}",
+            updated.join(", ")
+        ));
+    }
+    if same > 0 {
+        done.push(format!("saved searches up to date: {same}"));
     }
     Ok(done)
 }
 
-/// What `t` lacks that setup would add (index fields, saved searches);
-/// empty when it is ready.
+/// A saved search as Trail makes it: query and logstore (SLS may add fields).
+fn same_search(have: &Value, want: &Value) -> bool {
+    have["searchQuery"] == want["searchQuery"] && have["logstore"] == want["logstore"]
+}
+
+/// What `t` lacks that setup would add (index fields, saved searches), and
+/// fields indexed otherwise than Trail needs; empty when it is ready.
 pub async fn check(t: &Target) -> Vec<String> {
     let setup = "run `trail-node setup --config …`";
     let existing = match t.client.get_index(&t.project, &t.logstore).await {
@@ -293,40 +351,30 @@ pub async fn check(t: &Target) -> Vec<String> {
         }
         Err(e) => return vec![format!("could not read its index ({e}); not checked")],
     };
-    let (plan, mismatched) = plan_index(existing.as_ref(), &t.index);
+    let (plan, findings) = plan_index(existing.as_ref(), &t.index);
     let mut warnings = match plan {
         IndexPlan::Create(_) => vec![format!(
             "the logstore has no index: nothing Trail writes can be searched or queried; {setup}"
         )],
-        IndexPlan::Update {
-            added, line_added, ..
-        } => {
-            let mut w = Vec::new();
-            if !added.is_empty() {
-                w.push(format!(
-                    "the index lacks {} fields Trail writes ({}); {setup}",
-                    added.len(),
-                    some(&added)
-                ));
-            }
-            if line_added {
-                w.push(format!("the index has no full-text part; {setup}"));
-            }
-            w
-        }
+        IndexPlan::Update { added, .. } => vec![format!(
+            "the index lacks {} fields Trail writes ({}); {setup}",
+            added.len(),
+            some(&added)
+        )],
         IndexPlan::UpToDate => Vec::new(),
     };
-    warnings.extend(mismatched.into_iter().map(|m| {
+    warnings.extend(findings.mismatched.into_iter().map(|m| {
         format!(
-            "`{}` is indexed as {}, Trail writes {}: queries on it may not work",
+            "`{}` is indexed as {}, Trail needs {}: queries on it may fail",
             m.key, m.have, m.want
         )
     }));
-    let mut missing = Vec::new();
+    let (mut missing, mut differ) = (Vec::new(), Vec::new());
     for s in &t.searches {
         let name = s["savedsearchName"].as_str().unwrap_or_default();
         match t.client.get_saved_search(&t.project, name).await {
-            Ok(Some(_)) => {}
+            Ok(Some(have)) if same_search(&have, s) => {}
+            Ok(Some(_)) => differ.push(name.to_owned()),
             Ok(None) => missing.push(name.to_owned()),
             Err(e) => {
                 warnings.push(format!("could not read saved search {name} ({e})"));
@@ -338,6 +386,12 @@ pub async fn check(t: &Target) -> Vec<String> {
         warnings.push(format!(
             "saved searches missing: {}; {setup}",
             missing.join(", ")
+        ));
+    }
+    if !differ.is_empty() {
+        warnings.push(format!(
+            "saved searches differ from what Trail makes: {}; {setup} to replace them",
+            differ.join(", ")
         ));
     }
     warnings

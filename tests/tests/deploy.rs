@@ -9,7 +9,7 @@ use trail_tests::binary;
 
 fn check(path: &Path) {
     let out = Command::new(binary("trail-node"))
-        .args(["check", "--config"])
+        .args(["check", "--offline", "--config"])
         .arg(path)
         .env("TRAIL_SLS_ACCESS_KEY_SECRET", "s")
         .env("TRAIL_HEC_TOKEN", "h")

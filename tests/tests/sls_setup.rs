@@ -140,7 +140,7 @@ async fn setup_makes_the_business_view_queryable_and_a_second_run_changes_nothin
     for want in [
         "sinks[0] (audit/business_view): logstore created (30 days, 2 shards)",
         "sinks[0] (audit/business_view): index created",
-        "sinks[0] (audit/business_view): saved searches: trail-changes-by-project-business_view, trail-failed-changes-business_view, trail-sensitive-actions-business_view",
+        "sinks[0] (audit/business_view): saved searches created: trail-changes-by-project-business_view, trail-failed-changes-business_view, trail-sensitive-actions-business_view",
         "dead_letter.sls (audit/trail_dead_letters): logstore created",
         "dead_letter.sls (audit/trail_dead_letters): index created",
     ] {
@@ -186,20 +186,24 @@ async fn setup_makes_the_business_view_queryable_and_a_second_run_changes_nothin
         assert_eq!(got["searchQuery"], s["searchQuery"]);
     }
 
-    // After: check is quiet; a second setup keeps everything.
+    // After: check is quiet; a second setup keeps everything (a second
+    // later, so that an UpdateIndex would show in lastModifyTime).
     let (_, out) = trail_node(&["check", "--config", cfg]);
     assert_eq!(warnings(&out), Vec::<&str>::new(), "{out}");
+    std::thread::sleep(Duration::from_millis(1100));
     let (_, out) = trail_node(&["setup", "--config", cfg]);
+    for want in [
+        "sinks[0] (audit/business_view): logstore exists (kept as it is)",
+        "sinks[0] (audit/business_view): index up to date",
+        "sinks[0] (audit/business_view): saved searches up to date: 3",
+        "dead_letter.sls (audit/trail_dead_letters): index up to date",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
     assert!(
-        out.contains("sinks[0] (audit/business_view): logstore exists (kept as it is)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("sinks[0] (audit/business_view): index up to date"),
-        "{out}"
-    );
-    assert!(
-        out.contains("dead_letter.sls (audit/trail_dead_letters): index up to date"),
+        !out.contains("): logstore created")
+            && !out.contains("index created")
+            && !out.contains("updated"),
         "{out}"
     );
     let again = c
@@ -229,11 +233,14 @@ async fn an_index_made_by_hand_gains_what_it_lacks_and_keeps_the_operators_choic
     let cfg = config(&dir, &sls.addr.to_string(), &tags);
     let cfg = cfg.to_str().unwrap();
     let c = trail_tests::cluster::sls_client(&sls);
-    // An operator's index: a few keys, `shard` as text, one of their own.
+    // An operator's index: a few keys and no full text; `shard` as text,
+    // `eventName` without analytics (the saved searches' SQL needs it),
+    // and a key of their own.
     let by_hand = json!({
         "keys": {
             "userName": { "type": "text", "token": [",", " "], "alias": "user", "doc_value": true },
-            "shard": { "type": "text", "token": [","] },
+            "shard": { "type": "text", "token": [","], "doc_value": true },
+            "eventName": { "type": "text", "token": [","] },
             "region_label": { "type": "text", "token": [","] },
         }
     });
@@ -242,38 +249,35 @@ async fn an_index_made_by_hand_gains_what_it_lacks_and_keeps_the_operators_choic
         .unwrap();
 
     let (_, out) = trail_node(&["check", "--config", cfg]);
-    let w = warnings(&out);
+    let w: Vec<&str> = warnings(&out)
+        .into_iter()
+        .filter(|l| l.contains("sinks[0]"))
+        .collect();
+    let has = |text: &str| w.iter().any(|l| l.contains(text));
     assert!(
-        w.iter().any(
-            |l| l.contains("sinks[0] (audit/business_view): the index lacks")
-                && l.contains("eventName")
-        ),
-        "{out}"
-    );
-    assert!(w.iter().any(|l| l.contains("no full-text part")), "{out}");
-    assert!(
-        w.iter()
-            .any(|l| l.contains("`shard` is indexed as text, Trail writes long")),
+        has("sinks[0] (audit/business_view): the index lacks"),
         "{out}"
     );
     assert!(
-        w.iter().any(|l| l.contains("saved searches missing")),
+        has("`shard` is indexed as text with analytics, Trail needs long with analytics"),
         "{out}"
     );
+    assert!(
+        has("`eventName` is indexed as text without analytics, Trail needs text with analytics"),
+        "{out}"
+    );
+    assert!(has("saved searches missing"), "{out}");
+    assert_eq!(w.len(), 4, "{out}");
 
     let (_, out) = trail_node(&["setup", "--config", cfg]);
-    assert!(
-        out.contains("sinks[0] (audit/business_view): logstore exists"),
-        "{out}"
-    );
-    assert!(
-        out.contains("sinks[0] (audit/business_view): index updated: added"),
-        "{out}"
-    );
-    assert!(
-        out.contains("warning: `shard` is indexed as text, Trail writes long; left as it is"),
-        "{out}"
-    );
+    for want in [
+        "sinks[0] (audit/business_view): logstore exists",
+        "sinks[0] (audit/business_view): index updated: added",
+        "warning: `shard` is indexed as text with analytics, Trail needs long with analytics; left as it is",
+        "the index has no full-text part: left so",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
     let ix = c
         .get_index(PROJECT, "business_view")
         .await
@@ -287,29 +291,65 @@ async fn an_index_made_by_hand_gains_what_it_lacks_and_keeps_the_operators_choic
     assert_eq!(keys["userName"]["token"], json!([",", " "]));
     assert_eq!(keys["shard"]["type"], "text", "never re-typed");
     assert!(
+        keys["eventName"].get("doc_value").is_none(),
+        "never changed"
+    );
+    assert!(
         keys.contains_key("region_label"),
         "the operator's own key stays"
     );
-    assert_eq!(keys["eventName"]["type"], "text");
-    assert!(ix["line"].is_object());
+    assert_eq!(keys["eventId"]["type"], "text", "added");
+    assert_eq!(keys["tag_project"]["type"], "text", "added");
+    assert!(
+        ix.get("line").is_none(),
+        "full text is the operator's choice"
+    );
 
-    // Only the mismatch is left for check to mention.
+    // Only the mismatches are left for check to mention.
     let (_, out) = trail_node(&["check", "--config", cfg]);
-    assert_eq!(warnings(&out).len(), 1, "{out}");
-    assert!(out.contains("`shard` is indexed as text"), "{out}");
+    assert_eq!(warnings(&out).len(), 2, "{out}");
+
+    // A saved search edited by hand: check says so, setup puts Trail's back.
+    let mut edited = saved_searches("business_view", "tag_").remove(1);
+    edited["searchQuery"] = json!("errorCode: *");
+    c.put_saved_search(PROJECT, &edited).await.unwrap();
+    let (_, out) = trail_node(&["check", "--config", cfg]);
+    assert!(
+        out.contains(
+            "saved searches differ from what Trail makes: trail-failed-changes-business_view"
+        ),
+        "{out}"
+    );
+    let (_, out) = trail_node(&["setup", "--config", cfg]);
+    assert!(
+        out.contains(
+            "saved searches updated (their query differed): trail-failed-changes-business_view"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("saved searches up to date: 2"), "{out}");
 }
 
 #[test]
-fn check_does_not_hang_on_an_unreachable_logstore_and_offline_asks_nothing() {
+fn check_does_not_hang_on_a_silent_sls_and_offline_asks_nothing() {
     let dir = dir("unreachable");
     let (tags, _) = tags_file(&dir, &Generator::new(7));
-    // Nothing listens there.
-    let cfg = config(&dir, &format!("127.0.0.1:{}", free_port()), &tags);
+    // An SLS that takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let cfg = config(&dir, &addr.to_string(), &tags);
     let cfg = cfg.to_str().unwrap();
     let started = Instant::now();
     let (_, out) = trail_node(&["check", "--config", cfg]);
+    // One 5 s try per logstore, both at once; never the retry policy's.
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(12),
         "check took {:?}",
         started.elapsed()
     );
@@ -323,8 +363,10 @@ fn check_does_not_hang_on_an_unreachable_logstore_and_offline_asks_nothing() {
     assert_eq!(warnings(&out), Vec::<&str>::new(), "{out}");
     assert!(out.trim_end().ends_with(": ok"), "{out}");
     // And setup, which must not pretend: it fails, naming the logstore.
+    let cfg = config(&dir, &format!("127.0.0.1:{}", free_port()), &tags);
     let out = Command::new(binary("trail-node"))
-        .args(["setup", "--config", cfg])
+        .args(["setup", "--config"])
+        .arg(&cfg)
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -61,9 +61,23 @@ pub const SENSITIVE_ACTIONS: &[&str] = &[
 /// GetIndex answers with these besides the config; they are not sent back.
 const READ_ONLY: &[&str] = &["ttl", "lastModifyTime", "index_mode", "storage"];
 
+/// The longest value SLS indexes whole (its default is 2048; 16384 is
+/// its maximum): resource lists and raw events run longer.
+const MAX_TEXT_LEN: u32 = 16_384;
+
 fn key(ty: &str) -> Value {
     match ty {
         "long" | "double" => json!({ "type": ty, "doc_value": true, "alias": "" }),
+        // Searchable, but no analytics column: a raw payload is never
+        // grouped by, and a column of them costs storage.
+        "payload" => json!({
+            "type": "text",
+            "token": TOKENS,
+            "caseSensitive": false,
+            "chn": false,
+            "doc_value": false,
+            "alias": "",
+        }),
         _ => json!({
             "type": "text",
             "token": TOKENS,
@@ -80,27 +94,43 @@ fn index(keys: impl IntoIterator<Item = (String, &'static str)>) -> Value {
     json!({
         "line": { "token": TOKENS, "caseSensitive": false, "chn": false },
         "keys": keys,
+        "max_text_len": MAX_TEXT_LEN,
     })
 }
 
+/// The keys the saved searches read with SQL: they need analytics
+/// (`doc_value`), or the searches fail.
+pub const QUERIED: &[&str] = &[
+    "eventRW",
+    "eventName",
+    "eventTime",
+    "userName",
+    "errorCode",
+    "resources",
+    "sourceIpAddress",
+];
+
 /// The index of a business-view logstore: every business field, `shard`,
-/// and `{tag_prefix}{k}` for each tag key. The original event (`event`) is
-/// reached by the full-text (`line`) index only: its keys vary by service.
+/// and `{tag_prefix}{k}` for each tag key, `project` always (the saved
+/// searches group by it). The original event (`event`) is reached by the
+/// full-text (`line`) index only: its keys vary by service.
 pub fn business_view_index<S: AsRef<str>>(tag_prefix: &str, tag_keys: &[S]) -> Value {
     let fields = BUSINESS_FIELDS.iter().map(|f| ((*f).to_owned(), "text"));
-    let tags = tag_keys
-        .iter()
-        .map(|k| (format!("{tag_prefix}{}", k.as_ref()), "text"));
+    let tags = std::iter::once("project")
+        .chain(tag_keys.iter().map(AsRef::as_ref))
+        .map(|k| (format!("{tag_prefix}{k}"), "text"));
     index(fields.chain([("shard".to_owned(), "long")]).chain(tags))
 }
 
 /// The index of the dead-letter logstore.
 pub fn dead_letter_index() -> Value {
-    index(
-        dead_letter::LOG_FIELDS
-            .iter()
-            .map(|(k, ty)| ((*k).to_owned(), *ty)),
-    )
+    index(dead_letter::LOG_FIELDS.iter().map(|(k, ty)| {
+        let ty = match *k {
+            "raw" | "raw_base64" => "payload",
+            _ => *ty,
+        };
+        ((*k).to_owned(), ty)
+    }))
 }
 
 /// The saved searches of a business-view logstore: changes by project ×
@@ -108,11 +138,13 @@ pub fn dead_letter_index() -> Value {
 /// end with the logstore, so two sinks in one project keep theirs apart.
 pub fn saved_searches(logstore: &str, tag_prefix: &str) -> Vec<Value> {
     let project = format!("\"{tag_prefix}project\"");
+    // SQL's IN, not `eventName: A or eventName: B …`: a search allows
+    // only 30 conditions, and the list grows.
     let sensitive = SENSITIVE_ACTIONS
         .iter()
-        .map(|a| format!("eventName: {a}"))
+        .map(|a| format!("'{a}'"))
         .collect::<Vec<_>>()
-        .join(" or ");
+        .join(", ");
     let search = |name: &str, display: &str, query: String| {
         json!({
             "savedsearchName": search_name(name, logstore),
@@ -144,9 +176,9 @@ pub fn saved_searches(logstore: &str, tag_prefix: &str) -> Vec<Value> {
             "sensitive-actions",
             "Sensitive actions",
             format!(
-                "eventRW: Write and ({sensitive}) | SELECT eventTime, userName, eventName, \
+                "eventRW: Write | SELECT eventTime, userName, eventName, \
                  {project} AS project, resources, errorCode, sourceIpAddress \
-                 ORDER BY eventTime DESC LIMIT 1000"
+                 WHERE eventName IN ({sensitive}) ORDER BY eventTime DESC LIMIT 1000"
             ),
         ),
     ]
@@ -171,50 +203,75 @@ fn search_name(what: &str, logstore: &str) -> String {
 pub enum IndexPlan {
     /// The logstore has no index: create `wanted`.
     Create(Value),
-    /// Add these keys (and the full-text index if `line` is missing):
-    /// `merged` is the existing config with them, for UpdateIndex.
-    Update {
-        merged: Value,
-        added: Vec<String>,
-        line_added: bool,
-    },
+    /// Add these keys: `merged` is the existing config with them, for
+    /// UpdateIndex.
+    Update { merged: Value, added: Vec<String> },
     /// Every wanted key is there.
     UpToDate,
 }
 
-/// A wanted key indexed with another type than Trail writes: left alone.
+/// What the comparison found besides missing keys; reported, never
+/// changed (re-typing a field changes how its old data reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeMismatch {
+pub struct Findings {
+    /// Wanted keys indexed otherwise than Trail needs them.
+    pub mismatched: Vec<KeyMismatch>,
+    /// The index has no full-text part: `event` cannot be searched.
+    pub no_full_text: bool,
+}
+
+/// A wanted key indexed with another type, or without the analytics the
+/// saved searches' SQL needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMismatch {
     pub key: String,
     pub have: String,
     pub want: String,
 }
 
+fn describe(v: &Value) -> (String, bool) {
+    (
+        v["type"].as_str().unwrap_or("text").to_owned(),
+        // SLS's default when absent: no analytics.
+        v["doc_value"].as_bool().unwrap_or(false),
+    )
+}
+
+fn kind((ty, analytics): &(String, bool)) -> String {
+    if *analytics {
+        format!("{ty} with analytics")
+    } else {
+        format!("{ty} without analytics")
+    }
+}
+
 /// Compares an existing index (`GetIndex`, `None` without one) with the
-/// wanted one.
-pub fn plan_index(existing: Option<&Value>, wanted: &Value) -> (IndexPlan, Vec<TypeMismatch>) {
-    let Some(existing) = existing else {
-        return (IndexPlan::Create(wanted.clone()), Vec::new());
+/// wanted one. Only missing keys are added; the full-text part is never
+/// switched on for an index that has none (it is the operator's cost).
+pub fn plan_index(existing: Option<&Value>, wanted: &Value) -> (IndexPlan, Findings) {
+    let none = Findings {
+        mismatched: Vec::new(),
+        no_full_text: false,
     };
-    let mut merged = existing.clone();
-    let mut added = Vec::new();
-    let mut mismatched = Vec::new();
-    let Some(m) = merged.as_object_mut() else {
-        return (IndexPlan::Create(wanted.clone()), Vec::new());
+    let Some(m) = existing.and_then(Value::as_object) else {
+        return (IndexPlan::Create(wanted.clone()), none);
     };
+    let mut m = m.clone();
     for k in READ_ONLY {
         m.remove(*k);
     }
-    let line_added = !m.get("line").is_some_and(Value::is_object);
-    if line_added {
-        m.insert("line".into(), wanted["line"].clone());
-    }
+    let mut findings = Findings {
+        no_full_text: !m.get("line").is_some_and(Value::is_object),
+        ..none
+    };
     if !m.get("keys").is_some_and(Value::is_object) {
         m.insert("keys".into(), json!({}));
     }
-    let keys = m["keys"]
-        .as_object_mut()
+    let keys = m
+        .get_mut("keys")
+        .and_then(Value::as_object_mut)
         .expect("an object, just made sure");
+    let mut added = Vec::new();
     if let Some(want) = wanted["keys"].as_object() {
         for (name, w) in want {
             match keys.get(name) {
@@ -223,28 +280,27 @@ pub fn plan_index(existing: Option<&Value>, wanted: &Value) -> (IndexPlan, Vec<T
                     added.push(name.clone());
                 }
                 Some(have) => {
-                    let ty = |v: &Value| v["type"].as_str().unwrap_or("text").to_owned();
-                    if ty(have) != ty(w) {
-                        mismatched.push(TypeMismatch {
+                    let (h, w) = (describe(have), describe(w));
+                    if h.0 != w.0 || (w.1 && !h.1) {
+                        findings.mismatched.push(KeyMismatch {
                             key: name.clone(),
-                            have: ty(have),
-                            want: ty(w),
+                            have: kind(&h),
+                            want: kind(&w),
                         });
                     }
                 }
             }
         }
     }
-    let plan = if added.is_empty() && !line_added {
+    let plan = if added.is_empty() {
         IndexPlan::UpToDate
     } else {
         IndexPlan::Update {
-            merged,
+            merged: Value::Object(m),
             added,
-            line_added,
         }
     };
-    (plan, mismatched)
+    (plan, findings)
 }
 
 #[cfg(test)]
@@ -278,40 +334,48 @@ mod tests {
         let mut got = want.clone();
         got["ttl"] = json!(90);
         got["lastModifyTime"] = json!(1_790_000_000);
-        assert_eq!(plan_index(Some(&got), &want), (IndexPlan::UpToDate, vec![]));
+        let (plan, findings) = plan_index(Some(&got), &want);
+        assert_eq!(plan, IndexPlan::UpToDate);
+        assert_eq!(findings.mismatched, vec![]);
+        assert!(!findings.no_full_text);
     }
 
     #[test]
     fn an_existing_index_gains_only_what_it_lacks_and_keeps_the_operators_choices() {
-        let want = business_view_index("tag_", &["project", "env"]);
+        let want = business_view_index("tag_", &["env"]);
         let mut got = json!({
             "keys": {
-                "userName": { "type": "text", "token": [","], "alias": "user" },
-                "shard": { "type": "text", "token": [","] },
+                "userName": { "type": "text", "token": [","], "alias": "user", "doc_value": true },
+                "shard": { "type": "text", "token": [","], "doc_value": true },
+                // No doc_value: SLS's default, no analytics; the SQL needs it.
+                "eventName": { "type": "text", "token": [","] },
                 "custom": { "type": "double" },
             },
             "ttl": 30,
             "storage": "pg",
         });
-        let (plan, mismatched) = plan_index(Some(&got), &want);
+        let (plan, findings) = plan_index(Some(&got), &want);
         assert_eq!(
-            mismatched,
-            vec![TypeMismatch {
-                key: "shard".into(),
-                have: "text".into(),
-                want: "long".into()
-            }]
+            findings.mismatched,
+            vec![
+                KeyMismatch {
+                    key: "eventName".into(),
+                    have: "text without analytics".into(),
+                    want: "text with analytics".into()
+                },
+                KeyMismatch {
+                    key: "shard".into(),
+                    have: "text with analytics".into(),
+                    want: "long with analytics".into()
+                },
+            ]
         );
-        let IndexPlan::Update {
-            merged,
-            added,
-            line_added,
-        } = plan
-        else {
+        assert!(findings.no_full_text);
+        let IndexPlan::Update { merged, added } = plan else {
             panic!("expected an update, got {plan:?}");
         };
-        assert!(line_added);
-        assert!(added.contains(&"tag_env".to_owned()) && added.contains(&"eventName".to_owned()));
+        assert!(added.contains(&"tag_env".to_owned()) && added.contains(&"tag_project".to_owned()));
+        assert!(added.contains(&"eventId".to_owned()));
         assert!(!added.contains(&"userName".to_owned()));
         assert_eq!(
             merged["keys"]["userName"]["alias"], "user",
@@ -319,10 +383,28 @@ mod tests {
         );
         assert_eq!(merged["keys"]["shard"]["type"], "text", "not re-typed");
         assert_eq!(merged["keys"]["custom"]["type"], "double");
+        assert!(merged.get("line").is_none(), "full text is not switched on");
         assert!(merged.get("ttl").is_none() && merged.get("storage").is_none());
         // Applying the update makes the next plan a no-op.
         got = merged;
         assert_eq!(plan_index(Some(&got), &want).0, IndexPlan::UpToDate);
+    }
+
+    #[test]
+    fn raw_payloads_are_searchable_without_an_analytics_column() {
+        let dl = dead_letter_index();
+        assert_eq!(dl["keys"]["raw"]["doc_value"], false);
+        assert_eq!(dl["keys"]["raw_base64"]["doc_value"], false);
+        assert_eq!(dl["keys"]["reason"]["doc_value"], true);
+        assert_eq!(dl["max_text_len"], MAX_TEXT_LEN);
+        let ix = business_view_index("tag_", &[] as &[&str]);
+        for k in QUERIED {
+            assert_eq!(ix["keys"][*k]["doc_value"], true, "{k}");
+        }
+        assert_eq!(
+            ix["keys"]["tag_project"]["doc_value"], true,
+            "always indexed"
+        );
     }
 
     #[test]
@@ -356,7 +438,17 @@ mod tests {
         let sensitive = s[2]["searchQuery"].as_str().unwrap();
         assert!(SENSITIVE_ACTIONS
             .iter()
-            .all(|a| sensitive.contains(&format!("eventName: {a} "))
-                || sensitive.contains(&format!("eventName: {a})"))));
+            .all(|a| sensitive.contains(&format!("'{a}'"))));
+        // A search allows 30 conditions: the searches keep to one or two.
+        for x in &s {
+            let search = x["searchQuery"]
+                .as_str()
+                .unwrap()
+                .split('|')
+                .next()
+                .unwrap();
+            let conditions = search.split(" and ").count() + search.split(" or ").count() - 1;
+            assert!(conditions <= 2, "{search}");
+        }
     }
 }
