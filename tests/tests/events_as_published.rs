@@ -163,6 +163,13 @@ fn events() -> Vec<String> {
 }
 
 fn run(filter: FilterConfig) -> (BTreeMap<String, Value>, EnrichStats, Vec<String>) {
+    run_with(filter, events())
+}
+
+fn run_with(
+    filter: FilterConfig,
+    events: Vec<String>,
+) -> (BTreeMap<String, Value>, EnrichStats, Vec<String>) {
     static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("trail-published-{}-{n}", std::process::id()));
@@ -190,7 +197,7 @@ fn run(filter: FilterConfig) -> (BTreeMap<String, Value>, EnrichStats, Vec<Strin
         tag_prefix: "tag_".into(),
         cim: Some(CimMap::default()),
     };
-    let (envelopes, out) = trail_tests::enrich_for_hec(&e, events(), encoder, 0);
+    let (envelopes, out) = trail_tests::enrich_for_hec(&e, events, encoder, 0);
     let by_id = envelopes
         .into_iter()
         .map(|v| (v["fields"]["eventId"].as_str().unwrap().to_owned(), v))
@@ -347,4 +354,49 @@ fn actiontrail_changes_and_sign_ins_carry_cim_fields() {
         "",
         "not a Change event"
     );
+}
+
+#[test]
+fn reads_a_writes_only_filter_drops_are_dropped_before_parsing() {
+    let read = call(
+        "e-read",
+        "DescribeInstances",
+        "cn-shanghai",
+        "Ecs",
+        &ram_user(),
+        r#""eventRW":"Read","referencedResources":{"ACS::ECS::Instance":["i-uf6f3k2x9trailtest1"]}"#,
+    );
+    let write = call(
+        "e-write",
+        "StopInstance",
+        "cn-shanghai",
+        "Ecs",
+        &ram_user(),
+        r#""eventRW":"Write","referencedResources":{"ACS::ECS::Instance":["i-uf6f3k2x9trailtest1"]}"#,
+    );
+    // A read the parser refuses (no eventId): dropped as a read, by design.
+    let broken_read = read.replace(r#""eventId":"e-read","#, "");
+    // A CloudTrail read: its verdict is `readOnly`, so it is parsed first.
+    let cloudtrail_read = format!(
+        r#"{{"eventVersion":"1.11","userIdentity":{{"type":"IAMUser","accountId":"{AWS}","userName":"ops"}},"eventTime":"2026-11-20T08:00:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"us-east-1","eventID":"ct-read","readOnly":true,"recipientAccountId":"{AWS}"}}"#
+    );
+    let all = vec![read, write, broken_read, cloudtrail_read];
+
+    let (ev, stats, dead) = run_with(FilterConfig::default(), all.clone());
+    assert_eq!(ev.keys().collect::<Vec<_>>(), ["e-write"]);
+    assert_eq!(stats.dropped.get("event_rw"), Some(&3));
+    assert_eq!(stats.prescanned, 2, "the two ActionTrail reads, unparsed");
+    assert!(dead.is_empty(), "{dead:?}");
+
+    // Every event kept: nothing is scanned, the broken one is a dead letter.
+    let (ev, stats, dead) = run_with(
+        FilterConfig {
+            event_rw: trail_node::event::RwFilter::All,
+            ..Default::default()
+        },
+        all,
+    );
+    assert_eq!(ev.len(), 3);
+    assert_eq!(stats.prescanned, 0);
+    assert_eq!(dead.len(), 1, "{dead:?}");
 }

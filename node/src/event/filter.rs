@@ -131,6 +131,24 @@ impl EventFilter {
 
     /// Whether the event goes on. An event without `eventRW` gets one
     /// inferred here under the `infer` policy (and `rw_inferred` set).
+    /// Whether an event whose `eventRW` says `rw` is dropped for it, as
+    /// [`check`](Self::check) drops it (an empty `rw` is unknown: never).
+    #[inline]
+    pub fn rejects_rw(&self, rw: &str) -> bool {
+        !rw.is_empty()
+            && match self.rw {
+                RwFilter::All => false,
+                RwFilter::Write => !rw.eq_ignore_ascii_case("write"),
+                RwFilter::Read => !rw.eq_ignore_ascii_case("read"),
+            }
+    }
+
+    /// Whether [`rejects_rw`](Self::rejects_rw) can ever say yes, i.e. a
+    /// scan of `eventRW` before parsing can save a parse.
+    pub fn filters_rw(&self) -> bool {
+        self.rw != RwFilter::All
+    }
+
     pub fn check(&self, e: &mut AuditEvent<'_>) -> Result<(), DropReason> {
         let known = e.event_rw.as_deref().is_some_and(|rw| !rw.is_empty());
         if !known {
@@ -145,13 +163,7 @@ impl EventFilter {
                 UnknownRw::Drop => return Err(DropReason::EventRw),
             }
         }
-        let rw = e.event_rw.as_deref();
-        let rw_ok = match (self.rw, rw) {
-            (RwFilter::All, _) | (_, None) => true,
-            (RwFilter::Write, Some(rw)) => rw.eq_ignore_ascii_case("write"),
-            (RwFilter::Read, Some(rw)) => rw.eq_ignore_ascii_case("read"),
-        };
-        if !rw_ok {
+        if e.event_rw.as_deref().is_some_and(|rw| self.rejects_rw(rw)) {
             return Err(DropReason::EventRw);
         }
         if !self.services.is_empty() {

@@ -13,6 +13,7 @@
 //! | `lenient.rs` | field decoders that accept the types real trails actually use (a number where a string is documented, null, PascalCase keys) |
 //! | `resource.rs` | resource references from `resourceType`/`resourceName` (`;` between types, `,` within) or CloudTrail `resources[]` |
 //! | `filter.rs` | the configured filters, with a reason for every event they drop |
+//! | `prescan.rs` | `eventRW` read off the bytes before parsing, when they leave no doubt, so reads the filter drops cost a scan |
 //! | `time.rs` | `eventTime` variants → unix time |
 //!
 //! Parsing never panics: malformed JSON, a missing `eventId`, or a value of
@@ -21,6 +22,7 @@
 
 mod filter;
 mod lenient;
+pub mod prescan;
 mod resource;
 mod time;
 

@@ -46,6 +46,9 @@ pub struct EnrichStats {
     /// the filter then kept them or not).
     pub rw_inferred_read: u64,
     pub rw_inferred_write: u64,
+    /// Of the `event_rw` drops, those decided from the bytes without a
+    /// parse ([`event::prescan`]).
+    pub prescanned: u64,
 }
 
 pub struct EnrichOutput {
@@ -328,6 +331,18 @@ impl Enrichment {
                 self.max_event_bytes
             );
             dead(out, origin, "oversize", reason, content.slice_ref(json));
+            return;
+        }
+        // Most of a trail is reads and the usual filter drops them: say so
+        // from the bytes when they leave no doubt, and skip the parse.
+        if self.filter.filters_rw()
+            && event::prescan::event_rw(json).is_some_and(|rw| self.filter.rejects_rw(rw))
+        {
+            *out.stats
+                .dropped
+                .entry(DropReason::EventRw.as_str())
+                .or_default() += 1;
+            out.stats.prescanned += 1;
             return;
         }
         let mut ev = match event::parse(json) {
