@@ -168,6 +168,11 @@ pub struct SourceConfig {
     /// and the shard count it bounds memory, whatever the group sizes.
     #[serde(default = "default_pull_target_bytes")]
     pub pull_target_bytes: usize,
+    /// The largest PullLogs answer read, raw or on the wire; a larger one
+    /// is asked again for fewer log groups (a single group past it is
+    /// dead-lettered and skipped). Bounds memory per credit.
+    #[serde(default = "default_max_pull_bytes")]
+    pub max_pull_bytes: usize,
     #[serde(default = "default_in_flight")]
     pub in_flight_batches: usize,
     #[serde(default = "default_checkpoint_ms")]
@@ -185,6 +190,9 @@ fn default_start() -> String {
 }
 fn default_pull_count() -> u32 {
     1000
+}
+fn default_max_pull_bytes() -> usize {
+    crate::sls::DEFAULT_MAX_PULL_BYTES
 }
 fn default_pull_target_bytes() -> usize {
     2 * 1024 * 1024
@@ -486,6 +494,12 @@ impl Config {
             .map_err(|e| invalid("source.endpoint", e.to_string()))?;
         if !(1..=1000).contains(&s.pull_count) {
             return Err(invalid("source.pull_count", "must be 1..=1000"));
+        }
+        if s.max_pull_bytes < s.pull_target_bytes {
+            return Err(invalid(
+                "source.max_pull_bytes",
+                "must be at least source.pull_target_bytes",
+            ));
         }
         if s.pull_target_bytes < 1024 {
             return Err(invalid("source.pull_target_bytes", "must be at least 1024"));

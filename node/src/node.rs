@@ -465,6 +465,7 @@ impl RunningNode {
         let settings = Arc::new(ConsumerSettings {
             pull_count: s.pull_count,
             pull_target_bytes: s.pull_target_bytes,
+            max_pull_bytes: s.max_pull_bytes,
             in_flight_batches: s.in_flight_batches,
             compression: Compression::Lz4,
             empty_backoff_max: Duration::from_millis(s.empty_backoff_max_ms),

@@ -431,6 +431,82 @@ async fn a_refused_token_holds_the_checkpoint_until_a_good_one_delivers() {
     assert_eq!(ids.len(), s.expected.len());
 }
 
+/// `n` generated events as one log group, with the writes' ids.
+fn group_of(g: &mut Generator, n: usize) -> (LogGroup, Vec<String>) {
+    let mut writes = Vec::new();
+    let logs = (0..n)
+        .map(|_| {
+            let json = g.next_event();
+            let v: Value = serde_json::from_str(&json).unwrap();
+            if trail_devstack::gen::is_write(&v) {
+                writes.push(v["eventId"].as_str().unwrap().to_owned());
+            }
+            Log {
+                time: 1_795_000_000,
+                contents: vec![LogContent {
+                    key: Bytes::from_static(b"event"),
+                    value: Bytes::from(json),
+                }],
+                time_ns: None,
+            }
+        })
+        .collect();
+    let group = LogGroup {
+        logs,
+        topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
+        ..Default::default()
+    };
+    (group, writes)
+}
+
+/// A PullLogs answer past `max_pull_bytes` is never read: the shard asks
+/// for fewer groups until one fits, and a single group past it (which SLS
+/// itself would never hold) is dead-lettered with its cursor and passed,
+/// the shard going on behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_past_max_pull_bytes_are_asked_again_smaller_and_an_oversize_group_is_passed() {
+    let mut s = setup("max-pull", 640, 0, &[], &[]).await;
+    let c = client(&s.sls);
+    // Shard 0 holds a group of 200 events (~350 KB raw), then a small one.
+    let shard0 = PutTarget::HashKey("00000000000000000000000000000000");
+    let mut g = Generator::new(99);
+    let (big, lost) = group_of(&mut g, 200);
+    c.put_logs(PROJECT, LOGSTORE, &big, shard0).await.unwrap();
+    let (after, writes) = group_of(&mut g, PER_GROUP);
+    c.put_logs(PROJECT, LOGSTORE, &after, shard0).await.unwrap();
+    s.expected.extend(writes);
+    assert!(!lost.is_empty());
+
+    let path = s.config(HEC_TOKEN, "");
+    // 10 groups of 32 (~570 KB) do not fit in 150 kB; two do; the big one never.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "shard_rescan_secs = 1\n",
+        "shard_rescan_secs = 1\nmax_pull_bytes = 150000\npull_target_bytes = 1024\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut node = s.node(&path);
+    let ids = s.wait_delivered(&mut node, Duration::from_secs(120)).await;
+    let arrived: Vec<&String> = lost.iter().filter(|id| ids.contains_key(*id)).collect();
+    assert!(
+        arrived.is_empty(),
+        "events of the skipped group arrived: {arrived:?}"
+    );
+    let dead = s.dead_letters();
+    let oversize: Vec<&Value> = dead
+        .iter()
+        .filter(|d| d["kind"] == "oversize_log_group")
+        .collect();
+    assert_eq!(oversize.len(), 1, "{dead:?}");
+    assert_eq!(oversize[0]["shard"], 0);
+    let reason = oversize[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exceeds source.max_pull_bytes (150000); skipped unread"),
+        "{reason}"
+    );
+    assert!(!oversize[0]["cursor"].as_str().unwrap().is_empty());
+    assert!(node.alive());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_and_sls_sinks_receive_the_business_view() {
     let s = setup(

@@ -33,7 +33,7 @@ use crate::pipeline::enricher::{Enrich, Enricher};
 use crate::record::{DeadLetter, Provenance};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::{Ack, BatchAck, Deliver, SinkHandle};
-use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient};
+use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient, SlsError};
 
 /// How a shard is consumed (`[source]` in the config).
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct ConsumerSettings {
     /// The size a pull aims at: the count adapts to the groups' size, so a
     /// batch stays near this many decompressed bytes whatever producers do.
     pub pull_target_bytes: usize,
+    /// The largest PullLogs answer read (raw or on the wire).
+    pub max_pull_bytes: usize,
     pub in_flight_batches: usize,
     pub compression: Compression,
     pub empty_backoff_max: Duration,
@@ -660,6 +662,7 @@ impl PullLoop {
             let req = PullRequest {
                 count,
                 compression: self.settings.compression,
+                max_bytes: self.settings.max_pull_bytes,
                 ..PullRequest::new(&cursor)
             };
             let asked = std::time::Instant::now();
@@ -676,6 +679,58 @@ impl PullLoop {
                 Ok(r) => {
                     self.stats.pulled.store(true, Ordering::Relaxed);
                     r
+                }
+                // More than `max_pull_bytes`: ask for fewer groups, down to one.
+                Err(SlsError::TooLarge { size, cap }) if count > 1 => {
+                    count = (count / 4).max(1);
+                    tracing::warn!(shard = self.shard, ?size, cap, count, "a PullLogs answer exceeds source.max_pull_bytes; asking for fewer log groups");
+                    drop(permit);
+                    continue;
+                }
+                // One log group larger than the cap (SLS keeps a group under
+                // 5 MB, so only a misbehaving server gets here): said in a
+                // dead letter with its cursor, and passed.
+                Err(SlsError::TooLarge { size, cap }) => {
+                    self.stats.pull_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    let first = cursor
+                        .sequence()
+                        .ok_or_else(|| format!("cursor {cursor} is not a number"))?;
+                    let size = size.map_or("an unknown size".to_owned(), |s| format!("{s} bytes"));
+                    let letter = DeadLetter {
+                        reason: format!(
+                            "the log group at this cursor ({size}) exceeds source.max_pull_bytes ({cap}); skipped unread"
+                        ),
+                        kind: "oversize_log_group",
+                        project: p.project.clone(),
+                        logstore: p.logstore.clone(),
+                        shard: self.shard,
+                        cursor: cursor.to_string(),
+                        raw: bytes::Bytes::new(),
+                    };
+                    self.write_dead_letters(vec![letter]).await?;
+                    if !self.leased().await {
+                        return Ok(());
+                    }
+                    let next = Cursor::from_sequence(first + 1);
+                    let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                    let accepted = self
+                        .me
+                        .send(Track {
+                            generation: self.generation,
+                            seq,
+                            next_cursor: next.clone(),
+                            cursor_time: None,
+                            parts: 0,
+                            permit,
+                        })
+                        .await
+                        .map_err(|e| format!("consumer: {e}"))?;
+                    if !accepted {
+                        return Ok(());
+                    }
+                    cursor = next;
+                    continue;
                 }
                 Err(e) => {
                     self.stats.pull_errors.fetch_add(1, Ordering::Relaxed);
@@ -764,16 +819,7 @@ impl PullLoop {
             };
             // Dead letters are written before the batch can complete.
             if !dead.is_empty() {
-                loop {
-                    match self.dead_letters.send(DeadLetters(dead.clone())).await {
-                        Ok(Ok(())) => break,
-                        Ok(Err(e)) => {
-                            tracing::error!(shard = self.shard, error = %e, "dead-letter sink refused; retrying")
-                        }
-                        Err(e) => return Err(format!("dead-letter sink: {e}")),
-                    }
-                    self.sleep(Duration::from_secs(1)).await;
-                }
+                self.write_dead_letters(dead).await?;
             }
             // Nothing reaches a sink once the lease has run out.
             if !self.leased().await {
@@ -823,6 +869,21 @@ impl PullLoop {
                 }
             }
             cursor = next;
+        }
+    }
+
+    /// Writes dead letters, retrying while the sink refuses; they are
+    /// written before their batch can complete.
+    async fn write_dead_letters(&self, dead: Vec<DeadLetter>) -> Result<(), String> {
+        loop {
+            match self.dead_letters.send(DeadLetters(dead.clone())).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => {
+                    tracing::error!(shard = self.shard, error = %e, "dead-letter sink refused; retrying")
+                }
+                Err(e) => return Err(format!("dead-letter sink: {e}")),
+            }
+            self.sleep(Duration::from_secs(1)).await;
         }
     }
 

@@ -125,7 +125,14 @@ struct Call<'a> {
     body: Option<Body>,
     /// PullLogs only: the compression we accept.
     accept_encoding: Option<Compression>,
+    /// The largest answer read: body bytes, and for PullLogs also the
+    /// declared raw size.
+    max_body: usize,
 }
+
+/// The largest answer of any call but PullLogs (shard lists, checkpoints,
+/// index configs are kilobytes).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 impl<'a> Call<'a> {
     fn new(method: Method, project: &'a str, path: String) -> Self {
@@ -136,6 +143,7 @@ impl<'a> Call<'a> {
             query: Vec::new(),
             body: None,
             accept_encoding: None,
+            max_body: MAX_ANSWER_BYTES,
         }
     }
 
@@ -244,6 +252,7 @@ impl SlsClient {
             call = call.query("end_cursor", end.as_str());
         }
         call.accept_encoding = Some(request.compression);
+        call.max_body = request.max_bytes;
         let answer = self.execute(&call).await?;
         parse_pull(answer)
     }
@@ -589,7 +598,28 @@ impl SlsClient {
         let response = request.send().await.map_err(SlsError::Network)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(SlsError::Network)?;
+        // A PullLogs body says how large it will be once decompressed:
+        // refuse a larger one before reading a byte of it.
+        if status == 200 && call.accept_encoding.is_some() {
+            if let Some(raw) =
+                header_str(&headers, "x-log-bodyrawsize").and_then(|v| v.parse::<u64>().ok())
+            {
+                if raw > call.max_body as u64 {
+                    return Err(SlsError::TooLarge {
+                        size: Some(raw),
+                        cap: call.max_body,
+                    });
+                }
+            }
+        }
+        let body = crate::net::http::read_body(response, call.max_body)
+            .await
+            .map_err(|e| match e {
+                crate::net::http::BodyError::TooLarge { cap } => {
+                    SlsError::TooLarge { size: None, cap }
+                }
+                crate::net::http::BodyError::Read(e) => SlsError::Network(e),
+            })?;
         if status == 200 {
             return Ok(Answer { headers, body });
         }

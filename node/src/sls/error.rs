@@ -200,6 +200,10 @@ pub enum SlsError {
     /// The request was refused locally before it was sent.
     #[error("SLS request invalid: {0}")]
     InvalidRequest(String),
+    /// The answer is larger than the caller allows (a PullLogs body past
+    /// its cap, declared or received): not read, not retried as it is.
+    #[error("SLS response of {} exceeds the {cap} bytes allowed", size.map_or("unknown size".to_owned(), |s| format!("{s} bytes")))]
+    TooLarge { size: Option<u64>, cap: usize },
 }
 
 impl SlsError {
@@ -225,7 +229,7 @@ impl SlsError {
             // A truncated or corrupt body is most likely a transport fault; a
             // repeated read of the same cursor tells.
             SlsError::Codec(_) | SlsError::InvalidResponse(_) => ErrorClass::Transient,
-            SlsError::InvalidRequest(_) => ErrorClass::Permanent,
+            SlsError::InvalidRequest(_) | SlsError::TooLarge { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -248,6 +252,7 @@ impl SlsError {
             SlsError::InvalidResponse(_) => "invalid_response",
             SlsError::Codec(_) => "codec",
             SlsError::InvalidRequest(_) => "invalid_request",
+            SlsError::TooLarge { .. } => "too_large",
         }
     }
 }

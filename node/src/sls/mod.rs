@@ -53,6 +53,6 @@ pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{ErrorClass, ErrorCode, SlsError};
 pub use model::{
     ConsumerGroupCheckpoint, Cursor, CursorPosition, PullRequest, PullResponse, PulledBody,
-    PutTarget, Shard, ShardStatus,
+    PutTarget, Shard, ShardStatus, DEFAULT_MAX_PULL_BYTES,
 };
 pub use retry::RetryPolicy;

@@ -117,7 +117,14 @@ pub struct PullRequest<'a> {
     pub end_cursor: Option<&'a Cursor>,
     /// The body compression we accept.
     pub compression: Compression,
+    /// The most the answer may hold, raw (decompressed) or on the wire: a
+    /// larger one is refused before it is read ([`SlsError::TooLarge`]).
+    pub max_bytes: usize,
 }
+
+/// [`PullRequest::max_bytes`] unless set: far above the 2 MiB a consumer
+/// aims a pull at, and six SLS log groups (≤ 5 MB each).
+pub const DEFAULT_MAX_PULL_BYTES: usize = 32 * 1024 * 1024;
 
 impl<'a> PullRequest<'a> {
     pub fn new(cursor: &'a Cursor) -> Self {
@@ -126,6 +133,7 @@ impl<'a> PullRequest<'a> {
             count: 1000,
             end_cursor: None,
             compression: Compression::Lz4,
+            max_bytes: DEFAULT_MAX_PULL_BYTES,
         }
     }
 }

@@ -108,8 +108,8 @@ pub(super) async fn send_json(
         .await
         .map_err(|e| FetchError::Failed(format!("{api}: {e}")))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
+    // A tag page is at most a few hundred kilobytes.
+    let body = crate::net::http::read_body(resp, 16 * 1024 * 1024)
         .await
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

@@ -1,11 +1,15 @@
 //! `trail-bench`: the end-to-end benchmark. Real processes on loopback:
 //! `trail-devstack sls` → `trail-node run` → `trail-devstack hec`.
 //!
-//! It loads `--events` generated ActionTrail events into devstack SLS, starts
-//! a node with every event passing the filter (so each is parsed, tagged,
-//! HEC-encoded and gzipped), waits until HEC has indexed them all, and reports
+//! It loads `--events` generated ActionTrail events into devstack SLS once,
+//! then, per `--filter` mode, starts a fresh node (own data, own consumer
+//! group, own HEC receiver): `all` keeps every event (each is parsed,
+//! tagged, HEC-encoded and gzipped), `writes` is the default filter (writes
+//! only; the generator's own verdict says how many HEC must index). For
+//! each it waits until HEC has indexed what should pass and reports
 //! events/s, MB/s of raw event JSON, the node's CPU seconds, MB per
-//! CPU-second and peak RSS (from /proc), appending a row to BENCHMARKS.md.
+//! CPU-second and peak RSS (from /proc), appending a row per mode to
+//! BENCHMARKS.md.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -39,6 +43,22 @@ struct Args {
     /// `none` (enrichment off, to see its cost).
     #[arg(long, default_value = "file", value_parser = ["file", "cloud", "sweep", "none"])]
     tags: String,
+    /// `all` (every event kept), `writes` (the default filter) or `both`,
+    /// one after the other on the same loaded events.
+    #[arg(long, default_value = "both", value_parser = ["all", "writes", "both"])]
+    filter: String,
+}
+
+/// What one node run measured.
+struct Run {
+    mode: &'static str,
+    kept: u64,
+    wall: f64,
+    cpu: f64,
+    peak_mb: f64,
+    hits: f64,
+    misses: f64,
+    hec: serde_json::Value,
 }
 
 fn proc_stat(pid: u32) -> (f64, u64) {
@@ -74,7 +94,6 @@ async fn main() -> Result<()> {
         "--shards",
         &shards,
     ]);
-    let hec = Devstack::hec(&["--ids-only"]);
 
     // Load.
     let client = SlsClient::builder(
@@ -86,6 +105,7 @@ async fn main() -> Result<()> {
     std::fs::write(dir.join("tags.json"), serde_json::to_vec(&g.tags_file())?)?;
     let g_accounts = g.accounts().to_vec();
     let mut raw = 0u64;
+    let mut writes = 0u64;
     let load = Instant::now();
     let mut n = 0;
     while n < a.events {
@@ -94,6 +114,10 @@ async fn main() -> Result<()> {
             .map(|_| {
                 let e = g.next_event();
                 raw += e.len() as u64;
+                if trail_devstack::gen::is_write(&serde_json::from_str(&e).expect("generated JSON"))
+                {
+                    writes += 1;
+                }
                 Log {
                     time: 1_795_000_000,
                     contents: vec![LogContent {
@@ -158,10 +182,148 @@ async fn main() -> Result<()> {
         ),
         _ => String::new(),
     };
+    let modes: &[&'static str] = match a.filter.as_str() {
+        "all" => &["all"],
+        "writes" => &["writes"],
+        _ => &["all", "writes"],
+    };
+    let mut runs = Vec::new();
+    for mode in modes {
+        let kept = if *mode == "all" { a.events } else { writes };
+        runs.push(measure(mode, kept, &dir, &sls.addr.to_string(), &tags).await?);
+    }
+    let mb = raw as f64 / 1e6;
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "events {} ({mb:.1} MB of raw event JSON), {writes} writes",
+        a.events
+    );
+    // Cloud tag APIs are counted over every run, so they go with the first.
+    let mut tag_note = String::new();
+    if let Some(c) = &cloud {
+        let cs: serde_json::Value = reqwest::get(format!("http://{}/_devstack/stats", c.addr))
+            .await?
+            .json()
+            .await?;
+        let count = |api: &str| -> u64 {
+            cs["answers"][api]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+                .unwrap_or(0)
+        };
+        let calls = count("tag:ListTagResources");
+        // By ARN, devstack counts each distinct resource asked once (single
+        // flight); sweeps ask none by ARN, so the cache's misses stand in.
+        let misses: f64 = runs.iter().map(|r| r.misses).sum();
+        let hits: f64 = runs.iter().map(|r| r.hits).sum();
+        let asked = cs["arns_asked"].as_u64().unwrap_or(0);
+        let r = if asked > 0 { asked } else { misses as u64 };
+        let sts = count("sts:AssumeRole");
+        println!(
+            "tag APIs          {calls} ListTagResources ({} listings) for R = {r} distinct resources (ceil(R/50) = {}), {sts} AssumeRole for {} member accounts",
+            cs["listings"],
+            r.div_ceil(50),
+            g_accounts.len().saturating_sub(1)
+        );
+        tag_note = format!(
+            "tags via devstack cloud ({}): {calls} Tag API calls over the runs for R = {r} (ceil(R/50) = {}), {sts} AssumeRole, {:.2} % cache hits; ",
+            a.tags,
+            r.div_ceil(50),
+            100.0 * hits / (hits + misses).max(1.0)
+        );
+    }
+    let mut rows = Vec::new();
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    for r in &runs {
+        let what = match r.mode {
+            "all" => "every event kept".to_owned(),
+            _ => format!(
+                "default filter (writes only: {} of {} kept)",
+                r.kept, a.events
+            ),
+        };
+        println!();
+        println!("{what}");
+        println!(
+            "  wall            {:.1} s  ({:.0} events/s read, {:.1} MB/s)",
+            r.wall,
+            a.events as f64 / r.wall,
+            mb / r.wall
+        );
+        println!(
+            "  node CPU        {:.1} s   ({:.1} MB per CPU-second)",
+            r.cpu,
+            mb / r.cpu
+        );
+        println!("  node peak RSS   {:.0} MB", r.peak_mb);
+        if r.hits + r.misses > 0.0 {
+            println!(
+                "  tag cache       {:.2} % hits of {:.0} lookups",
+                100.0 * r.hits / (r.hits + r.misses),
+                r.hits + r.misses
+            );
+        }
+        println!(
+            "  HEC             {} indexed, {} distinct, {} wire bytes (gzip)",
+            r.hec["indexed"], r.hec["distinct_event_ids"], r.hec["wire_bytes"]
+        );
+        rows.push(format!(
+            "| {date} | {} | {mb:.0} | {:.1} | {:.0} | {:.1} | {:.1} | **{:.1}** | {:.0} | {cores}× {cpu_model} | {what}; {}{}{} |",
+            a.events,
+            r.wall,
+            a.events as f64 / r.wall,
+            mb / r.wall,
+            r.cpu,
+            mb / r.cpu,
+            r.peak_mb,
+            if a.tags == "none" { "enrichment off; " } else { "" },
+            if rows.is_empty() { tag_note.as_str() } else { "" },
+            a.note
+        ));
+    }
+    if let Some(path) = a.write {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| path.display().to_string())?;
+        for row in &rows {
+            writeln!(f, "{row}")?;
+        }
+        eprintln!("appended {} rows to {}", rows.len(), path.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts a node for `mode` against the loaded logstore and a fresh HEC
+/// receiver, and waits until HEC has indexed `kept` events.
+async fn measure(
+    mode: &'static str,
+    kept: u64,
+    dir: &std::path::Path,
+    sls: &str,
+    tags: &str,
+) -> Result<Run> {
+    let hec = Devstack::hec(&["--ids-only"]);
+    let event_rw = if mode == "all" { "all" } else { "write" };
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let config = dir.join("trail.toml");
+    let config = dir.join(format!("trail-{mode}.toml"));
     std::fs::write(
         &config,
         format!(
@@ -176,9 +338,10 @@ project = "bench"
 logstore = "actiontrail_bench"
 access_key_id = "{ACCESS_KEY_ID}"
 access_key_secret = "{ACCESS_KEY_SECRET}"
+consumer_group = "bench-{mode}"
 
 [filter]
-event_rw = "all"
+event_rw = "{event_rw}"
 
 {tags}
 [enrich]
@@ -195,8 +358,7 @@ path = {dead:?}
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 "#,
-            data = dir.join("data").display().to_string(),
-            sls = sls.addr,
+            data = dir.join(format!("data-{mode}")).display().to_string(),
             hec = hec.addr,
             dead = dir.join("dead.jsonl").display().to_string(),
         ),
@@ -212,7 +374,7 @@ listen = "127.0.0.1:{metrics_port}"
         peak_rss = peak_rss.max(rss);
         let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
         let indexed = stats["indexed"].as_u64().unwrap_or(0);
-        if indexed >= a.events {
+        if indexed >= kept {
             break;
         }
         if !node.alive() {
@@ -222,7 +384,7 @@ listen = "127.0.0.1:{metrics_port}"
             );
         }
         if started.elapsed() > Duration::from_secs(3600) {
-            bail!("not done after an hour ({indexed} of {})", a.events);
+            bail!("not done after an hour ({indexed} of {kept})");
         }
     }
     let wall = started.elapsed().as_secs_f64();
@@ -241,96 +403,15 @@ listen = "127.0.0.1:{metrics_port}"
     let hits = metric("trail_tag_cache_lookups_total{tier=\"moka\",result=\"hit\"}");
     let misses = metric("trail_tag_cache_lookups_total{tier=\"moka\",result=\"miss\"}");
     node.kill();
-    let stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
-    let mb = raw as f64 / 1e6;
-    let peak_mb = hwm.max(peak_rss) as f64 / 1024.0;
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    println!("events            {}", a.events);
-    println!("raw event JSON    {mb:.1} MB");
-    println!(
-        "wall              {wall:.1} s  ({:.0} events/s, {:.1} MB/s)",
-        a.events as f64 / wall,
-        mb / wall
-    );
-    println!(
-        "node CPU          {cpu:.1} s   ({:.1} MB per CPU-second)",
-        mb / cpu
-    );
-    println!("node peak RSS     {peak_mb:.0} MB");
-    let mut tag_note = String::new();
-    if hits + misses > 0.0 {
-        println!(
-            "tag cache         {:.2} % hits of {:.0} lookups",
-            100.0 * hits / (hits + misses),
-            hits + misses
-        );
-    }
-    if let Some(c) = &cloud {
-        let cs: serde_json::Value = reqwest::get(format!("http://{}/_devstack/stats", c.addr))
-            .await?
-            .json()
-            .await?;
-        let count = |api: &str| -> u64 {
-            cs["answers"][api]
-                .as_object()
-                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-                .unwrap_or(0)
-        };
-        let calls = count("tag:ListTagResources");
-        // By ARN, devstack counts each distinct resource asked once (single
-        // flight); sweeps ask none by ARN, so the cache's misses stand in.
-        let asked = cs["arns_asked"].as_u64().unwrap_or(0);
-        let r = if asked > 0 { asked } else { misses as u64 };
-        let sts = count("sts:AssumeRole");
-        println!(
-            "tag APIs          {calls} ListTagResources ({} listings) for R = {r} distinct resources (ceil(R/50) = {}), {sts} AssumeRole for {} member accounts",
-            cs["listings"],
-            r.div_ceil(50),
-            g_accounts.len().saturating_sub(1)
-        );
-        tag_note = format!(
-            "tags via devstack cloud ({}): {calls} Tag API calls for R = {r} (ceil(R/50) = {}), {sts} AssumeRole, {:.2} % cache hits; ",
-            a.tags,
-            r.div_ceil(50),
-            100.0 * hits / (hits + misses).max(1.0)
-        );
-    }
-    println!(
-        "HEC               {} indexed, {} distinct, {} wire bytes (gzip)",
-        stats["indexed"], stats["distinct_event_ids"], stats["wire_bytes"]
-    );
-    if let Some(path) = a.write {
-        let date = std::process::Command::new("date")
-            .arg("+%Y-%m-%d")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| path.display().to_string())?;
-        writeln!(
-            f,
-            "| {date} | {} | {mb:.0} | {wall:.1} | {:.0} | {:.1} | {cpu:.1} | **{:.1}** | {peak_mb:.0} | {cores}× {cpu_model} | {}{} |",
-            a.events,
-            a.events as f64 / wall,
-            mb / wall,
-            mb / cpu,
-            if a.tags == "none" { "enrichment off; ".to_owned() } else { tag_note },
-            a.note
-        )?;
-        eprintln!("appended to {}", path.display());
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    let hec_stats: serde_json::Value = reqwest::get(&stats_url).await?.json().await?;
+    Ok(Run {
+        mode,
+        kept,
+        wall,
+        cpu,
+        peak_mb: hwm.max(peak_rss) as f64 / 1024.0,
+        hits,
+        misses,
+        hec: hec_stats,
+    })
 }

@@ -32,7 +32,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::fence::Fence;
-use crate::net::http::client_builder;
+use crate::net::http::{client_builder, read_body};
 use crate::record::EventSlab;
 use crate::record::{DeadLetter, Provenance};
 use crate::secret::Secret;
@@ -40,6 +40,11 @@ use crate::sink::dead_letter::DeadLetters;
 use crate::sink::hec::config::HecSinkConfig;
 use crate::sink::hec::retry::{classify, Action};
 use crate::sink::{Ack, Deliver, SinkStats};
+
+/// The largest HEC answer to an event post read: HEC says `{"text":…,"code":…}`.
+const MAX_HEC_ANSWER: usize = 64 * 1024;
+/// The largest ack-poll answer read: one boolean per id asked.
+const MAX_ACK_ANSWER: usize = 1024 * 1024;
 
 /// A HEC channel: its id and the cookies its responses set (a load
 /// balancer's stickiness), sent with its every later request.
@@ -406,8 +411,10 @@ impl HecService {
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
-                    // Drain the body so the connection can be reused.
-                    let text = resp.bytes().await.unwrap_or_default();
+                    // Drain the body so the connection can be reused; HEC
+                    // answers in bytes, so a larger body is not read (and
+                    // is classified by its status alone).
+                    let text = read_body(resp, MAX_HEC_ANSWER).await.unwrap_or_default();
                     classify(status, retry_after.as_deref(), &text)
                 }
                 Err(e) => Action::Retry {
@@ -503,8 +510,7 @@ impl HecService {
                 channel.absorb(r.headers());
             }
             let acked = match resp {
-                Ok(r) if r.status().is_success() => r
-                    .bytes()
+                Ok(r) if r.status().is_success() => read_body(r, MAX_ACK_ANSWER)
                     .await
                     .ok()
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
