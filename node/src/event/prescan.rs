@@ -41,7 +41,7 @@ fn early(json: &[u8]) -> Option<&str> {
     let at = memchr::memmem::find(&json[start + 1..], KEY)? + start + 1;
     let before = &json[start + 1..at];
     if memchr::memchr3(b'{', b'[', b'\\', before).is_some()
-        || memchr::memchr_iter(b'"', before).count() % 2 != 0
+        || !memchr::memchr_iter(b'"', before).count().is_multiple_of(2)
         || !matches!(before.iter().rev().find(|b| !b.is_ascii_whitespace()), None | Some(b','))
     {
         return None;
