@@ -42,7 +42,10 @@ fn early(json: &[u8]) -> Option<&str> {
     let before = &json[start + 1..at];
     if memchr::memchr3(b'{', b'[', b'\\', before).is_some()
         || !memchr::memchr_iter(b'"', before).count().is_multiple_of(2)
-        || !matches!(before.iter().rev().find(|b| !b.is_ascii_whitespace()), None | Some(b','))
+        || !matches!(
+            before.iter().rev().find(|b| !b.is_ascii_whitespace()),
+            None | Some(b',')
+        )
     {
         return None;
     }
