@@ -16,7 +16,7 @@
 //! | 0 | [`secret`] | secrets inline, from env or files; never printed |
 //! | 0 | [`clock`] | wall-clock time for reports (safety runs on the monotonic clock) |
 //! | 0 | [`fence`] | the token a writer checks before and races during every write; the node's lease |
-//! | 0 | [`net`] | TLS material (`[control.tls]`), the one HTTP client builder |
+//! | 0 | [`net`] | TLS material (`[control.tls]`), the one HTTP client builder, response bodies read within a cap |
 //! | 0 | [`metrics`] | histograms and collector helpers over `prometheus-client` |
 //! | 1 | [`event`] | ActionTrail / CloudTrail → `AuditEvent` (borrowed), resources, filters |
 //! | 1 | [`sls`] | the SLS wire protocol: signing, addressing, ListShards, GetCursor, PullLogs, PutLogs, consumer-group checkpoints, body codecs |

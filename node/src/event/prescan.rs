@@ -14,9 +14,10 @@
 //! read/write from `readOnly`). Anything else returns `None`: parse to know.
 //!
 //! One difference remains, by design: an event the parser would refuse
-//! (no `eventId`, broken JSON, invalid UTF-8 elsewhere, nesting past the
-//! parser's limit) whose top level says it is a read is dropped as a read
-//! instead of being dead-lettered. The filter would have dropped its valid
+//! (no `eventId`, broken JSON inside, a duplicate key, invalid UTF-8
+//! elsewhere, nesting past the parser's limit) whose top level says it is a
+//! read is dropped as a read instead of being dead-lettered. An event cut
+//! short — one that does not end with `}` — is always left to the parser. The filter would have dropped its valid
 //! twin anyway.
 
 /// The event's top-level `eventRW` value, when the bytes say it beyond
@@ -35,7 +36,11 @@ pub fn event_rw(json: &[u8]) -> Option<&str> {
 fn early(json: &[u8]) -> Option<&str> {
     const KEY: &[u8] = b"\"eventRW\":\"";
     let start = ws(json, 0);
-    if *json.get(start)? != b'{' {
+    // An object that does not end as one (an event cut short, the usual
+    // damage) is left to the parser, which dead-letters it.
+    if *json.get(start)? != b'{'
+        || json.iter().rev().find(|b| !b.is_ascii_whitespace()) != Some(&b'}')
+    {
         return None;
     }
     let at = memchr::memmem::find(&json[start + 1..], KEY)? + start + 1;
@@ -218,9 +223,19 @@ mod tests {
     #[test]
     fn a_broken_read_is_read_as_a_read_by_design() {
         // The parser would refuse these; the filter drops their valid twins.
-        assert_eq!(event_rw(br#"{"eventRW":"Read""#), Some("Read"));
-        assert_eq!(event_rw(br#"{"eventRW":"Read","x":{"#), Some("Read"));
-        assert_eq!(event_rw(br#"{"eventRW":"Read","eventId":"#), Some("Read"));
+        assert_eq!(event_rw(br#"{"eventRW":"Read","x":{"y":1}"#), Some("Read"));
+        assert_eq!(
+            event_rw(br#"{"eventRW":"Read","eventRW":"Write"}"#),
+            Some("Read")
+        );
+        assert_eq!(
+            event_rw(br#"{"eventRW":"Read","acsRegion":}"#),
+            Some("Read")
+        );
+        // Cut short, as damaged events usually are: left to the parser.
+        assert_eq!(event_rw(br#"{"eventRW":"Read""#), None);
+        assert_eq!(event_rw(br#"{"eventRW":"Read","x":{"#), None);
+        assert_eq!(event_rw(br#"{"eventRW":"Read","eventId":"#), None);
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
