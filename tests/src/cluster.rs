@@ -723,7 +723,8 @@ snapshot_logs = {snap}
         }
     }
 
-    /// Every event indexed by the HEC receiver, in the order it indexed them.
+    /// Every event indexed by the HEC receiver, in the order its request
+    /// arrived whole.
     pub fn hec_events(&self) -> Vec<Value> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

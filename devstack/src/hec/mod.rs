@@ -4,7 +4,8 @@
 //! indexer acknowledgement, health, and faults for tests.
 //!
 //! Admin (unauthenticated, devstack only): `GET /_devstack/stats`,
-//! `GET /_devstack/events?offset=N&limit=M` (indexed events, JSON lines),
+//! `GET /_devstack/events?offset=N&limit=M` (indexed events, JSON lines, in
+//! the order their requests arrived whole),
 //! `PUT /_devstack/faults`.
 
 mod parse;
@@ -192,7 +193,10 @@ struct Channel {
 
 #[derive(Default)]
 struct Store {
+    /// In the order their requests arrived whole (see [`HecState::keep`]).
     events: Vec<Indexed>,
+    /// The arrival number of each of `events`' requests.
+    arrivals: Vec<u64>,
     ids: HashMap<String, u32>,
     indexed: u64,
     raw_bytes: u64,
@@ -468,7 +472,7 @@ impl HecState {
             Route::Event => parse_events(&raw, &self.config.indexes, self.config.max_event_size),
             _ => raw_events(&raw, query),
         };
-        self.keep(&parsed, raw.len(), wire.len());
+        self.keep(n, &parsed, raw.len(), wire.len());
         if let Some((err, at)) = parsed.error {
             return Ok(err.answer(Some(at)));
         }
@@ -480,8 +484,15 @@ impl HecState {
         Ok(json_response(200, &body))
     }
 
-    fn keep(&self, parsed: &Parsed, raw: usize, wire: usize) {
+    /// Stores a request's events in the order requests *arrived* (body
+    /// read whole), not the order their decoding finished: a sender controls
+    /// when it sends, and on a loaded machine a big request decoded
+    /// concurrently with a later small one would otherwise be stored after
+    /// it. Order is what the cluster tests check across a hand-over.
+    fn keep(&self, arrival: u64, parsed: &Parsed, raw: usize, wire: usize) {
         let mut s = self.store.lock();
+        // Where this request's events go: after every earlier arrival.
+        let mut at = s.arrivals.partition_point(|a| *a <= arrival);
         s.raw_bytes += raw as u64;
         s.wire_bytes += wire as u64;
         for e in &parsed.indexed {
@@ -495,7 +506,9 @@ impl HecState {
                 *s.ids.entry(id.to_owned()).or_default() += 1;
             }
             if !self.config.ids_only {
-                s.events.push(e.clone());
+                s.events.insert(at, e.clone());
+                s.arrivals.insert(at, arrival);
+                at += 1;
             }
         }
     }
