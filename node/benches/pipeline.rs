@@ -14,7 +14,7 @@ use trail_devstack::gen::Generator;
 use trail_node::event::{EventFilter, FilterConfig, RwFilter};
 use trail_node::pipeline::enrich::Enrichment;
 use trail_node::record::{EventEncoder, Provenance};
-use trail_node::sink::hec::HecEncoder;
+use trail_node::sink::hec::{HecEncoder, HecEnvelope};
 use trail_node::sls::codec::{self, Compression};
 use trail_node::tags::{builtin_kinds, StaticTags, TagCache};
 use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
@@ -57,14 +57,15 @@ fn bench(c: &mut Criterion) {
         shard: 0,
         epoch: 0,
     };
-    let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder {
+    let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder::new(HecEnvelope {
         host: "bench".into(),
         source: None,
         sourcetype: None,
         index: None,
         tag_prefix: "tag_".into(),
         cim: Some(trail_node::sink::hec::cim::CimMap::default()),
-    })];
+        indexed: Default::default(),
+    }))];
     let tags = TagCache::new(
         Arc::new(StaticTags::open(&tags_path, Duration::from_secs(3600)).unwrap()),
         1_000_000,

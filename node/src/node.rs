@@ -33,7 +33,7 @@ use crate::sink::dead_letter::{DeadLetterSink, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
 use crate::sink::hec::cim::CimMap;
 use crate::sink::hec::service::HecService;
-use crate::sink::hec::{HecEncoder, HecSink};
+use crate::sink::hec::{HecEncoder, HecEnvelope, HecSink};
 use crate::sink::sls::{SlsLogEncoder, SlsSink};
 use crate::sink::{SinkHandle, SinkStats};
 use crate::sls::{
@@ -339,7 +339,7 @@ impl RunningNode {
                         .token
                         .resolve(&format!("{key}.token"))
                         .map_err(ConfigError::from)?;
-                    encoders.push(Arc::new(HecEncoder {
+                    encoders.push(Arc::new(HecEncoder::new(HecEnvelope {
                         host: h.host.clone().unwrap_or_else(|| config.node.id.clone()),
                         source: h.source.clone(),
                         sourcetype: h.sourcetype.clone(),
@@ -349,7 +349,8 @@ impl RunningNode {
                             .clone()
                             .unwrap_or_else(|| config.tags.prefix.clone()),
                         cim: h.cim.then(|| CimMap::new(&h.cim_actions)),
-                    }));
+                        indexed: h.indexed_fields.clone(),
+                    })));
                     let cfg = Arc::new(h.clone());
                     let service = HecService::new(
                         cfg.clone(),

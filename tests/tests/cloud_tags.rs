@@ -11,7 +11,7 @@ use trail_devstack::gen::{Generator, TagsFile};
 use trail_node::event::{EventFilter, FilterConfig, RwFilter};
 use trail_node::pipeline::enrich::Enrichment;
 use trail_node::secret::Secret;
-use trail_node::sink::hec::HecEncoder;
+use trail_node::sink::hec::{HecEncoder, HecEnvelope};
 use trail_node::tags::alibaba::{AlibabaConfig, AlibabaTags};
 use trail_node::tags::{builtin_kinds, BatchConfig, TagCache, Ttls};
 
@@ -110,14 +110,15 @@ fn event(arn: &str, name: &str, n: u32) -> String {
 async fn run(e: &Arc<Enrichment>, events: Vec<String>) -> Vec<(String, Value)> {
     let e = e.clone();
     tokio::task::spawn_blocking(move || {
-        let encoder = HecEncoder {
+        let encoder = HecEncoder::new(HecEnvelope {
             host: "t".into(),
             source: None,
             sourcetype: None,
             index: None,
             tag_prefix: "tag_".into(),
             cim: None,
-        };
+            indexed: Default::default(),
+        });
         let (envelopes, _) = trail_tests::enrich_for_hec(&e, events, encoder, 0);
         envelopes
             .into_iter()

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use trail_node::event::{EventFilter, FilterConfig, ResourceField};
 use trail_node::pipeline::enrich::{EnrichStats, Enrichment};
 use trail_node::sink::hec::cim::CimMap;
-use trail_node::sink::hec::HecEncoder;
+use trail_node::sink::hec::{HecEncoder, HecEnvelope, IndexedFields};
 use trail_node::tags::{builtin_kinds, StaticTags, TagCache};
 
 const A: &str = "1384920045567123";
@@ -189,14 +189,15 @@ fn run_with(
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };
-    let encoder = HecEncoder {
+    let encoder = HecEncoder::new(HecEnvelope {
         host: "t".into(),
         source: None,
         sourcetype: None,
         index: None,
         tag_prefix: "tag_".into(),
         cim: Some(CimMap::default()),
-    };
+        indexed: IndexedFields::All,
+    });
     let (envelopes, out) = trail_tests::enrich_for_hec(&e, events, encoder, 0);
     let by_id = envelopes
         .into_iter()

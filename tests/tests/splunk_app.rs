@@ -16,7 +16,7 @@ use trail_devstack::gen::Generator;
 use trail_node::event::{EventFilter, FilterConfig, RwFilter};
 use trail_node::pipeline::enrich::Enrichment;
 use trail_node::sink::hec::cim::CimMap;
-use trail_node::sink::hec::HecEncoder;
+use trail_node::sink::hec::{HecEncoder, HecEnvelope};
 use trail_node::tags::{builtin_kinds, StaticTags, TagCache};
 
 type Conf = BTreeMap<String, BTreeMap<String, String>>;
@@ -133,14 +133,15 @@ fn emitted() -> (BTreeSet<String>, BTreeSet<String>) {
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };
-    let encoder = HecEncoder {
+    let encoder = HecEncoder::new(HecEnvelope {
         host: "n1".into(),
         source: None,
         sourcetype: None,
         index: Some("audit".into()),
         tag_prefix: "tag_".into(),
         cim: Some(CimMap::default()),
-    };
+        indexed: Default::default(),
+    });
     let (envelopes, _) = trail_tests::enrich_for_hec(&e, raw, encoder, 3);
     let mut fields = BTreeSet::new();
     let mut keys = BTreeSet::new();
@@ -374,7 +375,16 @@ fn every_field_the_app_names_is_one_trail_emits() {
         let spl = spl.replace("$index$", "*");
         let named = fields_named(&spl);
         assert!(!named.is_empty(), "{at}: no field found in {spl}");
+        // tstats reads only indexed fields: a raw key is not enough there,
+        // so the default `indexed_fields` must keep what the panels use.
+        let tstats = spl.trim_start().starts_with("tstats") || spl.contains("| tstats");
         for f in named {
+            if tstats {
+                assert!(
+                    emitted.contains(&f) || splunk.contains(&f.as_str()),
+                    "{at}: tstats by `{f}`, which the default envelope does not index"
+                );
+            }
             assert!(
                 emitted.contains(&f)
                     || raw_keys.contains(&f)

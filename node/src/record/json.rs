@@ -63,6 +63,11 @@ pub fn write_tag_fields(out: &mut Vec<u8>, prefix: &str, tags: &Tags) {
     }
 }
 
+/// Whether a JSON string literal of `s` would escape anything.
+pub fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| NEEDS_ESCAPE[b as usize])
+}
+
 #[inline]
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();

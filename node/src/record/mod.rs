@@ -20,6 +20,7 @@
 pub mod json;
 pub mod slab;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -89,13 +90,17 @@ pub enum Tags {
 }
 
 impl Tags {
+    /// Every tag, by key.
     #[inline]
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
-        match self {
-            Tags::Empty => Box::new(std::iter::empty()),
-            Tags::One(t) => Box::new(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            Tags::Merged(m) => Box::new(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let map: Option<&BTreeMap<String, String>> = match self {
+            Tags::Empty => None,
+            Tags::One(t) => Some(t),
+            Tags::Merged(m) => Some(m),
+        };
+        map.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -219,36 +224,96 @@ pub const BUSINESS_FIELDS: &[&str] = &[
     "tag_status",
 ];
 
+/// One business field's text, and whether it can be written between quotes
+/// as it is: a value the parser borrowed from the input had no escapes (and
+/// JSON forbids raw control bytes), a constant has none; anything else is
+/// escaped when written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldText<'v> {
+    pub text: &'v str,
+    /// Needs no JSON escaping.
+    pub plain: bool,
+}
+
+impl<'v> FieldText<'v> {
+    #[inline]
+    fn of(c: &'v Cow<'_, str>) -> Self {
+        FieldText {
+            text: c,
+            plain: matches!(c, Cow::Borrowed(_)),
+        }
+    }
+
+    #[inline]
+    fn constant(text: &'v str) -> Self {
+        FieldText { text, plain: true }
+    }
+
+    #[inline]
+    fn text(text: &'v str) -> Self {
+        FieldText { text, plain: false }
+    }
+
+    /// Appends the value as a JSON string literal.
+    #[inline]
+    pub fn write_json(self, out: &mut Vec<u8>) {
+        if self.plain {
+            debug_assert!(!json::needs_escape(self.text), "{:?}", self.text);
+            out.push(b'"');
+            out.extend_from_slice(self.text.as_bytes());
+            out.push(b'"');
+        } else {
+            write_json_str(out, self.text);
+        }
+    }
+}
+
+/// The business field `BUSINESS_FIELDS[i]` of an event, unless absent or empty.
+#[inline]
+pub fn business_field<'v>(v: &'v View<'_>, i: usize) -> Option<FieldText<'v>> {
+    let e = v.event;
+    let opt = |c: &'v Option<Cow<'_, str>>| c.as_ref().map(FieldText::of);
+    let f = match i {
+        0 => Some(FieldText::of(&e.event_id)),
+        1 => opt(&e.event_name),
+        2 => opt(&e.event_rw),
+        3 => e.rw_inferred.then_some(FieldText::constant("true")),
+        4 => opt(&e.event_source),
+        5 => opt(&e.event_time),
+        6 => opt(&e.event_type),
+        7 => opt(&e.region),
+        8 => opt(&e.service_name),
+        9 => opt(&e.resource_type),
+        10 => opt(&e.resource_name),
+        11 => Some(FieldText::text(v.resources_text)),
+        12 => match &e.recipient_account_id {
+            Some(r) if !r.is_empty() => Some(FieldText::of(r)),
+            _ => opt(&e.account_id),
+        },
+        13 => opt(&e.principal_id),
+        14 => opt(&e.user_name),
+        15 => opt(&e.user_type),
+        16 => opt(&e.source_ip),
+        17 => opt(&e.error_code),
+        18 => opt(&e.request_id),
+        19 => Some(FieldText::text(&v.provenance.logstore)),
+        20 => Some(FieldText::text(v.cursor)),
+        21 => Some(FieldText::constant(v.tag_status.as_str())),
+        _ => None,
+    };
+    f.filter(|f| !f.text.is_empty())
+}
+
+/// The index of a business field's name in [`BUSINESS_FIELDS`].
+pub fn business_field_index(name: &str) -> Option<usize> {
+    BUSINESS_FIELDS.iter().position(|f| *f == name)
+}
+
 /// The business-view fields of an event, by name, skipping empty ones.
 /// ActionTrail's names are kept for both trails (`acsRegion` holds a CloudTrail
 /// `awsRegion`), so one dashboard reads both.
 #[inline]
 pub fn business_fields<'v>(v: &'v View<'_>) -> impl Iterator<Item = (&'static str, &'v str)> {
-    let e = v.event;
-    [
-        ("eventId", Some(&*e.event_id)),
-        ("eventName", e.event_name.as_deref()),
-        ("eventRW", e.event_rw.as_deref()),
-        ("eventRW_inferred", e.rw_inferred.then_some("true")),
-        ("eventSource", e.event_source.as_deref()),
-        ("eventTime", e.event_time.as_deref()),
-        ("eventType", e.event_type.as_deref()),
-        ("acsRegion", e.region.as_deref()),
-        ("serviceName", e.service_name.as_deref()),
-        ("resourceType", e.resource_type.as_deref()),
-        ("resourceName", e.resource_name.as_deref()),
-        ("resources", Some(v.resources_text)),
-        ("accountId", e.owner_account()),
-        ("principalId", e.principal_id.as_deref()),
-        ("userName", e.user_name.as_deref()),
-        ("userType", e.user_type.as_deref()),
-        ("sourceIpAddress", e.source_ip.as_deref()),
-        ("errorCode", e.error_code.as_deref()),
-        ("requestId", e.request_id.as_deref()),
-        ("logstore", Some(&*v.provenance.logstore)),
-        ("cursor", Some(v.cursor)),
-        ("tag_status", Some(v.tag_status.as_str())),
-    ]
-    .into_iter()
-    .filter_map(|(k, val)| val.filter(|s| !s.is_empty()).map(|s| (k, s)))
+    (0..BUSINESS_FIELDS.len())
+        .filter_map(move |i| business_field(v, i).map(|f| (BUSINESS_FIELDS[i], f.text)))
 }

@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::record::{business_field_index, BUSINESS_FIELDS};
 use crate::secret::SecretSource;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -55,6 +59,103 @@ pub struct HecSinkConfig {
     /// table: `[{ match = "Purchase*", action = "created" }]`.
     #[serde(default)]
     pub cim_actions: Vec<super::cim::ActionRule>,
+    /// Which business fields go into the envelope's indexed `fields`:
+    /// `"tstats"` (default), `"all"`, or a list of names. `shard`, `epoch`,
+    /// CIM fields and tags are always written.
+    #[serde(default)]
+    pub indexed_fields: IndexedFields,
+}
+
+/// The business fields a HEC sink indexes (`indexed_fields`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IndexedFields {
+    /// What Splunk users group by with `tstats` ([`IndexedFields::TSTATS`]);
+    /// `logstore` too when `source` is configured (otherwise `source` is
+    /// the logstore already).
+    #[default]
+    Tstats,
+    /// Every business field, copies of the raw event's values included.
+    All,
+    /// These, in this order.
+    List(Vec<String>),
+}
+
+impl IndexedFields {
+    /// The `tstats` selection: no field whose value is only a copy of a
+    /// raw-event value nobody groups by (`eventId`, `eventTime` — the
+    /// envelope's `time` —, `requestId`, `eventSource`, ...).
+    pub const TSTATS: &'static [&'static str] = &[
+        "eventName",
+        "eventRW",
+        "eventRW_inferred",
+        "accountId",
+        "userName",
+        "errorCode",
+        "resources",
+        "tag_status",
+        "cursor",
+    ];
+
+    /// (index in `BUSINESS_FIELDS`, name) of every selected field.
+    pub fn selected(&self, source_configured: bool) -> Vec<(usize, &'static str)> {
+        let names: Vec<&str> = match self {
+            IndexedFields::Tstats => {
+                let mut v = Self::TSTATS.to_vec();
+                if source_configured {
+                    v.push("logstore");
+                }
+                v
+            }
+            IndexedFields::All => BUSINESS_FIELDS.to_vec(),
+            IndexedFields::List(names) => names.iter().map(String::as_str).collect(),
+        };
+        let mut out: Vec<(usize, &'static str)> = Vec::with_capacity(names.len());
+        for name in names {
+            // Names are checked when read; an unknown one cannot get here.
+            if let Some(i) = business_field_index(name) {
+                if !out.iter().any(|(j, _)| *j == i) {
+                    out.push((i, BUSINESS_FIELDS[i]));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexedFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IndexedFields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"tstats\", \"all\" or a list of business field names")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "tstats" => Ok(IndexedFields::Tstats),
+                    "all" => Ok(IndexedFields::All),
+                    other => Err(E::invalid_value(Unexpected::Str(other), &self)),
+                }
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if business_field_index(&name).is_none() {
+                        return Err(de::Error::custom(format!(
+                            "unknown business field {name:?} (known: {})",
+                            BUSINESS_FIELDS.join(", ")
+                        )));
+                    }
+                    names.push(name);
+                }
+                Ok(IndexedFields::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn yes() -> bool {
@@ -169,5 +270,53 @@ mod tests {
             "http://h:1/services/collector/ack"
         );
         assert!(cfg("ftp://h").validate().is_err());
+    }
+
+    fn indexed(toml_value: &str) -> Result<IndexedFields, String> {
+        toml::from_str::<HecSinkConfig>(&format!(
+            "url = \"http://h\"\ntoken = \"t\"\nindexed_fields = {toml_value}"
+        ))
+        .map(|c| c.indexed_fields)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn indexed_fields_are_a_preset_or_a_list_of_known_names() {
+        assert_eq!(cfg("http://h").indexed_fields, IndexedFields::Tstats);
+        assert_eq!(indexed("\"all\"").unwrap(), IndexedFields::All);
+        assert_eq!(
+            indexed("[\"eventName\", \"acsRegion\"]").unwrap(),
+            IndexedFields::List(vec!["eventName".into(), "acsRegion".into()])
+        );
+        let e = indexed("[\"eventName\", \"region\"]").unwrap_err();
+        assert!(
+            e.contains("indexed_fields") && e.contains("\"region\""),
+            "{e}"
+        );
+        let e = indexed("\"slim\"").unwrap_err();
+        assert!(e.contains("indexed_fields") && e.contains("tstats"), "{e}");
+        assert!(indexed("3").is_err());
+    }
+
+    #[test]
+    fn the_tstats_selection_names_logstore_only_when_source_hides_it() {
+        let names = |source| -> Vec<&str> {
+            IndexedFields::Tstats
+                .selected(source)
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        assert_eq!(names(false), IndexedFields::TSTATS);
+        assert_eq!(names(true).last(), Some(&"logstore"));
+        assert_eq!(
+            IndexedFields::All.selected(false).len(),
+            BUSINESS_FIELDS.len()
+        );
+        let listed = IndexedFields::List(vec!["userName".into(), "userName".into()]);
+        assert_eq!(listed.selected(false), vec![(14, "userName")]);
+        for (i, name) in IndexedFields::All.selected(true) {
+            assert_eq!(BUSINESS_FIELDS[i], name);
+        }
     }
 }

@@ -24,7 +24,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 pub use config::HecSinkConfig;
-pub use encoder::HecEncoder;
+pub use config::IndexedFields;
+pub use encoder::{HecEncoder, HecEnvelope};
 use service::HecService;
 
 use crate::sink::{Deliver, SinkStats};

@@ -512,10 +512,7 @@ impl HecService {
             let acked = match resp {
                 Ok(r) if r.status().is_success() => read_body(r, MAX_ACK_ANSWER)
                     .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                    .and_then(|v| v["acks"][id.to_string()].as_bool())
-                    .unwrap_or(false),
+                    .is_ok_and(|b| acked(&b, id)),
                 // An error answer proves nothing: keep polling until the deadline.
                 _ => false,
             };
@@ -525,6 +522,29 @@ impl HecService {
         }
         false
     }
+}
+
+/// Whether an ack poll's answer (`{"acks":{"7":true}}`) says `id` is indexed.
+fn acked(body: &[u8], id: u64) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["acks"][id.to_string()].as_bool())
+        .unwrap_or(false)
+}
+
+/// Every decoder of a HEC answer, over bytes from a fuzzer (`crate::fuzz`):
+/// two bytes of status, a `Retry-After` line, the body.
+pub(crate) fn decode_answers(data: &[u8]) {
+    let (status, rest) = match data {
+        [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
+        _ => (200, data),
+    };
+    let (retry_after, body) = match memchr::memchr(b'\n', rest) {
+        Some(at) => (std::str::from_utf8(&rest[..at]).ok(), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let _ = super::retry::classify(status, retry_after, body);
+    let _ = acked(body, u64::from(status));
 }
 
 /// The fences of the parts in a chunk (runs of one part are contiguous).
