@@ -29,7 +29,7 @@ pub mod aws;
 pub mod remote;
 mod resource_types;
 pub mod sign;
-mod static_file;
+pub(crate) mod static_file;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +65,13 @@ pub enum Lookup {
 /// implement [`TagFetcher`] instead and are batched.
 pub trait TagProvider: Send + Sync + 'static {
     fn lookup(&self, arn: &ResourceKey) -> Lookup;
+
+    /// The provider answers from a table it already holds in memory (the
+    /// tags file): a cache in front would only add a second lookup, so
+    /// [`TagCache`] asks it directly and keeps moka for tags put by API.
+    fn in_memory(&self) -> bool {
+        false
+    }
 }
 
 /// How long entries count as fresh; after that they are still served (stale)
@@ -123,6 +130,9 @@ pub struct TagCache {
     ttls: Ttls,
     pub stats: Arc<CacheStats>,
     publish: Arc<parking_lot::Mutex<Option<Publish>>>,
+    /// Tags were put by API ([`TagCache::put`]): an in-memory provider's
+    /// answers are then checked against moka first.
+    overridden: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Lookups answered from moka (hits, stale ones included) or not.
@@ -248,6 +258,7 @@ impl TagCache {
             ttls,
             stats: Arc::default(),
             publish: Arc::default(),
+            overridden: Arc::default(),
         }
     }
 
@@ -274,6 +285,7 @@ impl TagCache {
             ttls,
             stats: Arc::default(),
             publish,
+            overridden: Arc::default(),
         }
     }
 
@@ -325,11 +337,21 @@ impl TagCache {
         }
     }
 
-    /// The tags of a resource. Local providers: concurrent misses for one key
-    /// fetch once. Remote providers: what the cache holds (stale entries are
+    /// The tags of a resource. In-memory providers (the tags file): their
+    /// answer, unless tags were put for the key. Other local providers:
+    /// concurrent misses for one key fetch once. Remote providers: what the cache holds (stale entries are
     /// refreshed in the background), else [`Lookup::Pending`].
     pub fn get(&self, arn: &ResourceKey) -> Lookup {
         match &*self.source {
+            Source::Local(provider) if provider.in_memory() => {
+                if self.overridden.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(hit) = self.cache.get(arn) {
+                        self.stats.count(true);
+                        return hit.lookup;
+                    }
+                }
+                provider.lookup(arn)
+            }
             Source::Local(provider) => {
                 if let Some(hit) = self.cache.get(arn) {
                     self.stats.count(true);
@@ -380,6 +402,8 @@ impl TagCache {
             Lookup::Tags(Arc::new(tags))
         };
         self.cache.insert(Arc::from(arn), Entry::new(lookup));
+        self.overridden
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Everything fetched from the remote APIs is also handed to `publish`
@@ -428,5 +452,39 @@ mod tests {
         c.invalidate(k);
         c.get(k);
         assert_eq!(p.0.load(Ordering::Relaxed), 3);
+    }
+
+    struct InMemory(Counting);
+    impl TagProvider for InMemory {
+        fn lookup(&self, key: &ResourceKey) -> Lookup {
+            self.0.lookup(key)
+        }
+        fn in_memory(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn an_in_memory_provider_is_asked_directly_and_put_tags_win() {
+        let p = Arc::new(InMemory(Counting(AtomicU64::new(0))));
+        let c = TagCache::new(p.clone(), 1000, Duration::from_secs(60));
+        for _ in 0..10 {
+            assert!(matches!(c.get("a/tagged"), Lookup::Tags(_)));
+        }
+        assert_eq!(p.0 .0.load(Ordering::Relaxed), 10, "no cache in front");
+        assert_eq!(c.entry_count(), 0);
+        c.put("a/tagged", [("project".into(), "put".into())].into());
+        c.put("b", [("team".into(), "t".into())].into());
+        let Lookup::Tags(t) = c.get("a/tagged") else {
+            panic!("put tags are served")
+        };
+        assert_eq!(t.get("project").map(String::as_str), Some("put"));
+        assert!(matches!(c.get("b"), Lookup::Tags(_)));
+        assert!(
+            matches!(c.get("c/tagged"), Lookup::Tags(_)),
+            "the file still answers"
+        );
+        c.invalidate("a/tagged");
+        assert!(matches!(c.get("a/tagged"), Lookup::Tags(t) if t.get("project").unwrap() == "x"));
     }
 }

@@ -36,7 +36,7 @@ struct JsonResource {
 }
 
 struct Loaded {
-    by_arn: HashMap<Arc<str>, TagSet>,
+    by_arn: Table,
     modified: Option<SystemTime>,
     checked: Instant,
 }
@@ -102,15 +102,28 @@ impl StaticTags {
 
 impl TagProvider for StaticTags {
     fn lookup(&self, arn: &ResourceKey) -> Lookup {
-        self.maybe_reload();
-        match self.loaded.read().by_arn.get(arn) {
+        let answer = |l: &Loaded| match l.by_arn.get(arn) {
             Some(t) if !t.is_empty() => Lookup::Tags(t.clone()),
             _ => Lookup::None,
+        };
+        {
+            let l = self.loaded.read();
+            if l.checked.elapsed() < self.recheck {
+                return answer(&l);
+            }
         }
+        self.maybe_reload();
+        answer(&self.loaded.read())
+    }
+
+    fn in_memory(&self) -> bool {
+        true
     }
 }
 
-type Table = HashMap<Arc<str>, TagSet>;
+/// ARN → tags, hashed with foldhash: ARNs come from the trail, but the table
+/// is the operator's file, so a keyed DoS-resistant hash buys nothing here.
+pub(crate) type Table = HashMap<Arc<str>, TagSet, foldhash::fast::RandomState>;
 
 fn load(path: &Path) -> Result<(Table, Option<SystemTime>), TagsFileError> {
     let io = |source| TagsFileError::Io {
@@ -125,9 +138,15 @@ fn load(path: &Path) -> Result<(Table, Option<SystemTime>), TagsFileError> {
     };
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    Ok((parse(&text, is_json).map_err(format)?, modified))
+}
+
+/// A tags file's text: JSON (`{"resources": [{"arn", "tags"}]}`) or CSV
+/// lines `arn,key,value`.
+pub(crate) fn parse(text: &str, is_json: bool) -> Result<Table, String> {
     let mut table: HashMap<Arc<str>, BTreeMap<String, String>> = HashMap::new();
     if is_json {
-        let f: JsonFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+        let f: JsonFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
         for r in f.resources {
             table.entry(r.arn.into()).or_default().extend(r.tags);
         }
@@ -139,7 +158,7 @@ fn load(path: &Path) -> Result<(Table, Option<SystemTime>), TagsFileError> {
             }
             let mut cols = line.splitn(3, ',');
             let (Some(arn), Some(k), Some(v)) = (cols.next(), cols.next(), cols.next()) else {
-                return Err(format(format!("line {}: expected arn,key,value", n + 1)));
+                return Err(format!("line {}: expected arn,key,value", n + 1));
             };
             table
                 .entry(arn.trim().into())
@@ -147,10 +166,7 @@ fn load(path: &Path) -> Result<(Table, Option<SystemTime>), TagsFileError> {
                 .insert(k.trim().to_owned(), v.trim().to_owned());
         }
     }
-    Ok((
-        table.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
-        modified,
-    ))
+    Ok(table.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
 }
 
 #[cfg(test)]
