@@ -26,7 +26,7 @@
 //! | 3 | [`pipeline`] | the actors: `ShardConsumer` → `Enricher` → sinks; checkpoints; the pipeline's counters |
 //! | 4 | [`cluster`] | openraft, redb storage, leases, the planner; the reconciler that runs what raft assigns |
 //! | 5 | [`control`] | gRPC (`trail.v1.Control`, `trail.v1.Tags`, the peers' service), `/metrics`, `/healthz`, `/readyz` |
-//! | 6 | [`config`], [`node`], [`setup`] | the TOML config (errors name the key); the composition root that builds, starts and stops a node; `trail-node setup` (logstores, indexes, saved searches) |
+//! | 6 | [`config`], [`node`], [`setup`], [`fuzz`] | the TOML config (errors name the key); the composition root that builds, starts and stops a node; `trail-node setup` (logstores, indexes, saved searches); the fuzz targets (every decoder outside bytes reach) |
 //!
 //! The `trail-node` binary (`main.rs`, `demo.rs`) sits on top of floor 6.
 
@@ -50,5 +50,6 @@ pub mod cluster;
 pub mod control;
 
 pub mod config;
+pub mod fuzz;
 pub mod node;
 pub mod setup;

@@ -25,6 +25,7 @@
 //! README's test command does that.
 
 pub mod cluster;
+pub mod fuzz;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

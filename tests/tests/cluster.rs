@@ -999,3 +999,159 @@ fn an_owner_paused_for_a_lease_comes_back_fenced_and_nothing_is_delivered_by_two
         duplicates(&got)
     );
 }
+
+/// Events built to hurt, each as the only event of its log: what the
+/// fuzzer's targets guard, through three real nodes. Ids start `hostile_`.
+fn hostile_logs() -> Vec<Vec<u8>> {
+    let base = |id: &str, extra: &str| {
+        format!(
+            r#"{{"eventId":"{id}","eventVersion":1,"eventType":"ApiCall","eventRW":"Write","eventName":"DeleteInstance","eventSource":"ecs.aliyuncs.com","eventTime":"2026-11-30T08:00:00Z","acsRegion":"cn-hangzhou","serviceName":"Ecs","userIdentity":{{"type":"ram-user","accountId":"1234567890123456","userName":"mallory"}},{extra}"errorCode":""}}"#
+        )
+    };
+    let mut deep = base("hostile_deep", r#""requestParameters":"#).into_bytes();
+    deep.truncate(deep.len() - r#""errorCode":""}"#.len());
+    deep.extend(std::iter::repeat_n(b'[', 100_000));
+    let mut utf8 = base(
+        "hostile_utf8",
+        r#""additionalEventData":{"Sch@me":"https"},"#,
+    )
+    .into_bytes();
+    let at = utf8.windows(2).position(|w| w == b"h@").unwrap() + 1;
+    utf8[at] = 0xff;
+    let many_ids: Vec<String> = (0..20_000).map(|i| format!("\"i-{i:08}\"")).collect();
+    vec![
+        deep,
+        utf8,
+        base(
+            "hostile_surrogate",
+            r#""requestParameters":{"Name":"\ud800"},"#,
+        )
+        .into_bytes(),
+        base(
+            "hostile_huge_number",
+            r#""requestParameters":{"Size":1e999999},"#,
+        )
+        .into_bytes(),
+        base(
+            "hostile_big_name",
+            &format!(
+                r#""requestParameters":{{"Name":"{}"}},"#,
+                "x".repeat(400_000)
+            ),
+        )
+        .into_bytes(),
+        base(
+            "hostile_many_resources",
+            &format!(
+                r#""referencedResources":{{"ACS::ECS::Instance":[{}]}},"#,
+                many_ids.join(",")
+            ),
+        )
+        .into_bytes(),
+        base("hostile_id_object", "")
+            .replace(
+                r#""eventId":"hostile_id_object""#,
+                r#""eventId":{"a":"hostile_id_object"}"#,
+            )
+            .into_bytes(),
+        format!(
+            r#"{{"Records":[{},{{"eventID":"hostile_broken_record""#,
+            base("hostile_record_ok", "")
+        )
+        .into_bytes(),
+        b"\x00\x01\x02 not json \xff\xfe".to_vec(),
+        base("hostile_dup", r#""eventId":"hostile_dup_again","#).into_bytes(),
+    ]
+}
+
+#[test]
+fn hostile_events_through_three_nodes_restart_none_and_lose_nothing_else() {
+    use trail_node::sls::PutTarget;
+    use trail_proto::sls::{Log, LogContent, LogGroup};
+    let _one = serial();
+    let mut c = LocalCluster::start("cluster-hostile", 3, 4, Timing::tests());
+    c.start_stream(RATE, 9);
+    c.wait_settled(Duration::from_secs(60));
+    let hostile = hostile_logs();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = trail_tests::cluster::sls_client(&c.sls);
+    // Each hostile log in a group of its own, over every shard, three times.
+    for round in 0..3 {
+        for (i, raw) in hostile.iter().enumerate() {
+            let mut contents = vec![LogContent {
+                key: bytes::Bytes::from_static(b"event"),
+                value: bytes::Bytes::from(raw.clone()),
+            }];
+            if i == 0 && round == 0 {
+                // A log with no event at all.
+                contents[0].key = bytes::Bytes::from_static(b"content");
+            }
+            let group = LogGroup {
+                logs: vec![Log {
+                    time: 1_795_000_000,
+                    contents,
+                    time_ns: None,
+                }],
+                topic: Some(bytes::Bytes::from_static(b"actiontrail_audit_event")),
+                ..Default::default()
+            };
+            // Keys spread over the four shards' hash ranges.
+            let key = format!("{:x}{}", ((round * 7 + i) % 4) * 4, "0".repeat(31));
+            rt.block_on(client.put_logs("trail-ha", "trail_ha", &group, PutTarget::HashKey(&key)))
+                .expect("devstack takes the group");
+        }
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let got = c.finish();
+    // No node went down: every process is the one started, and none panicked.
+    for (id, node) in c.nodes.iter_mut() {
+        assert!(node.alive(), "node {id} is not running");
+    }
+    for id in c.nodes.keys() {
+        let log = std::fs::read_to_string(c.dir.join(format!("n{id}.log"))).unwrap();
+        assert!(!log.contains("panicked"), "node {id} panicked");
+    }
+    let s = c.status().expect("status answers");
+    assert!(
+        s["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["state"] == "caught_up"),
+        "every shard caught up past the hostile logs: {s}"
+    );
+    // Every hostile log is delivered or a dead letter with its reason.
+    let delivered: usize = got.keys().filter(|k| k.starts_with("hostile_")).count();
+    let mut dead = 0;
+    let mut kinds = BTreeSet::new();
+    for id in c.nodes.keys() {
+        let text =
+            std::fs::read_to_string(c.dir.join(format!("n{id}-dead.jsonl"))).unwrap_or_default();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(!v["reason"].as_str().unwrap_or("").is_empty(), "{v}");
+            kinds.insert(v["kind"].as_str().unwrap_or("?").to_owned());
+            dead += 1;
+        }
+    }
+    assert!(
+        dead >= 3 * 6,
+        "the unparseable hostile logs are dead letters: {dead}, kinds {kinds:?}"
+    );
+    for kind in [
+        "invalid_json",
+        "invalid_utf8",
+        "no_event_key",
+        "missing_event_id",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} dead letter: {kinds:?}");
+    }
+    assert!(
+        got.contains_key("hostile_many_resources")
+            && !got.contains_key("hostile_record_ok"),
+        "a valid hostile event is delivered, a record of a broken envelope is not ({delivered} hostile delivered)"
+    );
+}

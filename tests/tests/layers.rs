@@ -27,6 +27,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("config", 6),
     ("node", 6),
     ("setup", 6),
+    ("fuzz", 6),
 ];
 
 /// One reference from a file to a module path of the crate.

@@ -169,6 +169,10 @@ fn cloudtrail_user<'a>(i: &mut Identity<'a>) -> Option<Cow<'a, str>> {
 pub enum ParseError {
     #[error("event is not valid JSON: {0}")]
     Json(String),
+    /// JSON is UTF-8; serde skips what it ignores without looking, and the
+    /// raw event goes out inside every envelope, so it is checked whole.
+    #[error("event is not UTF-8: invalid byte at offset {0}")]
+    Utf8(usize),
     #[error("event has no eventId")]
     MissingEventId,
     #[error("event is neither ActionTrail (acsRegion/serviceName) nor CloudTrail (awsRegion)")]
@@ -180,6 +184,7 @@ impl ParseError {
     pub fn kind(&self) -> &'static str {
         match self {
             ParseError::Json(_) => "invalid_json",
+            ParseError::Utf8(_) => "invalid_utf8",
             ParseError::MissingEventId => "missing_event_id",
             ParseError::UnknownFormat => "unknown_format",
         }
@@ -321,7 +326,8 @@ pub fn parse(json: &[u8]) -> Result<AuditEvent<'_>, ParseError> {
     if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ParseError::Json("an event must be a JSON object".into()));
     }
-    let raw: Raw<'_> = serde_json::from_slice(json).map_err(|e| ParseError::Json(e.to_string()))?;
+    let text = std::str::from_utf8(json).map_err(|e| ParseError::Utf8(e.valid_up_to()))?;
+    let raw: Raw<'_> = serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))?;
     let event_id = raw
         .event_id
         .0
@@ -462,6 +468,19 @@ mod tests {
         assert_eq!(e.owner_account(), Some("1384920045567123"));
         assert_eq!(e.error_code, None, "an empty errorCode is success");
         assert_eq!(e.unix_time(), Some(1_715_653_867.0));
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_refused_even_where_the_parser_skips() {
+        // Found by trail-fuzz: a byte 0xff inside an object nobody reads
+        // passed the parse and made every envelope carrying it invalid JSON.
+        let bad = A.replace("\"Scheme\"", "\"S\u{1}cheme\"").into_bytes();
+        let at = bad.windows(2).position(|w| w == b"S\x01").unwrap() + 1;
+        let mut bad = bad;
+        bad[at] = 0xff;
+        assert_eq!(parse(&bad).unwrap_err(), ParseError::Utf8(at));
+        assert_eq!(parse(&bad).unwrap_err().kind(), "invalid_utf8");
+        assert!(parse(A.as_bytes()).is_ok());
     }
 
     #[test]

@@ -236,7 +236,9 @@ pub struct FieldText<'v> {
 }
 
 impl<'v> FieldText<'v> {
+    /// The Cow itself, not its `&str`: whether it is borrowed is the point.
     #[inline]
+    #[allow(clippy::ptr_arg)]
     fn of(c: &'v Cow<'_, str>) -> Self {
         FieldText {
             text: c,

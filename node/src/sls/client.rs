@@ -684,6 +684,52 @@ fn parse_pull(answer: Answer) -> Result<PullResponse, SlsError> {
     })
 }
 
+/// Every decoder of an SLS answer, over bytes from a fuzzer (`crate::fuzz`):
+/// a status and header lines, an empty line, the body.
+pub(crate) fn decode_answers(data: &[u8]) {
+    let (head, body) = match memchr::memmem::find(data, b"\n\n") {
+        Some(at) => (&data[..at], &data[at + 2..]),
+        None => (&data[..0], data),
+    };
+    let mut lines = head.split(|b| *b == b'\n');
+    let status = lines
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .and_then(|l| l.trim().parse::<u16>().ok())
+        .unwrap_or(200);
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let _ = service_error(status, &headers, body).to_string();
+    let answer = Answer {
+        headers,
+        body: Bytes::copy_from_slice(body),
+    };
+    if let Ok(pulled) = parse_pull(answer) {
+        // The consumer refuses a declared size past `max_pull_bytes` first.
+        if pulled.body.raw_size <= 4 << 20 {
+            if let Ok(raw) = codec::decompress(
+                pulled.body.compression,
+                pulled.body.bytes,
+                pulled.body.raw_size,
+            ) {
+                let _ = codec::decode_log_group_list(raw);
+            }
+        }
+    }
+    let _ = serde_json::from_slice::<Vec<Shard>>(body);
+    let _ = serde_json::from_slice::<Vec<ConsumerGroupCheckpoint>>(body);
+}
+
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

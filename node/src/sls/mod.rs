@@ -38,7 +38,7 @@
 //! with it as a second, independent client, so devstack cannot drift into a
 //! dialect only Trail speaks.
 
-mod client;
+pub(crate) mod client;
 pub mod codec;
 mod credentials;
 mod endpoint;

@@ -499,6 +499,16 @@ impl TagFetcher for AlibabaTags {
     }
 }
 
+/// Every decoder of an Alibaba tag or STS answer, over bytes from a fuzzer
+/// (`crate::fuzz`).
+pub(crate) fn decode_answers(data: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let _ = serde_json::from_value::<TagPage>(v.clone());
+    let _ = serde_json::from_value::<AssumeRoleAnswer>(v);
+}
+
 #[derive(Deserialize)]
 struct AssumeRoleAnswer {
     #[serde(rename = "Credentials")]

@@ -142,6 +142,15 @@ impl TagFetcher for AwsTags {
     }
 }
 
+/// GetResources' answer decoders, over bytes from a fuzzer (`crate::fuzz`).
+pub(crate) fn decode_answers(data: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let _ = v["__type"].as_str().unwrap_or("").rsplit('#').next();
+    let _ = serde_json::from_value::<Page>(v);
+}
+
 #[derive(Deserialize)]
 struct Page {
     #[serde(rename = "ResourceTagMappingList", default)]
