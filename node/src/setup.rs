@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::config::{Config, SinkConfig};
 use crate::node::{sls_client_builder, StartError};
+use crate::secret::SecretSource;
 use crate::sink::sls::setup::{
     business_view_index, dead_letter_index, plan_index, saved_searches, IndexPlan, DEFAULT_TAG_KEYS,
 };
@@ -90,6 +91,18 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Where a configured logstore is and how to reach it: the fields the SLS
+/// sink and the SLS dead-letter sink share.
+struct Logstore<'a> {
+    endpoint: &'a str,
+    address: Option<&'a str>,
+    access_key_id: &'a str,
+    access_key_secret: &'a SecretSource,
+    security_token: Option<&'a SecretSource>,
+    project: &'a str,
+    logstore: &'a str,
+}
+
 /// Why setup stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -115,68 +128,72 @@ pub fn targets(
     tag_keys: &[String],
     quick: bool,
 ) -> Vec<Result<Target, (String, StartError)>> {
-    let build = |key: String,
-                 x: (&str, Option<&str>, &str, &crate::secret::SecretSource),
-                 token: Option<&crate::secret::SecretSource>| {
-        let (endpoint, address, key_id, secret) = x;
-        let mut b = sls_client_builder(endpoint, address, key_id, secret, token, &key)
-            .map_err(|e| (key.clone(), e))?;
+    // One logstore of the config: its client (errors under `key`) and
+    // what it should have.
+    let target = |key: String,
+                  x: Logstore<'_>,
+                  index: Value,
+                  searches: Vec<Value>|
+     -> Result<Target, (String, StartError)> {
+        let mut b = sls_client_builder(
+            x.endpoint,
+            x.address,
+            x.access_key_id,
+            x.access_key_secret,
+            x.security_token,
+            &key,
+        )
+        .map_err(|e| (key.clone(), e))?;
         if quick {
             b = b
                 .retry(RetryPolicy::none())
                 .connect_timeout(CHECK_TIMEOUT)
                 .request_timeout(CHECK_TIMEOUT);
         }
-        b.build().map_err(|e| (key, StartError::from(e)))
+        let client = b.build().map_err(|e| (key.clone(), StartError::from(e)))?;
+        Ok(Target {
+            key,
+            project: x.project.to_owned(),
+            logstore: x.logstore.to_owned(),
+            client,
+            index,
+            searches,
+        })
     };
     let mut out = Vec::new();
     for (i, sink) in config.sinks.iter().enumerate() {
         let SinkConfig::Sls(x) = sink else { continue };
-        let key = format!("sinks[{i}]");
         let prefix = x.tag_prefix.as_deref().unwrap_or(&config.tags.prefix);
-        out.push(
-            build(
-                key.clone(),
-                (
-                    &x.endpoint,
-                    x.address.as_deref(),
-                    &x.access_key_id,
-                    &x.access_key_secret,
-                ),
-                x.security_token.as_ref(),
-            )
-            .map(|client| Target {
-                key,
-                project: x.project.clone(),
-                logstore: x.logstore.clone(),
-                client,
-                index: business_view_index(prefix, tag_keys),
-                searches: saved_searches(&x.logstore, prefix),
-            }),
-        );
+        out.push(target(
+            format!("sinks[{i}]"),
+            Logstore {
+                endpoint: &x.endpoint,
+                address: x.address.as_deref(),
+                access_key_id: &x.access_key_id,
+                access_key_secret: &x.access_key_secret,
+                security_token: x.security_token.as_ref(),
+                project: &x.project,
+                logstore: &x.logstore,
+            },
+            business_view_index(prefix, tag_keys),
+            saved_searches(&x.logstore, prefix),
+        ));
     }
     if let Some(x) = &config.dead_letter.sls {
-        let key = "dead_letter.sls".to_owned();
-        out.push(
-            build(
-                key.clone(),
-                (
-                    &x.endpoint,
-                    x.address.as_deref(),
-                    &x.access_key_id,
-                    &x.access_key_secret,
-                ),
-                x.security_token.as_ref(),
-            )
-            .map(|client| Target {
-                key,
-                project: x.project.clone(),
-                logstore: x.logstore.clone(),
-                client,
-                index: dead_letter_index(),
-                searches: Vec::new(),
-            }),
-        );
+        out.push(target(
+            "dead_letter.sls".to_owned(),
+            Logstore {
+                endpoint: &x.endpoint,
+                address: x.address.as_deref(),
+                access_key_id: &x.access_key_id,
+                access_key_secret: &x.access_key_secret,
+                security_token: x.security_token.as_ref(),
+                project: &x.project,
+                logstore: &x.logstore,
+            },
+            dead_letter_index(),
+            Vec::new(),
+        ));
     }
     out
 }

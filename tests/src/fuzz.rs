@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use trail_devstack::gen::Generator;
 use trail_node::sls::codec::{self, Compression};
-use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
+use trail_proto::sls::LogGroupList;
 
 /// xorshift64*: fast, seeded, reproducible.
 #[derive(Debug, Clone)]
@@ -82,22 +82,7 @@ pub fn log_group_list(events: &[Vec<u8>], groups: usize) -> Vec<u8> {
     LogGroupList {
         log_group_list: events
             .chunks(per)
-            .map(|chunk| LogGroup {
-                logs: chunk
-                    .iter()
-                    .map(|e| Log {
-                        time: 1_795_000_000,
-                        contents: vec![LogContent {
-                            key: bytes::Bytes::from_static(b"event"),
-                            value: bytes::Bytes::from(e.clone()),
-                        }],
-                        time_ns: None,
-                    })
-                    .collect(),
-                topic: Some(bytes::Bytes::from_static(b"actiontrail_audit_event")),
-                source: Some(bytes::Bytes::from_static(b"10.0.0.1")),
-                ..Default::default()
-            })
+            .map(|chunk| crate::event_log_group(chunk.iter().cloned()))
             .collect(),
     }
     .encode_to_vec()

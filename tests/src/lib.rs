@@ -71,6 +71,29 @@ pub fn free_port() -> u16 {
 
 /// `n` generated ActionTrail events as SLS delivers them: one log group,
 /// topic `actiontrail_audit_event`, key `event`, log time from eventTime.
+/// One log group as ActionTrail delivers to SLS: a log per event, each
+/// event under `event`, topic `actiontrail_audit_event`, one fixed log time.
+pub fn event_log_group(
+    events: impl IntoIterator<Item = impl Into<bytes::Bytes>>,
+) -> trail_proto::sls::LogGroup {
+    use trail_proto::sls::{Log, LogContent, LogGroup};
+    LogGroup {
+        logs: events
+            .into_iter()
+            .map(|e| Log {
+                time: 1_795_000_000,
+                contents: vec![LogContent {
+                    key: bytes::Bytes::from_static(b"event"),
+                    value: e.into(),
+                }],
+                time_ns: None,
+            })
+            .collect(),
+        topic: Some(bytes::Bytes::from_static(b"actiontrail_audit_event")),
+        ..Default::default()
+    }
+}
+
 pub fn actiontrail_group(
     g: &mut trail_devstack::gen::Generator,
     n: usize,
@@ -373,23 +396,8 @@ pub fn enrich_with(
     Vec<bytes::Bytes>,
     trail_node::pipeline::enrich::EnrichOutput,
 ) {
-    use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
-    let list = LogGroupList {
-        log_group_list: vec![LogGroup {
-            logs: events
-                .into_iter()
-                .map(|j| Log {
-                    time: 1_795_000_000,
-                    contents: vec![LogContent {
-                        key: bytes::Bytes::from_static(b"event"),
-                        value: bytes::Bytes::from(j),
-                    }],
-                    time_ns: None,
-                })
-                .collect(),
-            topic: Some(bytes::Bytes::from_static(b"actiontrail_audit_event")),
-            ..Default::default()
-        }],
+    let list = trail_proto::sls::LogGroupList {
+        log_group_list: vec![event_log_group(events)],
     };
     let encoders = vec![encoder];
     let provenance = trail_node::record::Provenance {

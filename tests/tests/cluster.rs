@@ -1067,7 +1067,6 @@ fn hostile_logs() -> Vec<Vec<u8>> {
 #[test]
 fn hostile_events_through_three_nodes_restart_none_and_lose_nothing_else() {
     use trail_node::sls::PutTarget;
-    use trail_proto::sls::{Log, LogContent, LogGroup};
     let _one = serial();
     let mut c = LocalCluster::start("cluster-hostile", 3, 4, Timing::tests());
     c.start_stream(RATE, 9);
@@ -1081,23 +1080,11 @@ fn hostile_events_through_three_nodes_restart_none_and_lose_nothing_else() {
     // Each hostile log in a group of its own, over every shard, three times.
     for round in 0..3 {
         for (i, raw) in hostile.iter().enumerate() {
-            let mut contents = vec![LogContent {
-                key: bytes::Bytes::from_static(b"event"),
-                value: bytes::Bytes::from(raw.clone()),
-            }];
+            let mut group = trail_tests::event_log_group([raw.clone()]);
             if i == 0 && round == 0 {
                 // A log with no event at all.
-                contents[0].key = bytes::Bytes::from_static(b"content");
+                group.logs[0].contents[0].key = bytes::Bytes::from_static(b"content");
             }
-            let group = LogGroup {
-                logs: vec![Log {
-                    time: 1_795_000_000,
-                    contents,
-                    time_ns: None,
-                }],
-                topic: Some(bytes::Bytes::from_static(b"actiontrail_audit_event")),
-                ..Default::default()
-            };
             // Keys spread over the four shards' hash ranges.
             let key = format!("{:x}{}", ((round * 7 + i) % 4) * 4, "0".repeat(31));
             rt.block_on(client.put_logs("trail-ha", "trail_ha", &group, PutTarget::HashKey(&key)))

@@ -441,29 +441,14 @@ async fn a_refused_token_holds_the_checkpoint_until_a_good_one_delivers() {
 /// `n` generated events as one log group, with the writes' ids.
 fn group_of(g: &mut Generator, n: usize) -> (LogGroup, Vec<String>) {
     let mut writes = Vec::new();
-    let logs = (0..n)
-        .map(|_| {
-            let json = g.next_event();
-            let v: Value = serde_json::from_str(&json).unwrap();
-            if trail_devstack::gen::is_write(&v) {
-                writes.push(v["eventId"].as_str().unwrap().to_owned());
-            }
-            Log {
-                time: 1_795_000_000,
-                contents: vec![LogContent {
-                    key: Bytes::from_static(b"event"),
-                    value: Bytes::from(json),
-                }],
-                time_ns: None,
-            }
-        })
-        .collect();
-    let group = LogGroup {
-        logs,
-        topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
-        ..Default::default()
-    };
-    (group, writes)
+    let events: Vec<String> = (0..n).map(|_| g.next_event()).collect();
+    for json in &events {
+        let v: Value = serde_json::from_str(json).unwrap();
+        if trail_devstack::gen::is_write(&v) {
+            writes.push(v["eventId"].as_str().unwrap().to_owned());
+        }
+    }
+    (trail_tests::event_log_group(events), writes)
 }
 
 /// A PullLogs answer past `max_pull_bytes` is never read: the shard asks

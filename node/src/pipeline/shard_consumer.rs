@@ -708,25 +708,12 @@ impl PullLoop {
                         cursor: cursor.to_string(),
                         raw: bytes::Bytes::new(),
                     };
-                    self.write_dead_letters(vec![letter]).await?;
-                    if !self.leased().await {
-                        return Ok(());
-                    }
                     let next = Cursor::from_sequence(first + 1);
                     let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                    let accepted = self
-                        .me
-                        .send(Track {
-                            generation: self.generation,
-                            seq,
-                            next_cursor: next.clone(),
-                            cursor_time: None,
-                            parts: 0,
-                            permit,
-                        })
-                        .await
-                        .map_err(|e| format!("consumer: {e}"))?;
-                    if !accepted {
+                    if !self
+                        .track(vec![letter], seq, &next, None, 0, permit)
+                        .await?
+                    {
                         return Ok(());
                     }
                     cursor = next;
@@ -817,28 +804,11 @@ impl PullLoop {
                     (Vec::new(), vec![letter])
                 }
             };
-            // Dead letters are written before the batch can complete.
-            if !dead.is_empty() {
-                self.write_dead_letters(dead).await?;
-            }
-            // Nothing reaches a sink once the lease has run out.
-            if !self.leased().await {
-                return Ok(());
-            }
             let live = parts.iter().filter(|s| !s.is_empty()).count();
-            let accepted = self
-                .me
-                .send(Track {
-                    generation: self.generation,
-                    seq,
-                    next_cursor: next.clone(),
-                    cursor_time,
-                    parts: live,
-                    permit,
-                })
-                .await
-                .map_err(|e| format!("consumer: {e}"))?;
-            if !accepted {
+            if !self
+                .track(dead, seq, &next, cursor_time, live, permit)
+                .await?
+            {
                 return Ok(());
             }
             let mut unsent: Vec<usize> =
@@ -870,6 +840,39 @@ impl PullLoop {
             }
             cursor = next;
         }
+    }
+
+    /// Hands a batch to the consumer for its checkpoint: its dead letters
+    /// written first (before the batch can complete), then — once the lease
+    /// holds, as nothing reaches a sink without it — the batch tracked with
+    /// its `live` parts to come. False: stop pulling (stopped while fenced,
+    /// or the consumer refused an old generation).
+    async fn track(
+        &self,
+        dead: Vec<DeadLetter>,
+        seq: u64,
+        next: &Cursor,
+        cursor_time: Option<u32>,
+        live: usize,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<bool, String> {
+        if !dead.is_empty() {
+            self.write_dead_letters(dead).await?;
+        }
+        if !self.leased().await {
+            return Ok(false);
+        }
+        self.me
+            .send(Track {
+                generation: self.generation,
+                seq,
+                next_cursor: next.clone(),
+                cursor_time,
+                parts: live,
+                permit,
+            })
+            .await
+            .map_err(|e| format!("consumer: {e}"))
     }
 
     /// Writes dead letters, retrying while the sink refuses; they are

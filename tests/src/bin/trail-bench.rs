@@ -16,11 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use clap::Parser;
 use trail_devstack::gen::Generator;
 use trail_node::sls::{Credentials, Endpoint, PutTarget, SlsClient};
-use trail_proto::sls::{Log, LogContent, LogGroup};
 use trail_tests::{Devstack, TrailNode, ACCESS_KEY_ID, ACCESS_KEY_SECRET, HEC_TOKEN};
 
 #[derive(Parser)]
@@ -110,29 +108,14 @@ async fn main() -> Result<()> {
     let mut n = 0;
     while n < a.events {
         let k = 64.min(a.events - n);
-        let logs: Vec<Log> = (0..k)
-            .map(|_| {
-                let e = g.next_event();
-                raw += e.len() as u64;
-                if trail_devstack::gen::is_write(&serde_json::from_str(&e).expect("generated JSON"))
-                {
-                    writes += 1;
-                }
-                Log {
-                    time: 1_795_000_000,
-                    contents: vec![LogContent {
-                        key: Bytes::from_static(b"event"),
-                        value: Bytes::from(e),
-                    }],
-                    time_ns: None,
-                }
-            })
-            .collect();
-        let group = LogGroup {
-            logs,
-            topic: Some(Bytes::from_static(b"actiontrail_audit_event")),
-            ..Default::default()
-        };
+        let events: Vec<String> = (0..k).map(|_| g.next_event()).collect();
+        for e in &events {
+            raw += e.len() as u64;
+            if trail_devstack::gen::is_write(&serde_json::from_str(e).expect("generated JSON")) {
+                writes += 1;
+            }
+        }
+        let group = trail_tests::event_log_group(events);
         client
             .put_logs(
                 "bench",
