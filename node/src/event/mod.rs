@@ -424,7 +424,14 @@ impl<'a> AuditEvent<'a> {
 
     /// The resources this event touched.
     pub fn resources(&self) -> Vec<ResourceRef<'_>> {
-        resource::refs(self)
+        let mut out = Vec::new();
+        resource::refs_into(self, &mut out);
+        out
+    }
+
+    /// [`Self::resources`] into a vector the caller reuses (cleared first).
+    pub fn resources_into<'e>(&'e self, out: &mut Vec<ResourceRef<'e>>) {
+        resource::refs_into(self, out);
     }
 
     /// Unix time of `eventTime`, if it parses.

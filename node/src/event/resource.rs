@@ -78,8 +78,10 @@ fn last_part(arn: &str) -> &str {
         .unwrap_or(arn)
 }
 
-pub(crate) fn refs<'e>(e: &'e AuditEvent<'_>) -> Vec<ResourceRef<'e>> {
-    let mut out: Vec<ResourceRef<'e>> = Vec::new();
+/// Appends the event's references to `out` (cleared first): one vector
+/// reused for every event of a batch.
+pub(crate) fn refs_into<'e>(e: &'e AuditEvent<'_>, out: &mut Vec<ResourceRef<'e>>) {
+    out.clear();
     let mut push = |t: &'e str, id: &'e str, field: ResourceField| {
         let id = id.trim();
         if id.is_empty() {
@@ -130,7 +132,6 @@ pub(crate) fn refs<'e>(e: &'e AuditEvent<'_>) -> Vec<ResourceRef<'e>> {
             out.push(r);
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use trail_proto::sls::LogGroupList;
 
-use crate::event::{self, AuditEvent, DropReason, EventFilter, ResourceField};
+use crate::event::{self, AuditEvent, DropReason, EventFilter, ResourceField, ResourceRef};
 use crate::record::{
     DeadLetter, EncodedEvents, EventEncoder, Provenance, TagStatus, Tags, Touched, View,
 };
@@ -70,6 +70,10 @@ pub struct Enrichment {
     /// Remote tag providers: the longest an enricher waits for missing tags per batch.
     pub tag_budget: std::time::Duration,
 }
+
+/// What an envelope adds to an event, on average, for sizing buffers up
+/// front (a guess that only saves reallocations; the buffers still grow).
+const ENVELOPE_ESTIMATE: usize = 512;
 
 /// An event that passed the filters, waiting for its tags.
 struct Passed<'a> {
@@ -213,32 +217,39 @@ impl Enrichment {
         encoders: &[Arc<dyn EventEncoder>],
         out: &mut EnrichOutput,
     ) {
-        // Every event's resources resolved once; the batch's ARNs back to
-        // back in one string.
-        let mut arena = Arena::default();
-        let resolved: Vec<Resolved<'_>> = passed
+        // Every event's resources resolved once, into vectors of the whole
+        // batch (no vector per event); the batch's ARNs back to back in one
+        // string.
+        let mut batch = Batch::with_capacity(passed.len());
+        let resolved: Vec<Resolved> = passed
             .iter()
-            .map(|p| self.resolve(&p.ev, &mut arena))
+            .map(|p| self.resolve(&p.ev, &mut batch))
             .collect();
         if let Some(cache) = &self.tags {
             for (p, r) in passed.iter().zip(&resolved) {
                 if p.ev.error_code.as_deref().is_none_or(str::is_empty)
                     && p.ev.event_name.as_deref().is_some_and(changes_tags)
                 {
-                    for arn in r.arns(&arena) {
+                    for arn in batch.arns(r) {
                         cache.invalidate(arn);
                         out.stats.tag_invalidations += 1;
                     }
                 }
             }
             if cache.is_remote() {
-                let all = resolved.iter().flat_map(|r| r.arns(&arena));
+                let all = resolved.iter().flat_map(|r| batch.arns(r));
                 cache.prefetch(all, self.tag_budget);
             }
         }
+        // Each sink's buffer sized once for the batch: the raw events plus
+        // what an envelope adds.
+        let raw: usize = passed.iter().map(|p| p.raw.len()).sum();
+        for part in &mut out.parts {
+            part.reserve(passed.len(), raw + passed.len() * ENVELOPE_ESTIMATE);
+        }
         let mut text = String::with_capacity(128);
         for (p, r) in passed.iter().zip(&resolved) {
-            let (tags, tag_status) = self.tags_of(r, &arena, out);
+            let (tags, tag_status) = self.tags_of(r, &batch, out);
             match tag_status {
                 TagStatus::Ok => out.stats.tagged += 1,
                 TagStatus::Pending => out.stats.tag_pending += 1,
@@ -246,10 +257,11 @@ impl Enrichment {
                 TagStatus::NoAccount => out.stats.tag_no_account += 1,
                 _ => {}
             }
-            Touched::render_all(&r.touched, &mut text);
+            let touched = &batch.touched[r.touched.clone()];
+            Touched::render_all(touched, &mut text);
             let view = View {
                 event: &p.ev,
-                resources: &r.touched,
+                resources: touched,
                 resources_text: &text,
                 raw: p.raw,
                 tags: &tags,
@@ -269,17 +281,14 @@ impl Enrichment {
     /// (CloudTrail, an ARN as id) or built from the type, the region and
     /// the owning account (the reference's, else `recipientAccountId`,
     /// else the caller's).
-    fn resolve<'p>(&'p self, ev: &'p AuditEvent<'_>, arena: &mut Arena) -> Resolved<'p> {
+    fn resolve<'p>(&'p self, ev: &'p AuditEvent<'_>, batch: &mut Batch<'p>) -> Resolved {
         let region = ev.region.as_deref().unwrap_or("");
         let owner = ev.owner_account().filter(|a| !a.is_empty());
         let service = ev.service_name.as_deref();
-        let refs = ev.resources();
-        let mut r = Resolved {
-            touched: Vec::with_capacity(refs.len()),
-            lookups: Vec::new(),
-            no_account: false,
-        };
-        for x in refs {
+        let (touched_start, lookups_start) = (batch.touched.len(), batch.lookups.len());
+        let mut no_account = false;
+        ev.resources_into(&mut batch.refs);
+        for x in batch.refs.drain(..) {
             let known = self.kinds.resolve(x.resource_type, service);
             let resource_type: &'p str = match known {
                 Some((full, _)) => full,
@@ -289,29 +298,33 @@ impl Enrichment {
                 resource_type,
                 id: x.id,
             };
-            if r.touched.contains(&t) {
+            if batch.touched[touched_start..].contains(&t) {
                 continue;
             }
-            r.touched.push(t);
+            batch.touched.push(t);
             let span = match (x.arn, known) {
-                (Some(arn), _) => Some(arena.push(arn)),
+                (Some(arn), _) => Some(batch.arena.push(arn)),
                 (None, Some((_, kind))) => match x.account.or(owner) {
                     Some(account) => {
-                        arn_into(&mut arena.buf, kind, region, account, x.id);
-                        Some(arena.push_buf())
+                        arn_into(&mut batch.arena.buf, kind, region, account, x.id);
+                        Some(batch.arena.push_buf())
                     }
                     None => {
-                        r.no_account = true;
+                        no_account = true;
                         None
                     }
                 },
                 (None, None) => None,
             };
             if let Some(span) = span {
-                r.lookups.push((span, x.field));
+                batch.lookups.push((span, x.field));
             }
         }
-        r
+        Resolved {
+            touched: touched_start..batch.touched.len(),
+            lookups: lookups_start..batch.lookups.len(),
+            no_account,
+        }
     }
 
     /// One event (`json`, within the log content `content`)    /// One event (`json`, within the log content `content`): size check,
@@ -380,8 +393,8 @@ impl Enrichment {
 
     fn tags_of(
         &self,
-        r: &Resolved<'_>,
-        arena: &Arena,
+        r: &Resolved,
+        batch: &Batch<'_>,
         out: &mut EnrichOutput,
     ) -> (Tags, TagStatus) {
         let mut tags = Tags::Empty;
@@ -390,8 +403,8 @@ impl Enrichment {
         };
         let (mut pending, mut unavailable) = (false, false);
         let mut tagged_by = None;
-        for (span, field) in &r.lookups {
-            match cache.get(&arena.text[span.clone()]) {
+        for (span, field) in &batch.lookups[r.lookups.clone()] {
+            match cache.get(&batch.arena.text[span.clone()]) {
                 Lookup::Tags(set) => {
                     tagged_by.get_or_insert(*field);
                     tags.add(set);
@@ -419,7 +432,6 @@ impl Enrichment {
 }
 
 /// The ARNs of a batch, back to back in one string.
-#[derive(Default)]
 struct Arena {
     text: String,
     /// Scratch for building one ARN.
@@ -440,18 +452,42 @@ impl Arena {
     }
 }
 
-/// One event's resources, resolved ([`Enrichment::resolve`]).
-struct Resolved<'p> {
+/// The resolved resources of a whole batch, one vector each
+/// ([`Enrichment::resolve`]); an event holds ranges of them ([`Resolved`]).
+struct Batch<'p> {
     touched: Vec<Touched<'p>>,
-    /// The ARN (a span of the batch's [`Arena`]) of each resource we can
-    /// look up, with the field that named it.
+    /// The ARN (a span of `arena`) of each resource we can look up, with
+    /// the field that named it.
     lookups: Vec<(Range<usize>, ResourceField)>,
-    /// Some resource of a known type had no owning account.
-    no_account: bool,
+    arena: Arena,
+    /// Scratch: one event's references before resolving.
+    refs: Vec<ResourceRef<'p>>,
 }
 
-impl Resolved<'_> {
-    fn arns<'a>(&'a self, arena: &'a Arena) -> impl Iterator<Item = &'a str> + 'a {
-        self.lookups.iter().map(|(s, _)| &arena.text[s.clone()])
+impl<'p> Batch<'p> {
+    fn with_capacity(events: usize) -> Self {
+        Batch {
+            touched: Vec::with_capacity(events * 2),
+            lookups: Vec::with_capacity(events * 2),
+            arena: Arena {
+                text: String::with_capacity(events * 2 * 64),
+                buf: String::with_capacity(128),
+            },
+            refs: Vec::with_capacity(16),
+        }
     }
+
+    fn arns<'a>(&'a self, r: &Resolved) -> impl Iterator<Item = &'a str> + 'a {
+        self.lookups[r.lookups.clone()]
+            .iter()
+            .map(|(s, _)| &self.arena.text[s.clone()])
+    }
+}
+
+/// One event's resources: ranges of its [`Batch`].
+struct Resolved {
+    touched: Range<usize>,
+    lookups: Range<usize>,
+    /// Some resource of a known type had no owning account.
+    no_account: bool,
 }

@@ -52,10 +52,27 @@ pub fn write_json_str_joined<'a>(
     out.push(b'"');
 }
 
-/// Appends `,"{prefix}{key}":"{value}"` for every tag.
+/// Appends `,"{prefix}{key}":"{value}"` for every tag: one resource's set
+/// as it rendered itself once ([`TagSet::write_fields`](crate::record::TagSet::write_fields)),
+/// merged sets as they go.
 #[inline]
 pub fn write_tag_fields(out: &mut Vec<u8>, prefix: &str, tags: &Tags) {
-    for (k, v) in tags.iter() {
+    match tags {
+        Tags::Empty => {}
+        Tags::One(set) => set.write_fields(prefix, out),
+        Tags::Merged(m) => {
+            write_fields(out, prefix, m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        }
+    }
+}
+
+/// Appends `,"{prefix}{key}":"{value}"` for every pair.
+pub(crate) fn write_fields<'a>(
+    out: &mut Vec<u8>,
+    prefix: &str,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    for (k, v) in pairs {
         out.push(b',');
         write_json_str_parts(out, &[prefix, k]);
         out.push(b':');

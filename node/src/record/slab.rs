@@ -31,6 +31,12 @@ impl EncodedEvents {
         self.ends.push(self.buf.len());
     }
 
+    /// Room for `events` more events of `bytes` in all, reserved at once.
+    pub fn reserve(&mut self, events: usize, bytes: usize) {
+        self.ends.reserve(events);
+        self.buf.reserve(bytes);
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }

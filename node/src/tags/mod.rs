@@ -217,7 +217,7 @@ impl remote::Sink for CacheSink {
                 if let Some(p) = &publish {
                     p(&arn, &t);
                 }
-                Lookup::Tags(Arc::new(t))
+                Lookup::Tags(TagSet::new(t))
             }
             Outcome::None => {
                 if let Some(p) = &publish {
@@ -399,7 +399,7 @@ impl TagCache {
         let lookup = if tags.is_empty() {
             Lookup::None
         } else {
-            Lookup::Tags(Arc::new(tags))
+            Lookup::Tags(TagSet::new(tags))
         };
         self.cache.insert(Arc::from(arn), Entry::new(lookup));
         self.overridden
@@ -432,7 +432,9 @@ mod tests {
         fn lookup(&self, key: &ResourceKey) -> Lookup {
             self.0.fetch_add(1, Ordering::Relaxed);
             if key.ends_with("tagged") {
-                Lookup::Tags(Arc::new([("project".to_string(), "x".to_string())].into()))
+                Lookup::Tags(TagSet::new(
+                    [("project".to_string(), "x".to_string())].into(),
+                ))
             } else {
                 Lookup::None
             }

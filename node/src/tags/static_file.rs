@@ -166,7 +166,19 @@ pub(crate) fn parse(text: &str, is_json: bool) -> Result<Table, String> {
                 .insert(k.trim().to_owned(), v.trim().to_owned());
         }
     }
-    Ok(table.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    // Resources of one project and environment carry the same tags: one
+    // shared set each (less memory, and rendered once for every resource).
+    let mut sets: HashMap<BTreeMap<String, String>, TagSet> = HashMap::new();
+    Ok(table
+        .into_iter()
+        .map(|(k, v)| {
+            let set = sets
+                .entry(v)
+                .or_insert_with_key(|v| TagSet::new(v.clone()))
+                .clone();
+            (k, set)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -187,7 +199,7 @@ mod tests {
         let key = "arn:acs:ecs:r:1:instance/i-1";
         assert_eq!(
             t.lookup(key),
-            Lookup::Tags(Arc::new([("project".into(), "p1".into())].into()))
+            Lookup::Tags(TagSet::new([("project".into(), "p1".into())].into()))
         );
         assert_eq!(t.lookup("nope"), Lookup::None);
 
@@ -202,20 +214,28 @@ mod tests {
             .unwrap();
         assert_eq!(
             t.lookup(key),
-            Lookup::Tags(Arc::new([("project".into(), "p2".into())].into()))
+            Lookup::Tags(TagSet::new([("project".into(), "p2".into())].into()))
         );
 
         let csv = dir.join("t.csv");
         std::fs::write(
             &csv,
-            "arn,key,value\nacs:ram::1:user/bob,team,core\nacs:ram::1:user/bob,env,prod\n",
+            "arn,key,value\nacs:ram::1:user/bob,team,core\nacs:ram::1:user/bob,env,prod\n\
+             acs:ram::1:user/amy,env,prod\nacs:ram::1:user/amy,team,core\nacs:ram::1:user/cy,team,x\n",
         )
         .unwrap();
         let c = StaticTags::open(&csv, Duration::from_secs(60)).unwrap();
-        match c.lookup("acs:ram::1:user/bob") {
-            Lookup::Tags(t) => assert_eq!(t.len(), 2),
-            other => panic!("{other:?}"),
-        }
+        let (Lookup::Tags(bob), Lookup::Tags(amy), Lookup::Tags(cy)) = (
+            c.lookup("acs:ram::1:user/bob"),
+            c.lookup("acs:ram::1:user/amy"),
+            c.lookup("acs:ram::1:user/cy"),
+        ) else {
+            panic!("all three have tags");
+        };
+        assert_eq!(bob.len(), 2);
+        // Equal tags are one shared set; different ones are not.
+        assert!(TagSet::ptr_eq(&bob, &amy));
+        assert!(!TagSet::ptr_eq(&bob, &cy));
         std::fs::write(&csv, "only-one-column\n").unwrap();
         assert!(matches!(
             StaticTags::open(&csv, Duration::ZERO),
