@@ -68,6 +68,16 @@ pub fn arn_account(arn: &str) -> Option<&str> {
     Some(account).filter(|a| !a.is_empty())
 }
 
+/// `str::trim`, without its per-char Unicode walk when neither end can be
+/// whitespace (the usual id).
+#[inline]
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 fn is_arn(s: &str) -> bool {
     s.starts_with("acs:") || s.starts_with("arn:")
 }
@@ -83,7 +93,7 @@ fn last_part(arn: &str) -> &str {
 pub(crate) fn refs_into<'e>(e: &'e AuditEvent<'_>, out: &mut Vec<ResourceRef<'e>>) {
     out.clear();
     let mut push = |t: &'e str, id: &'e str, field: ResourceField| {
-        let id = id.trim();
+        let id = trim(id);
         if id.is_empty() {
             return;
         }
@@ -110,13 +120,13 @@ pub(crate) fn refs_into<'e>(e: &'e AuditEvent<'_>, out: &mut Vec<ResourceRef<'e>
     };
     for (t, ids) in &e.referenced {
         for id in ids {
-            push(t.trim(), id, ResourceField::ReferencedResources);
+            push(trim(t), id, ResourceField::ReferencedResources);
         }
     }
     if let (Some(types), Some(names)) = (e.resource_type.as_deref(), e.resource_name.as_deref()) {
         for (t, ids) in types.split(';').zip(names.split(';')) {
             for id in ids.split(',') {
-                push(t.trim(), id, ResourceField::ResourceName);
+                push(trim(t), id, ResourceField::ResourceName);
             }
         }
     }
