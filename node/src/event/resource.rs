@@ -264,3 +264,13 @@ mod tests {
         assert_eq!(super::arn_account("acs:ram"), None);
     }
 }
+
+#[cfg(test)]
+mod trim_tests {
+    #[test]
+    fn ids_are_trimmed_as_str_trim_does() {
+        for s in ["i-a", " i-a", "i-a\t", "\u{3000}i-a\u{3000}", "", " ", "é", "i-é "] {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
+        }
+    }
+}
