@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
         tags,
         kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
+        max_envelope_bytes: 32 << 20,
         event_key: b"event".to_vec(),
         tag_budget: std::time::Duration::from_millis(200),
     };

@@ -1,6 +1,6 @@
 //! The tag cache's hit path: what an enricher pays per event once the
 //! cache is warm (moka lookup; for remote sources also the per-batch
-//! freshness check in `prefetch`).
+//! freshness check in `request`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,9 +74,11 @@ fn bench(c: &mut Criterion) {
                 .count()
         })
     });
-    g.bench_function(BenchmarkId::new("prefetch_then_get", batch.len()), |b| {
+    g.bench_function(BenchmarkId::new("request_then_get", batch.len()), |b| {
         b.iter(|| {
-            cache.prefetch(batch.iter().copied(), Duration::from_millis(200));
+            if let Some(wait) = cache.request(batch.iter().copied(), Duration::from_millis(200)) {
+                wait.block();
+            }
             batch
                 .iter()
                 .filter(|k| matches!(cache.get(k), trail_node::tags::Lookup::Tags(_)))

@@ -352,6 +352,10 @@ pub struct EnrichConfig {
     pub threads: usize,
     /// Larger events are dead-lettered.
     pub max_event_bytes: usize,
+    /// Larger CloudTrail `{"Records": [...]}` envelopes (one log content
+    /// holding a whole S3 log file) are dead-lettered before they are parsed;
+    /// each record inside is still held to `max_event_bytes`.
+    pub max_envelope_bytes: usize,
     /// The log content that holds the event JSON: `event` as ActionTrail
     /// delivers it; SLS imports (CloudTrail from S3, say) often use `content`.
     pub event_key: String,
@@ -364,6 +368,7 @@ impl Default for EnrichConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             max_event_bytes: 1024 * 1024,
+            max_envelope_bytes: 32 * 1024 * 1024,
             event_key: "event".into(),
         }
     }

@@ -111,6 +111,7 @@ fn pipeline() -> &'static Pipeline {
             tags: Some(tags.clone()),
             kinds: builtin_kinds().into(),
             max_event_bytes: 64 * 1024,
+            max_envelope_bytes: 1 << 20,
             event_key: b"event".to_vec(),
             tag_budget: Duration::from_millis(1),
         };

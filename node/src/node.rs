@@ -455,6 +455,7 @@ impl RunningNode {
             tags,
             kinds: kinds.into(),
             max_event_bytes: config.enrich.max_event_bytes,
+            max_envelope_bytes: config.enrich.max_envelope_bytes,
             event_key: config.enrich.event_key.clone().into_bytes(),
             tag_budget: Duration::from_millis(config.tags.budget_ms),
         });

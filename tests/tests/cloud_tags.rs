@@ -143,6 +143,7 @@ fn enrichment(cache: TagCache, budget: Duration) -> Arc<Enrichment> {
         tags: Some(cache),
         kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
+        max_envelope_bytes: 32 << 20,
         event_key: b"event".to_vec(),
         tag_budget: budget,
     })
@@ -213,6 +214,106 @@ async fn a_slow_api_costs_at_most_the_budget_then_events_say_pending() {
     let out = run(&e, vec![event(&arn, "StartInstance", 2)]).await;
     assert_eq!(out[0].0, "ok");
     assert_eq!(asked(&server), 1, "the pending lookup was not asked twice");
+}
+
+/// What the enricher actor does with a batch: the first pass, and if it
+/// parks, the wait and the pass after it.
+fn hec_first_pass(
+    e: &Enrichment,
+    events: Vec<String>,
+) -> Result<Vec<String>, trail_node::tags::TagWait> {
+    let (list, provenance, encoders) = hec_batch(events);
+    let out = e.first_pass(&list, &["c".to_owned()], &provenance, &encoders)?;
+    Ok(statuses(out))
+}
+
+fn hec_after_wait(e: &Enrichment, events: Vec<String>) -> Vec<String> {
+    let (list, provenance, encoders) = hec_batch(events);
+    statuses(e.after_wait(&list, &["c".to_owned()], &provenance, &encoders))
+}
+
+fn hec_batch(
+    events: Vec<String>,
+) -> (
+    trail_proto::sls::LogGroupList,
+    trail_node::record::Provenance,
+    Vec<Arc<dyn trail_node::record::EventEncoder>>,
+) {
+    let encoder = HecEncoder::new(HecEnvelope {
+        host: "t".into(),
+        source: None,
+        sourcetype: None,
+        index: None,
+        tag_prefix: "tag_".into(),
+        cim: None,
+        indexed: Default::default(),
+    });
+    let list = trail_proto::sls::LogGroupList {
+        log_group_list: vec![trail_tests::event_log_group(events)],
+    };
+    let provenance = trail_node::record::Provenance {
+        project: "p".into(),
+        logstore: "actiontrail_test".into(),
+        shard: 0,
+        epoch: 0,
+    };
+    (list, provenance, vec![Arc::new(encoder)])
+}
+
+fn statuses(mut out: trail_node::pipeline::enrich::EnrichOutput) -> Vec<String> {
+    let slab = out.parts.pop().unwrap().freeze();
+    (0..slab.len())
+        .map(|i| {
+            let v: Value = serde_json::from_slice(&slab.event(i)).unwrap();
+            v["fields"]["tag_status"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Two slow batches must not stall every shard: a batch missing tags gives
+/// its thread back at once (the pull loop awaits the wait), the same thread
+/// enriches other batches meanwhile, and the parked one gets its tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waiting_for_tags_gives_its_thread_back() {
+    let (server, management, arn, secret, _dir) = start(1500).await;
+    let e = enrichment(
+        cache(&server, &management, &secret, Mode::ByArn),
+        Duration::from_secs(20),
+    );
+    let slow = vec![event(&arn, "StopInstance", 1)];
+    // An event with no resource to look up: nothing to wait for.
+    let other = event(&arn, "StopInstance", 2)
+        .replace(r#","resourceType":"ACS::ECS::Instance","resourceName":"#, r#","x":"#);
+    let (first, second) = {
+        let (e, slow, other) = (e.clone(), slow.clone(), other.clone());
+        tokio::task::spawn_blocking(move || {
+            let first = hec_first_pass(&e, slow).map(|_| ()).unwrap_err();
+            let second = hec_first_pass(&e, vec![other; 3]);
+            (first, second)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(&*first.keys()[0], arn.as_str(), "parked for the instance");
+    assert_eq!(
+        second.expect("a batch without misses does not park"),
+        ["no_resource"; 3]
+    );
+    let cache = e.tags.as_ref().unwrap();
+    assert!(
+        matches!(cache.get(&arn), trail_node::tags::Lookup::Pending),
+        "the thread was free before the slow answer came"
+    );
+    let started = std::time::Instant::now();
+    first.wait().await;
+    assert!(started.elapsed() < Duration::from_secs(15), "woken by the answer, not the budget");
+    let e2 = e.clone();
+    let out = tokio::task::spawn_blocking(move || hec_after_wait(&e2, slow))
+        .await
+        .unwrap();
+    assert_eq!(out, ["ok"]);
+    assert_eq!(asked(&server), 1);
+    assert_eq!(cache.remote_stats().unwrap().parked.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

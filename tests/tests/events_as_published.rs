@@ -186,6 +186,7 @@ fn run_with(
         tags: Some(cache),
         kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
+        max_envelope_bytes: 32 << 20,
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };
@@ -400,4 +401,53 @@ fn reads_a_writes_only_filter_drops_are_dropped_before_parsing() {
     assert_eq!(ev.len(), 3);
     assert_eq!(stats.prescanned, 0);
     assert_eq!(dead.len(), 1, "{dead:?}");
+}
+
+/// A CloudTrail log file imported as one log content is held to its own cap
+/// before it is parsed; under the cap each record is an event.
+#[test]
+fn a_records_envelope_past_its_cap_is_dead_lettered_unparsed() {
+    let record = |n: u32| {
+        format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","accountId":"{AWS}","userName":"alice"}},"eventTime":"2026-11-20T08:00:0{n}Z","eventSource":"ec2.amazonaws.com","eventName":"StopInstances","awsRegion":"us-east-1","eventID":"ct-cap-{n}","readOnly":false,"requestParameters":{{"pad":"{}"}},"eventType":"AwsApiCall"}}"#,
+            "x".repeat(1500)
+        )
+    };
+    let envelope = format!(
+        r#"{{"Records":[{},{},{}]}}"#,
+        record(1),
+        record(2),
+        record(3)
+    );
+    let enrich = |cap: usize| {
+        let e = Enrichment {
+            filter: EventFilter::new(&FilterConfig::default()),
+            tags: None,
+            kinds: builtin_kinds().into(),
+            max_event_bytes: 1 << 20,
+            max_envelope_bytes: cap,
+            event_key: b"event".to_vec(),
+            tag_budget: Duration::from_secs(1),
+        };
+        let encoder = HecEncoder::new(HecEnvelope {
+            host: "t".into(),
+            source: None,
+            sourcetype: None,
+            index: None,
+            tag_prefix: "tag_".into(),
+            cim: None,
+            indexed: IndexedFields::All,
+        });
+        trail_tests::enrich_for_hec(&e, vec![envelope.clone()], encoder, 0)
+    };
+    let (sent, out) = enrich(4096);
+    assert!(sent.is_empty());
+    assert_eq!(out.dead_letters.len(), 1);
+    let d = &out.dead_letters[0];
+    assert_eq!(d.kind, "oversize");
+    assert!(d.reason.contains("max_envelope_bytes 4096"), "{}", d.reason);
+    assert_eq!(d.raw.len(), envelope.len(), "the whole content is kept");
+    let (sent, out) = enrich(1 << 20);
+    assert!(out.dead_letters.is_empty());
+    assert_eq!(sent.len(), 3);
 }

@@ -398,6 +398,7 @@ fn every_field_the_sls_sink_writes_is_indexed() {
         )),
         kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
+        max_envelope_bytes: 32 << 20,
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };

@@ -130,6 +130,7 @@ fn emitted() -> (BTreeSet<String>, BTreeSet<String>) {
         )),
         kinds: builtin_kinds().into(),
         max_event_bytes: 1 << 20,
+        max_envelope_bytes: 32 << 20,
         event_key: b"event".to_vec(),
         tag_budget: Duration::from_secs(1),
     };

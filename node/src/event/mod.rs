@@ -304,8 +304,7 @@ struct Raw<'a> {
 /// slices of `json`. `None` when `json` is not such an envelope (the first
 /// key decides: a single event never starts with `Records`).
 pub fn records(json: &[u8]) -> Option<Result<Vec<&[u8]>, ParseError>> {
-    let rest = json.trim_ascii_start().strip_prefix(b"{")?;
-    if !rest.trim_ascii_start().starts_with(b"\"Records\"") {
+    if !is_records_envelope(json) {
         return None;
     }
     #[derive(Deserialize)]
@@ -318,6 +317,14 @@ pub fn records(json: &[u8]) -> Option<Result<Vec<&[u8]>, ParseError>> {
             .map(|e| e.records.into_iter().map(|r| r.get().as_bytes()).collect())
             .map_err(|e| ParseError::Json(format!("CloudTrail Records envelope: {e}"))),
     )
+}
+
+/// Whether `json` starts as a CloudTrail `{"Records": …}` envelope (its
+/// first key; read before anything is parsed, so a size cap can come first).
+pub fn is_records_envelope(json: &[u8]) -> bool {
+    json.trim_ascii_start()
+        .strip_prefix(b"{")
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"Records\""))
 }
 
 /// Parses one event from its JSON text.

@@ -22,7 +22,7 @@ use crate::event::{self, AuditEvent, DropReason, EventFilter, ResourceField, Res
 use crate::record::{
     DeadLetter, EncodedEvents, EventEncoder, Provenance, TagStatus, Tags, Touched, View,
 };
-use crate::tags::{arn_into, Lookup, ResourceTypes, TagCache};
+use crate::tags::{arn_into, Lookup, ResourceTypes, TagCache, TagWait};
 
 /// Counts of one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,11 +64,23 @@ pub struct Enrichment {
     pub tags: Option<TagCache>,
     pub kinds: ResourceTypes,
     pub max_event_bytes: usize,
+    /// A CloudTrail `Records` envelope larger than this is dead-lettered unparsed.
+    pub max_envelope_bytes: usize,
     /// The log content holding the event (`event` for ActionTrail; imports
     /// often use `content`).
     pub event_key: Vec<u8>,
-    /// Remote tag providers: the longest an enricher waits for missing tags per batch.
+    /// Remote tag providers: the longest a batch waits for missing tags.
     pub tag_budget: std::time::Duration,
+}
+
+/// Which pass over a batch this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Misses are asked for, tag changes made by the trail applied.
+    First,
+    /// The batch waited for its tags: what is still missing goes out
+    /// `pending`; the first pass already applied the trail's tag changes.
+    AfterWait,
 }
 
 /// What an envelope adds to an event, on average, for sizing buffers up
@@ -133,6 +145,8 @@ fn dead(
 
 impl Enrichment {
     /// Enriches one batch. `cursors[i]` is the cursor of log group `i`.
+    /// Missing remote tags are waited for on the calling thread (tests,
+    /// benches, the fuzzer); the pipeline uses [`Enrichment::first_pass`].
     pub fn run(
         &self,
         list: &LogGroupList,
@@ -140,6 +154,54 @@ impl Enrichment {
         provenance: &Provenance,
         encoders: &[Arc<dyn EventEncoder>],
     ) -> EnrichOutput {
+        let Ok(out) = self.go(list, cursors, provenance, encoders, Pass::First, |wait| {
+            wait.block();
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out
+    }
+
+    /// Enriches one batch, unless remote tags it needs are missing: then
+    /// they are asked for and the [`TagWait`] comes back instead, so the
+    /// thread can take other work while the batch waits; after the wait,
+    /// [`Enrichment::after_wait`] enriches it. Parsing twice costs less than
+    /// a thread held for the budget: a warm cache never parks.
+    pub fn first_pass(
+        &self,
+        list: &LogGroupList,
+        cursors: &[String],
+        provenance: &Provenance,
+        encoders: &[Arc<dyn EventEncoder>],
+    ) -> Result<EnrichOutput, TagWait> {
+        self.go(list, cursors, provenance, encoders, Pass::First, Err)
+    }
+
+    /// Enriches a batch that waited for its tags: whatever is still
+    /// missing goes out `pending`, nothing waits again.
+    pub fn after_wait(
+        &self,
+        list: &LogGroupList,
+        cursors: &[String],
+        provenance: &Provenance,
+        encoders: &[Arc<dyn EventEncoder>],
+    ) -> EnrichOutput {
+        let Ok(out) = self.go(list, cursors, provenance, encoders, Pass::AfterWait, |_| {
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out
+    }
+
+    /// One pass; `missing` decides what a batch with missing tags does:
+    /// wait on the spot (`Ok`) or give up the pass (`Err`).
+    fn go<E>(
+        &self,
+        list: &LogGroupList,
+        cursors: &[String],
+        provenance: &Provenance,
+        encoders: &[Arc<dyn EventEncoder>],
+        pass: Pass,
+        missing: impl FnOnce(TagWait) -> Result<(), E>,
+    ) -> Result<EnrichOutput, E> {
         let mut out = EnrichOutput {
             parts: encoders.iter().map(|_| EncodedEvents::default()).collect(),
             dead_letters: Vec::new(),
@@ -192,6 +254,17 @@ impl Enrichment {
                     continue;
                 };
                 out.stats.raw_bytes += raw.len() as u64;
+                if raw.len() > self.max_envelope_bytes
+                    && event::is_records_envelope(raw)
+                {
+                    let reason = format!(
+                        "a Records envelope of {} bytes exceeds max_envelope_bytes {}",
+                        raw.len(),
+                        self.max_envelope_bytes
+                    );
+                    dead(&mut out, &origin, "oversize", reason, raw.clone());
+                    continue;
+                }
                 match event::records(raw) {
                     None => self.one(raw, raw, &origin, &mut out, &mut passed),
                     Some(Ok(records)) => {
@@ -203,20 +276,22 @@ impl Enrichment {
                 }
             }
         }
-        self.tag_and_encode(&passed, provenance, encoders, &mut out);
-        out
+        self.tag_and_encode(&passed, provenance, encoders, &mut out, pass, missing)?;
+        Ok(out)
     }
 
     /// Tags for every passed event — for remote providers, missing ones are
-    /// fetched in batches and waited for at most `tag_budget`, once per
-    /// batch — then one encoding per sink.
-    fn tag_and_encode(
+    /// asked for in batches and, on the first pass, waited for at most
+    /// `tag_budget` (how: `missing`) — then one encoding per sink.
+    fn tag_and_encode<E>(
         &self,
         passed: &[Passed<'_>],
         provenance: &Provenance,
         encoders: &[Arc<dyn EventEncoder>],
         out: &mut EnrichOutput,
-    ) {
+        pass: Pass,
+        missing: impl FnOnce(TagWait) -> Result<(), E>,
+    ) -> Result<(), E> {
         // Every event's resources resolved once, into vectors of the whole
         // batch (no vector per event); the batch's ARNs back to back in one
         // string.
@@ -231,14 +306,22 @@ impl Enrichment {
                     && p.ev.event_name.as_deref().is_some_and(changes_tags)
                 {
                     for arn in batch.arns(r) {
-                        cache.invalidate(arn);
+                        if pass == Pass::First {
+                            cache.invalidate(arn);
+                        }
                         out.stats.tag_invalidations += 1;
                     }
                 }
             }
             if cache.is_remote() {
                 let all = resolved.iter().flat_map(|r| batch.arns(r));
-                cache.prefetch(all, self.tag_budget);
+                let budget = match pass {
+                    Pass::First => self.tag_budget,
+                    Pass::AfterWait => std::time::Duration::ZERO,
+                };
+                if let Some(wait) = cache.request(all, budget) {
+                    missing(wait)?;
+                }
             }
         }
         // Each sink's buffer sized once for the batch: the raw events plus
@@ -274,6 +357,7 @@ impl Enrichment {
                 part.push_with(|buf| enc.encode(&view, buf));
             }
         }
+        Ok(())
     }
 
     /// An event's resources: types resolved through the table, the same

@@ -29,7 +29,7 @@ use crate::fence::Fence;
 use crate::metrics::{Histogram, DELAY_BUCKETS};
 use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracker};
 use crate::pipeline::enrich::EnrichStats;
-use crate::pipeline::enricher::{Enrich, Enricher};
+use crate::pipeline::enricher::{Enrich, EnrichReply, Enricher};
 use crate::record::{DeadLetter, Provenance};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::{Ack, BatchAck, Deliver, SinkHandle};
@@ -770,15 +770,25 @@ impl PullLoop {
                     let cursors = (0..list.log_group_list.len() as i64)
                         .map(|i| Cursor::from_sequence(first + i).to_string())
                         .collect();
-                    let out = self
-                        .enricher
-                        .send(Enrich {
-                            list,
-                            cursors,
-                            provenance: p.clone(),
-                        })
-                        .await
-                        .map_err(|e| format!("enricher: {e}"))?;
+                    let mut batch = Enrich::new(list, cursors, p.clone());
+                    let out = loop {
+                        match self
+                            .enricher
+                            .send(batch)
+                            .await
+                            .map_err(|e| format!("enricher: {e}"))?
+                        {
+                            EnrichReply::Done(out) => break out,
+                            // Tags on their way: wait here, not on an enricher thread.
+                            EnrichReply::Parked(again, wait) => {
+                                tokio::select! {
+                                    _ = wait.wait() => {}
+                                    _ = self.stop.cancelled() => return Ok(()),
+                                }
+                                batch = *again;
+                            }
+                        }
+                    };
                     self.stats.add(&out.stats);
                     (out.parts, out.dead_letters)
                 }

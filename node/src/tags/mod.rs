@@ -8,8 +8,8 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `mod.rs` | [`TagCache`]: moka in front; TTLs, stale serving, negative and error entries; the budgeted `prefetch` |
-//! | `remote.rs` | the batcher: misses per (cloud, account, region), single flight, throttling backoff |
+//! | `mod.rs` | [`TagCache`]: moka in front; TTLs, stale serving, negative and error entries; `request` for a batch's misses |
+//! | `remote.rs` | the batcher: misses per (cloud, account, region), single flight, throttling backoff; [`TagWait`] |
 //! | `alibaba.rs` | Tag service `ListTagResources` (by ARN, or whole-region sweeps), ECS/SLB per product, STS `AssumeRole` per member account |
 //! | `aws.rs` | Resource Groups Tagging `GetResources`; [`aws::CloudTags`] routes scopes to clouds |
 //! | `sign.rs` | RPC V2, ACS3-HMAC-SHA256, SigV4 (with the published test vectors) |
@@ -18,9 +18,10 @@
 //!
 //! Two kinds of source: a [`TagProvider`] answers on the spot (the file);
 //! a [`TagFetcher`] is a remote API, batched by [`Remote`]. Enrichers call
-//! [`TagCache::prefetch`] once per batch with every ARN the batch needs —
-//! it waits at most the budget for missing ones — then [`TagCache::get`]
-//! per event. The raft-replicated tier (cluster issue) and a CMDB push
+//! [`TagCache::request`] once per batch with every ARN the batch needs; if
+//! some are missing they get a [`TagWait`] back and hand the batch to its
+//! shard to wait (at most the budget) off the enricher thread; then
+//! [`TagCache::get`] per event. The raft-replicated tier (cluster issue) and a CMDB push
 //! (gRPC `Tags` service) write into the same cache through
 //! [`TagCache::put`].
 
@@ -35,7 +36,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use remote::{BatchConfig, Cloud, FetchError, Outcome, Remote, RemoteStats, Scope, TagFetcher};
+pub use remote::{
+    BatchConfig, Cloud, FetchError, Outcome, Remote, RemoteStats, Scope, TagFetcher, TagWait,
+};
 pub use resource_types::{
     arn_into, arn_parts, builtin as builtin_kinds, ResourceKind, ResourceTypes,
 };
@@ -192,6 +195,11 @@ impl Collector for TagMetrics {
                     "Tag API calls failed otherwise.",
                     &r.errors,
                 ),
+                (
+                    "trail_tag_batches_parked",
+                    "Batches handed back to their shard to wait for missing tags (no enricher thread waits).",
+                    &r.parked,
+                ),
             ] {
                 counter(&mut enc, name, help, v.load(Relaxed))?;
             }
@@ -289,7 +297,7 @@ impl TagCache {
         }
     }
 
-    /// Whether misses go to a remote API (and `prefetch` matters).
+    /// Whether misses go to a remote API (and `request` matters).
     pub fn is_remote(&self) -> bool {
         matches!(&*self.source, Source::Remote(_))
     }
@@ -302,12 +310,17 @@ impl TagCache {
         }
     }
 
-    /// Remote providers: asks for every missing or stale key among `arns` and
-    /// waits until the missing ones are answered or `budget` has passed.
-    /// Stale entries are refreshed in the background, never waited for.
-    pub fn prefetch<'a>(&self, arns: impl IntoIterator<Item = &'a str>, budget: Duration) {
+    /// Remote providers: asks for every missing or stale key among `arns`.
+    /// Stale entries are refreshed in the background, never waited for; if
+    /// some are missing (or changed by the trail), the [`TagWait`] for them,
+    /// which ends when they are answered or `budget` has passed.
+    pub fn request<'a>(
+        &self,
+        arns: impl IntoIterator<Item = &'a str>,
+        budget: Duration,
+    ) -> Option<TagWait> {
         let Source::Remote(remote) = &*self.source else {
-            return;
+            return None;
         };
         let deadline = Instant::now() + budget;
         let mut wait: Vec<Arc<str>> = Vec::new();
@@ -332,9 +345,8 @@ impl TagCache {
                 }
             }
         }
-        if !wait.is_empty() {
-            remote.wait(&wait, deadline);
-        }
+        (!wait.is_empty() && !budget.is_zero())
+            .then(|| TagWait::new(remote.clone(), wait, deadline))
     }
 
     /// The tags of a resource. In-memory providers (the tags file): their

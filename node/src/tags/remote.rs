@@ -1,13 +1,18 @@
 //! The remote tier behind [`TagCache`](super::TagCache): misses are batched
 //! per [`Scope`] (cloud, account, region), one call per up to 50 ARNs (100 on
-//! AWS), with one fetch in flight per key, backoff on throttling, and the
-//! enrichers waiting at most their budget.
+//! AWS), with one fetch in flight per key, backoff on throttling, and a
+//! batch waiting at most its budget.
 //!
 //! ```text
 //! enricher ──request(arn)──▶ queue ──▶ batcher task ──▶ TagFetcher (Tag API / GetResources)
-//!    ▲                                     │ window: a few ms or a full batch
-//!    └──── Condvar (cache updated) ◀───────┘ results → moka
+//!                                          │ window: a few ms or a full batch
+//! parked batch ◀── Notify (cache updated) ◀┘ results → moka
 //! ```
+//!
+//! A batch that misses tags does not hold its enricher thread: the enricher
+//! hands back a [`TagWait`], the shard's pull loop awaits it (on tokio),
+//! and the batch is enriched again once the tags came or the budget passed.
+//! Only tests and benches block a thread on it ([`TagWait::block`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -125,6 +130,8 @@ pub struct RemoteStats {
     pub arns: AtomicU64,
     pub throttled: AtomicU64,
     pub errors: AtomicU64,
+    /// Batches handed back to their shard to wait for missing tags.
+    pub parked: AtomicU64,
 }
 
 /// How a fetch ended for one key: written into the cache by the batcher.
@@ -144,8 +151,10 @@ pub struct Remote {
     queue: mpsc::Sender<Arc<str>>,
     fetcher: Arc<dyn TagFetcher>,
     in_flight: Mutex<HashSet<Arc<str>>>,
-    /// Bumped (and waiters woken) whenever results were stored.
+    /// Bumped (and blocking waiters woken) whenever results were stored.
     updated: (Mutex<u64>, Condvar),
+    /// Wakes parked batches whenever results were stored.
+    notify: tokio::sync::Notify,
     pub stats: Arc<RemoteStats>,
 }
 
@@ -173,6 +182,7 @@ impl Remote {
             fetcher: fetcher.clone(),
             in_flight: Mutex::default(),
             updated: (Mutex::new(0), Condvar::new()),
+            notify: tokio::sync::Notify::new(),
             stats: Arc::default(),
         });
         tokio::spawn(batcher(remote.clone(), fetcher, sink, cfg, rx));
@@ -202,13 +212,36 @@ impl Remote {
         self.in_flight.lock().contains(arn)
     }
 
-    /// Blocks (an enricher thread) until none of `arns` is in flight, or `deadline`.
-    pub fn wait(&self, arns: &[Arc<str>], deadline: Instant) {
+    fn any_in_flight(&self, arns: &[Arc<str>]) -> bool {
+        let f = self.in_flight.lock();
+        arns.iter().any(|a| f.contains(a))
+    }
+
+    /// Blocks the calling thread until none of `arns` is in flight, or `deadline`.
+    fn block(&self, arns: &[Arc<str>], deadline: Instant) {
         let (lock, cv) = &self.updated;
         let mut g = lock.lock();
-        while arns.iter().any(|a| self.is_in_flight(a)) {
+        while self.any_in_flight(arns) {
             if cv.wait_until(&mut g, deadline).timed_out() {
                 return;
+            }
+        }
+    }
+
+    /// Resolves once none of `arns` is in flight, or at `deadline`.
+    async fn wait(&self, arns: &[Arc<str>], deadline: Instant) {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        loop {
+            // Registered before the check, so a store in between still wakes us.
+            let stored = self.notify.notified();
+            tokio::pin!(stored);
+            stored.as_mut().enable();
+            if !self.any_in_flight(arns) {
+                return;
+            }
+            tokio::select! {
+                _ = stored => {}
+                _ = tokio::time::sleep_until(deadline) => return,
             }
         }
     }
@@ -223,6 +256,52 @@ impl Remote {
         let (lock, cv) = &self.updated;
         *lock.lock() += 1;
         cv.notify_all();
+        self.notify.notify_waiters();
+    }
+}
+
+/// A batch's missing tags, asked for: wait for them (at most until the
+/// batch's budget ends), then enrich the batch again.
+#[must_use = "a batch waits for its tags, then is enriched again"]
+pub struct TagWait {
+    remote: Arc<Remote>,
+    keys: Vec<Arc<str>>,
+    deadline: Instant,
+}
+
+impl TagWait {
+    pub(super) fn new(remote: Arc<Remote>, keys: Vec<Arc<str>>, deadline: Instant) -> Self {
+        remote.stats.parked.fetch_add(1, Ordering::Relaxed);
+        TagWait {
+            remote,
+            keys,
+            deadline,
+        }
+    }
+
+    /// The resources waited for.
+    pub fn keys(&self) -> &[Arc<str>] {
+        &self.keys
+    }
+
+    /// Until every key is answered or the budget is spent; a task awaits
+    /// this, not an enricher thread.
+    pub async fn wait(self) {
+        self.remote.wait(&self.keys, self.deadline).await;
+    }
+
+    /// The same, blocking the calling thread (tests, benches, the fuzzer).
+    pub fn block(self) {
+        self.remote.block(&self.keys, self.deadline);
+    }
+}
+
+impl std::fmt::Debug for TagWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagWait")
+            .field("keys", &self.keys.len())
+            .field("deadline", &self.deadline)
+            .finish()
     }
 }
 
