@@ -75,7 +75,7 @@ impl ControlService {
             errors: dl.errors.load(Relaxed),
             retries: dl.retries.load(Relaxed),
             requests: dl.requests.load(Relaxed),
-            dead_lettered: 0,
+            dead_lettered: dl.dead_lettered.load(Relaxed),
             stopped: false,
             queued: 0,
             p99_latency_seconds: 0.0,

@@ -254,9 +254,7 @@ impl Enrichment {
                     continue;
                 };
                 out.stats.raw_bytes += raw.len() as u64;
-                if raw.len() > self.max_envelope_bytes
-                    && event::is_records_envelope(raw)
-                {
+                if raw.len() > self.max_envelope_bytes && event::is_records_envelope(raw) {
                     let reason = format!(
                         "a Records envelope of {} bytes exceeds max_envelope_bytes {}",
                         raw.len(),
@@ -315,12 +313,13 @@ impl Enrichment {
             }
             if cache.is_remote() {
                 let all = resolved.iter().flat_map(|r| batch.arns(r));
-                let budget = match pass {
-                    Pass::First => self.tag_budget,
-                    Pass::AfterWait => std::time::Duration::ZERO,
-                };
-                if let Some(wait) = cache.request(all, budget) {
-                    missing(wait)?;
+                match pass {
+                    Pass::First => {
+                        if let Some(wait) = cache.request(all, self.tag_budget) {
+                            missing(wait)?;
+                        }
+                    }
+                    Pass::AfterWait => cache.recheck(all),
                 }
             }
         }

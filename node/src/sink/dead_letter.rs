@@ -6,9 +6,16 @@
 //! write and after SLS accepted the PutLogs, and messages are handled one at
 //! a time.
 //!
-//! A dead letter is never dropped: a failing SLS write is retried with capped
-//! backoff (counted in `errors` and `retries`) while the shards that sent it
-//! hold their checkpoints, as a refused HEC token does.
+//! A failing SLS write is retried with capped backoff (counted in `errors`
+//! and `retries`) while the shards that sent it hold their checkpoints, as a
+//! refused HEC token does. What one dead letter may cost is bounded, so that
+//! one huge letter cannot hold every shard: the JSON line keeps the whole
+//! payload, the SLS log keeps its first [`SLS_RAW_MAX`] bytes with
+//! `raw_bytes` (the payload's size) and `raw_truncated`, and log groups are
+//! cut by size as well as by count. A group refused before it was sent
+//! (`InvalidRequest`: it can never succeed) is not retried: it is logged as
+//! an error with every letter's shard and cursor and counted in
+//! `trail_dead_letters_dropped` (the file copy, when configured, keeps it).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,7 +31,7 @@ use crate::record::write_json_str;
 use crate::record::DeadLetter;
 use crate::sink::file::RotatingFile;
 use crate::sink::SinkStats;
-use crate::sls::{PutTarget, SlsClient};
+use crate::sls::{PutTarget, SlsClient, SlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
@@ -96,6 +103,24 @@ fn raw_field(raw: &[u8]) -> (&'static str, std::borrow::Cow<'_, str>) {
     }
 }
 
+/// The most payload bytes an SLS dead letter keeps (a log group holds at
+/// most 5 MiB; an `oversize` letter may carry a whole log content).
+pub const SLS_RAW_MAX: usize = 1024 * 1024;
+
+/// The first `max` bytes of `raw`, cut at a character boundary when the
+/// payload is text (so a cut payload stays `raw`, not `raw_base64`).
+fn raw_prefix(raw: &[u8], max: usize) -> &[u8] {
+    if raw.len() <= max {
+        return raw;
+    }
+    let mut end = max;
+    // A UTF-8 sequence is at most 4 bytes: step back over continuation bytes.
+    while end > max.saturating_sub(3) && (raw[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &raw[..end]
+}
+
 /// One dead letter as a JSON line.
 pub fn encode(d: &DeadLetter, now: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":");
@@ -129,13 +154,19 @@ pub const LOG_FIELDS: &[(&str, &str)] = &[
     ("cursor", "text"),
     ("raw", "text"),
     ("raw_base64", "text"),
+    ("raw_bytes", "long"),
+    ("raw_truncated", "text"),
 ];
 
-/// One dead letter as an SLS log: the same fields as the JSON line.
+/// One dead letter as an SLS log: the same fields as the JSON line, the
+/// payload cut to [`SLS_RAW_MAX`] bytes (`raw_bytes` says how large it was,
+/// `raw_truncated` that it was cut).
 pub fn to_log(d: &DeadLetter, now: f64) -> Log {
-    let (raw_key, raw) = raw_field(&d.raw);
+    let kept = raw_prefix(&d.raw, SLS_RAW_MAX);
+    let (raw_key, raw) = raw_field(kept);
     let shard = d.shard.to_string();
-    let contents = [
+    let raw_bytes = d.raw.len().to_string();
+    let mut fields = vec![
         ("reason", d.reason.as_str()),
         ("kind", d.kind),
         ("project", &d.project),
@@ -143,13 +174,18 @@ pub fn to_log(d: &DeadLetter, now: f64) -> Log {
         ("shard", &shard),
         ("cursor", d.cursor.as_str()),
         (raw_key, &raw),
-    ]
-    .into_iter()
-    .map(|(k, v)| LogContent {
-        key: Bytes::from_static(k.as_bytes()),
-        value: Bytes::copy_from_slice(v.as_bytes()),
-    })
-    .collect();
+        ("raw_bytes", &raw_bytes),
+    ];
+    if kept.len() < d.raw.len() {
+        fields.push(("raw_truncated", "true"));
+    }
+    let contents = fields
+        .into_iter()
+        .map(|(k, v)| LogContent {
+            key: Bytes::from_static(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+        })
+        .collect();
     Log {
         time: now as u32,
         contents,
@@ -157,16 +193,46 @@ pub fn to_log(d: &DeadLetter, now: f64) -> Log {
     }
 }
 
-/// SLS log groups of at most this many dead letters (far below the 4 MiB
-/// limit: a dead letter is one event, and events are capped well below it).
+/// SLS log groups of at most this many dead letters...
 const LOGS_PER_GROUP: usize = 512;
+/// ...and about this many payload bytes (a group may hold 5 MiB; one
+/// letter's log is at most `SLS_RAW_MAX` plus its short fields, or 4/3 of
+/// that in base64).
+const BYTES_PER_GROUP: usize = 2 * SLS_RAW_MAX;
+
+/// The letters cut into runs that make one log group each: at most
+/// [`LOGS_PER_GROUP`] letters and, past the first, [`BYTES_PER_GROUP`]
+/// payload bytes.
+fn groups(letters: &[DeadLetter]) -> impl Iterator<Item = &[DeadLetter]> {
+    let mut rest = letters;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len() && n < LOGS_PER_GROUP {
+            let cost = rest[n].raw.len().min(SLS_RAW_MAX) + rest[n].reason.len();
+            if n > 0 && bytes + cost > BYTES_PER_GROUP {
+                break;
+            }
+            bytes += cost;
+            n += 1;
+        }
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
 
 impl SlsDeadLetters {
-    /// Writes every letter; retries until SLS takes them (never drops).
+    /// Writes every letter; retries until SLS takes them, except a group
+    /// refused before it was sent, which can never succeed: that one is
+    /// logged letter by letter, counted, and passed.
     async fn write(&self, letters: &[DeadLetter], now: f64, stats: &SinkStats) {
-        for chunk in letters.chunks(LOGS_PER_GROUP) {
+        for run in groups(letters) {
             let group = LogGroup {
-                logs: chunk.iter().map(|d| to_log(d, now)).collect(),
+                logs: run.iter().map(|d| to_log(d, now)).collect(),
                 topic: Some(Bytes::from(self.topic.clone())),
                 source: Some(Bytes::from_static(b"trail")),
                 ..Default::default()
@@ -185,6 +251,18 @@ impl SlsDeadLetters {
                     .await
                 {
                     Ok(()) => break,
+                    Err(e @ SlsError::InvalidRequest(_)) => {
+                        SinkStats::add(&stats.errors, 1);
+                        SinkStats::add(&stats.dead_lettered, run.len() as u64);
+                        for d in run {
+                            tracing::error!(
+                                error = %e, logstore = %self.logstore, shard = d.shard,
+                                cursor = %d.cursor, kind = d.kind, raw_bytes = d.raw.len(),
+                                "the dead-letter logstore can never take this letter; not stored there"
+                            );
+                        }
+                        break;
+                    }
                     Err(e) => {
                         SinkStats::add(&stats.errors, 1);
                         SinkStats::add(&stats.retries, 1);
@@ -298,5 +376,73 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_sls_log_keeps_a_bounded_prefix_and_says_so() {
+        // Text cut inside a 3-byte character: the cut steps back to its start.
+        let mut raw = vec![b'a'; SLS_RAW_MAX - 1];
+        raw.extend_from_slice("€".as_bytes());
+        raw.extend_from_slice(&[b'b'; 5000]);
+        let log = to_log(&letter(&raw), 0.0);
+        let get = |k: &str| {
+            log.contents
+                .iter()
+                .find(|c| &c.key[..] == k.as_bytes())
+                .map(|c| c.value.clone())
+        };
+        assert_eq!(get("raw").unwrap().len(), SLS_RAW_MAX - 1);
+        assert_eq!(get("raw_bytes").unwrap(), raw.len().to_string().as_bytes());
+        assert_eq!(get("raw_truncated").unwrap(), &b"true"[..]);
+        // Binary: the kept prefix goes as base64 of at most SLS_RAW_MAX bytes.
+        let log = to_log(&letter(&vec![0xff; 3 * SLS_RAW_MAX]), 0.0);
+        let b64 = &log
+            .contents
+            .iter()
+            .find(|c| &c.key[..] == b"raw_base64")
+            .unwrap()
+            .value;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap()
+                .len(),
+            SLS_RAW_MAX
+        );
+        // A small one is whole and not marked.
+        let log = to_log(&letter(b"{not json"), 0.0);
+        assert!(log.contents.iter().all(|c| &c.key[..] != b"raw_truncated"));
+        // The JSON line keeps everything.
+        let mut out = Vec::new();
+        encode(&letter(&raw), 0.0, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["raw"].as_str().unwrap().len(), raw.len());
+    }
+
+    #[test]
+    fn log_groups_are_cut_by_size_and_count_and_each_fits_sls() {
+        let big = letter(&vec![b'x'; 20 * 1024 * 1024]);
+        let small = letter(b"{not json");
+        let mut letters = vec![small.clone(); 700];
+        letters.insert(3, big.clone());
+        letters.insert(4, big.clone());
+        letters.push(big);
+        let runs: Vec<_> = groups(&letters).collect();
+        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), letters.len());
+        for run in &runs {
+            assert!(run.len() <= LOGS_PER_GROUP);
+            let group = LogGroup {
+                logs: run.iter().map(|d| to_log(d, 0.0)).collect(),
+                ..Default::default()
+            };
+            let raw = crate::sls::codec::encode_log_group(&group);
+            assert!(
+                raw.len() <= crate::sls::codec::MAX_LOG_GROUP_RAW,
+                "a group of {} letters is {} bytes",
+                run.len(),
+                raw.len()
+            );
+        }
+        assert!(runs.len() >= 3, "{} groups", runs.len());
     }
 }

@@ -331,6 +331,12 @@ impl Collector for SinkMetrics {
             "trail_dead_lettered_events",
             "Events written to the dead-letter sink.",
             self.dead_letters.events.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "trail_dead_letters_dropped",
+            "Dead letters the dead-letter logstore could never take (refused before sending; logged with shard and cursor).",
+            self.dead_letters.dead_lettered.load(Ordering::Relaxed),
         )
     }
 }

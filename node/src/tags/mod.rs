@@ -313,11 +313,28 @@ impl TagCache {
     /// Remote providers: asks for every missing or stale key among `arns`.
     /// Stale entries are refreshed in the background, never waited for; if
     /// some are missing (or changed by the trail), the [`TagWait`] for them,
-    /// which ends when they are answered or `budget` has passed.
+    /// which ends when they are answered or `budget` has passed. Counts each
+    /// key as a hit or a miss.
     pub fn request<'a>(
         &self,
         arns: impl IntoIterator<Item = &'a str>,
         budget: Duration,
+    ) -> Option<TagWait> {
+        self.ask(arns, budget, true)
+    }
+
+    /// A batch's second look after its wait: keys still missing are asked
+    /// again (nothing waits); not counted again as hits or misses.
+    pub fn recheck<'a>(&self, arns: impl IntoIterator<Item = &'a str>) {
+        let none = self.ask(arns, Duration::ZERO, false);
+        debug_assert!(none.is_none());
+    }
+
+    fn ask<'a>(
+        &self,
+        arns: impl IntoIterator<Item = &'a str>,
+        budget: Duration,
+        count: bool,
     ) -> Option<TagWait> {
         let Source::Remote(remote) = &*self.source else {
             return None;
@@ -326,8 +343,10 @@ impl TagCache {
         let mut wait: Vec<Arc<str>> = Vec::new();
         for arn in arns {
             let entry = self.cache.get(arn);
-            self.stats
-                .count(entry.as_ref().is_some_and(|e| !e.invalidated));
+            if count {
+                self.stats
+                    .count(entry.as_ref().is_some_and(|e| !e.invalidated));
+            }
             match entry {
                 Some(e) if e.fresh(&self.ttls) => {}
                 Some(e) if e.invalidated => {
