@@ -175,6 +175,12 @@ pub struct SourceConfig {
     pub max_pull_bytes: usize,
     #[serde(default = "default_in_flight")]
     pub in_flight_batches: usize,
+    /// Decompressed bytes of pulled batches in flight on this node, all
+    /// shards together (a batch holds its size from its answer until every
+    /// sink acknowledged it): what bounds memory when a node owns many
+    /// shards with a backlog.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
     #[serde(default = "default_checkpoint_ms")]
     pub checkpoint_interval_ms: u64,
     #[serde(default = "default_mirror_secs")]
@@ -193,6 +199,9 @@ fn default_pull_count() -> u32 {
 }
 fn default_max_pull_bytes() -> usize {
     crate::sls::DEFAULT_MAX_PULL_BYTES
+}
+fn default_max_in_flight_bytes() -> usize {
+    32 * 1024 * 1024
 }
 fn default_pull_target_bytes() -> usize {
     2 * 1024 * 1024
@@ -512,6 +521,12 @@ impl Config {
         if s.in_flight_batches == 0 {
             return Err(invalid("source.in_flight_batches", "must be at least 1"));
         }
+        if s.max_in_flight_bytes < s.pull_target_bytes {
+            return Err(invalid(
+                "source.max_in_flight_bytes",
+                "must be at least source.pull_target_bytes",
+            ));
+        }
         if !matches!(s.start.as_str(), "begin" | "end") && s.start.parse::<u32>().is_err() {
             return Err(invalid(
                 "source.start",
@@ -656,6 +671,17 @@ impl Config {
         if self.enrich.threads == 0 {
             return Err(invalid("enrich.threads", "must be at least 1"));
         }
+        if self.enrich.max_event_bytes < 1024 {
+            return Err(invalid("enrich.max_event_bytes", "must be at least 1024"));
+        }
+        // Each record of an envelope is held to max_event_bytes; a smaller
+        // envelope cap would dead-letter envelopes of one legal record.
+        if self.enrich.max_envelope_bytes < self.enrich.max_event_bytes {
+            return Err(invalid(
+                "enrich.max_envelope_bytes",
+                "must be at least enrich.max_event_bytes",
+            ));
+        }
         if self.sinks.is_empty() {
             return Err(invalid("sinks", "at least one sink is needed"));
         }
@@ -790,6 +816,29 @@ path = "/tmp/trail/dead.jsonl"
             "{GOOD}\n{cluster}lease_ms = 6000\nheartbeat_ms = 250\nfence_margin_ms = 500\nelection_timeout_ms = 600\nrevoke_timeout_ms = 12000\n"
         );
         toml::from_str::<Config>(&ok).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn a_node_budget_below_one_pull_is_refused() {
+        let e = err(&GOOD.replace(
+            "project = \"audit\"",
+            "project = \"audit\"\nmax_in_flight_bytes = 1000",
+        ));
+        assert!(e.starts_with("source.max_in_flight_bytes:"), "{e}");
+        let c: Config = toml::from_str(GOOD).unwrap();
+        assert_eq!(c.source.max_in_flight_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn an_envelope_cap_below_the_event_cap_is_refused() {
+        let e = err(&format!("{GOOD}\n[enrich]\nmax_envelope_bytes = 0\n"));
+        assert!(e.starts_with("enrich.max_envelope_bytes:"), "{e}");
+        let e = err(&format!(
+            "{GOOD}\n[enrich]\nmax_event_bytes = 2097152\nmax_envelope_bytes = 1048576\n"
+        ));
+        assert!(e.starts_with("enrich.max_envelope_bytes:"), "{e}");
+        let e = err(&format!("{GOOD}\n[enrich]\nmax_event_bytes = 10\n"));
+        assert!(e.starts_with("enrich.max_event_bytes:"), "{e}");
     }
 
     #[test]

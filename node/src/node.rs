@@ -23,6 +23,7 @@ use crate::event::EventFilter;
 use crate::fence::Fence;
 use crate::metrics::Registry;
 use crate::net::tls::Tls;
+use crate::pipeline::budget::{BudgetMetrics, InFlightBudget};
 use crate::pipeline::checkpoint::{CheckpointStore, StoreError};
 use crate::pipeline::enrich::Enrichment;
 use crate::pipeline::enricher::Enricher;
@@ -464,6 +465,7 @@ impl RunningNode {
             Enricher::new(enrichment.clone(), encoders.clone())
         });
 
+        let budget = Arc::new(InFlightBudget::new(s.max_in_flight_bytes));
         let settings = Arc::new(ConsumerSettings {
             pull_count: s.pull_count,
             pull_target_bytes: s.pull_target_bytes,
@@ -475,6 +477,7 @@ impl RunningNode {
             mirror_group: s.consumer_group.clone(),
             mirror_interval: Duration::from_secs(s.mirror_interval_secs),
             fence,
+            budget: budget.clone(),
         });
         if let Some(group) = &s.consumer_group {
             if let Err(e) = client
@@ -488,6 +491,7 @@ impl RunningNode {
         // Metrics: each component registers its own collectors.
         let mut registry = Registry::default();
         stats.register_metrics(&mut registry);
+        registry.register_collector(Box::new(BudgetMetrics(budget)));
         if let Some(c) = &cluster {
             c.register_metrics(&mut registry);
         }

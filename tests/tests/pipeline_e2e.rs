@@ -1206,6 +1206,60 @@ async fn metrics_serve_the_counters_and_the_latency_histograms() {
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }
 
+/// A node's budget of bytes in flight far below what its shards would pull
+/// on their credits: the shards take turns, nothing is lost, dead letters
+/// and retried pulls give their share back, and once the backlog is done the
+/// budget is whole again (no share leaks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tight_node_budget_serves_every_shard_in_turn_and_every_share_comes_back() {
+    let s = setup("budget", 3000, 150, &[], &[]).await;
+    let port = trail_tests::free_port();
+    let config = s.config(
+        HEC_TOKEN,
+        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "in_flight_batches = 2\n",
+        "in_flight_batches = 2\npull_target_bytes = 16384\nmax_in_flight_bytes = 32768\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut node = s.node(&config);
+    let metrics = || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let ids = s.wait_delivered(&mut node, Duration::from_secs(180)).await;
+    assert!(s.expected.iter().all(|e| ids.contains_key(e)));
+    assert_eq!(s.dead_letters().len(), s.malformed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = metrics().await;
+        if sample_sum(&text, "trail_in_flight_bytes") == 0 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(sample_sum(&text, "trail_in_flight_bytes_limit"), 32768);
+    assert_eq!(
+        sample_sum(&text, "trail_in_flight_bytes"),
+        0,
+        "every batch's share is back once the backlog is delivered"
+    );
+    assert!(
+        sample_sum(&text, "trail_in_flight_budget_waits_total") > 0,
+        "4 shards with 2 credits of 16 KiB each must have waited for a 32 KiB budget"
+    );
+    assert_eq!(
+        sample_sum(&text, "trail_component_received_events_total"),
+        3000
+    );
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
 /// The sum of a sample's values over its label sets (`name{…} v` and `name v`).
 fn sample_sum(text: &str, name: &str) -> u64 {
     text.lines()

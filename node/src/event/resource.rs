@@ -269,7 +269,16 @@ mod tests {
 mod trim_tests {
     #[test]
     fn ids_are_trimmed_as_str_trim_does() {
-        for s in ["i-a", " i-a", "i-a\t", "\u{3000}i-a\u{3000}", "", " ", "é", "i-é "] {
+        for s in [
+            "i-a",
+            " i-a",
+            "i-a\t",
+            "\u{3000}i-a\u{3000}",
+            "",
+            " ",
+            "é",
+            "i-é ",
+        ] {
             assert_eq!(super::trim(s), s.trim(), "{s:?}");
         }
     }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OwnedSemaphorePermit;
 
+use crate::pipeline::budget::Credit;
 use crate::sls::Cursor;
 
 struct Entry {
@@ -27,7 +27,7 @@ struct Entry {
     /// A part was given up unsent (its epoch ended here): the checkpoint
     /// never moves past this batch on this node.
     failed: bool,
-    _permit: Option<OwnedSemaphorePermit>,
+    _credit: Option<Credit>,
 }
 
 /// The checkpoint a prefix of batches reached.
@@ -62,7 +62,7 @@ impl Tracker {
         next_cursor: Cursor,
         cursor_time: Option<u32>,
         parts: usize,
-        permit: Option<OwnedSemaphorePermit>,
+        credit: Option<Credit>,
     ) -> Option<Reached> {
         debug_assert!(
             self.entries.back().is_none_or(|e| e.seq < seq),
@@ -74,7 +74,7 @@ impl Tracker {
             cursor_time,
             waiting: parts,
             failed: false,
-            _permit: permit,
+            _credit: credit,
         });
         self.advance()
     }
@@ -361,14 +361,20 @@ mod tests {
             c(1),
             None,
             1,
-            Some(sem.clone().try_acquire_owned().unwrap()),
+            Some(Credit {
+                batch: sem.clone().try_acquire_owned().unwrap(),
+                bytes: None,
+            }),
         );
         t.register(
             2,
             c(2),
             None,
             1,
-            Some(sem.clone().try_acquire_owned().unwrap()),
+            Some(Credit {
+                batch: sem.clone().try_acquire_owned().unwrap(),
+                bytes: None,
+            }),
         );
         assert_eq!(sem.available_permits(), 0);
         t.ack(2).unwrap();
@@ -380,7 +386,10 @@ mod tests {
             c(3),
             None,
             1,
-            Some(sem.clone().try_acquire_owned().unwrap()),
+            Some(Credit {
+                batch: sem.clone().try_acquire_owned().unwrap(),
+                bytes: None,
+            }),
         );
         t.orphan_all();
         assert_eq!(sem.available_permits(), 2);

@@ -10,12 +10,14 @@
 //! | file | job |
 //! |---|---|
 //! | `shard_consumer.rs` | one actor per shard: credits, pulls, ordered hand-off, checkpoints |
+//! | `budget.rs` | the node's budget of bytes in flight, shared by every shard |
 //! | `enricher.rs` | the enrichment pool (a `SyncArbiter`: CPU work off the I/O threads) |
 //! | `enrich.rs` | the pure enrichment step it runs |
 //! | `checkpoint.rs` | the ordered ack tracker and the local checkpoint store |
 //! | `spawner.rs` | making consumers; listing and consuming every shard without a cluster |
 //! | `stats.rs` | the pipeline's counters, read by metrics, status and heartbeats |
 
+pub mod budget;
 pub mod checkpoint;
 pub mod enrich;
 pub mod enricher;

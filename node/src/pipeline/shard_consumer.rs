@@ -4,7 +4,10 @@
 //!
 //! * Credits: a batch in flight holds a permit of the shard's semaphore
 //!   (`in_flight_batches`); it returns when the batch leaves the tracker.
-//!   Memory is bounded by credits × batch size, whatever the backlog.
+//!   Memory is bounded by credits × batch size, whatever the backlog; and
+//!   for the node as a whole by its [`InFlightBudget`]: an answer takes its
+//!   decompressed size from it before it is decoded and gives it back with
+//!   the credit.
 //! * Pulls back off on empty reads (growing to `empty_backoff_max`), on quota
 //!   errors and on 5xx (the client retries first). A body that does not decode
 //!   is pulled again; if it still does not, it is dead-lettered whole and the
@@ -22,11 +25,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::fence::Fence;
 use crate::metrics::{Histogram, DELAY_BUCKETS};
+use crate::pipeline::budget::{Credit, InFlightBudget};
 use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracker};
 use crate::pipeline::enrich::EnrichStats;
 use crate::pipeline::enricher::{Enrich, EnrichReply, Enricher};
@@ -55,6 +59,8 @@ pub struct ConsumerSettings {
     /// No pulls and no deliveries while this fence is lost (self-fencing;
     /// never lost without a cluster).
     pub fence: Fence,
+    /// The node's bytes in flight, shared by all its shards.
+    pub budget: Arc<InFlightBudget>,
 }
 
 /// What a shard did, for metrics, the demo and status.
@@ -446,7 +452,7 @@ struct Track {
     next_cursor: Cursor,
     cursor_time: Option<u32>,
     parts: usize,
-    permit: OwnedSemaphorePermit,
+    credit: Credit,
 }
 
 impl Handler<Track> for ShardConsumer {
@@ -461,7 +467,7 @@ impl Handler<Track> for ShardConsumer {
         }
         if let Some(r) =
             self.tracker
-                .register(m.seq, m.next_cursor, m.cursor_time, m.parts, Some(m.permit))
+                .register(m.seq, m.next_cursor, m.cursor_time, m.parts, Some(m.credit))
         {
             self.reached(r.cursor, r.cursor_time, ctx);
         }
@@ -710,8 +716,12 @@ impl PullLoop {
                     };
                     let next = Cursor::from_sequence(first + 1);
                     let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                    let credit = Credit {
+                        batch: permit,
+                        bytes: None,
+                    };
                     if !self
-                        .track(vec![letter], seq, &next, None, 0, permit)
+                        .track(vec![letter], seq, &next, None, 0, credit)
                         .await?
                     {
                         return Ok(());
@@ -750,6 +760,16 @@ impl PullLoop {
                 .ok_or_else(|| format!("cursor {cursor} is not a number"))?;
             let next = resp.next_cursor.clone();
             let cursor_time = resp.cursor_time.filter(|t| *t > 0);
+            // Room in the node's budget before the answer is decoded (it
+            // waits compressed); held until every sink acknowledged it.
+            let share = tokio::select! {
+                s = self.settings.budget.take(resp.body.raw_size) => s,
+                _ = self.stop.cancelled() => return Ok(()),
+            };
+            let credit = Credit {
+                batch: permit,
+                bytes: Some(share),
+            };
             let raw_body = resp.body.bytes.clone();
             if resp.count > 0 {
                 // Aim the next pull at the target size.
@@ -795,7 +815,7 @@ impl PullLoop {
                 Err(e) if decode_failures < 3 => {
                     decode_failures += 1;
                     tracing::warn!(shard = self.shard, error = %e, attempt = decode_failures, "a PullLogs body did not decode; pulling it again");
-                    drop(permit);
+                    drop(credit);
                     self.sleep(Duration::from_millis(200)).await;
                     continue;
                 }
@@ -816,7 +836,7 @@ impl PullLoop {
             };
             let live = parts.iter().filter(|s| !s.is_empty()).count();
             if !self
-                .track(dead, seq, &next, cursor_time, live, permit)
+                .track(dead, seq, &next, cursor_time, live, credit)
                 .await?
             {
                 return Ok(());
@@ -864,7 +884,7 @@ impl PullLoop {
         next: &Cursor,
         cursor_time: Option<u32>,
         live: usize,
-        permit: OwnedSemaphorePermit,
+        credit: Credit,
     ) -> Result<bool, String> {
         if !dead.is_empty() {
             self.write_dead_letters(dead).await?;
@@ -879,7 +899,7 @@ impl PullLoop {
                 next_cursor: next.clone(),
                 cursor_time,
                 parts: live,
-                permit,
+                credit,
             })
             .await
             .map_err(|e| format!("consumer: {e}"))

@@ -45,6 +45,10 @@ struct Args {
     /// one after the other on the same loaded events.
     #[arg(long, default_value = "both", value_parser = ["all", "writes", "both"])]
     filter: String,
+    /// The node's `source.max_in_flight_bytes` (its default when not given);
+    /// a very large one measures a node bounded by per-shard credits only.
+    #[arg(long)]
+    max_in_flight_bytes: Option<u64>,
 }
 
 /// What one node run measured.
@@ -173,7 +177,21 @@ async fn main() -> Result<()> {
     let mut runs = Vec::new();
     for mode in modes {
         let kept = if *mode == "all" { a.events } else { writes };
-        runs.push(measure(mode, kept, &dir, &sls.addr.to_string(), &tags).await?);
+        let source_extra = a
+            .max_in_flight_bytes
+            .map(|b| format!("max_in_flight_bytes = {b}\n"))
+            .unwrap_or_default();
+        runs.push(
+            measure(
+                mode,
+                kept,
+                &dir,
+                &sls.addr.to_string(),
+                &tags,
+                &source_extra,
+            )
+            .await?,
+        );
     }
     let mb = raw as f64 / 1e6;
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
@@ -300,6 +318,7 @@ async fn measure(
     dir: &std::path::Path,
     sls: &str,
     tags: &str,
+    source_extra: &str,
 ) -> Result<Run> {
     let hec = Devstack::hec(&["--ids-only"]);
     let event_rw = if mode == "all" { "all" } else { "write" };
@@ -322,7 +341,7 @@ logstore = "actiontrail_bench"
 access_key_id = "{ACCESS_KEY_ID}"
 access_key_secret = "{ACCESS_KEY_SECRET}"
 consumer_group = "bench-{mode}"
-
+{source_extra}
 [filter]
 event_rw = "{event_rw}"
 
