@@ -282,8 +282,10 @@ async fn a_batch_waiting_for_tags_gives_its_thread_back() {
     );
     let slow = vec![event(&arn, "StopInstance", 1)];
     // An event with no resource to look up: nothing to wait for.
-    let other = event(&arn, "StopInstance", 2)
-        .replace(r#","resourceType":"ACS::ECS::Instance","resourceName":"#, r#","x":"#);
+    let other = event(&arn, "StopInstance", 2).replace(
+        r#","resourceType":"ACS::ECS::Instance","resourceName":"#,
+        r#","x":"#,
+    );
     let (first, second) = {
         let (e, slow, other) = (e.clone(), slow.clone(), other.clone());
         tokio::task::spawn_blocking(move || {
@@ -306,14 +308,24 @@ async fn a_batch_waiting_for_tags_gives_its_thread_back() {
     );
     let started = std::time::Instant::now();
     first.wait().await;
-    assert!(started.elapsed() < Duration::from_secs(15), "woken by the answer, not the budget");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "woken by the answer, not the budget"
+    );
     let e2 = e.clone();
     let out = tokio::task::spawn_blocking(move || hec_after_wait(&e2, slow))
         .await
         .unwrap();
     assert_eq!(out, ["ok"]);
     assert_eq!(asked(&server), 1);
-    assert_eq!(cache.remote_stats().unwrap().parked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        cache
+            .remote_stats()
+            .unwrap()
+            .parked
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
