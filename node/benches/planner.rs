@@ -1,0 +1,107 @@
+//! The assignment planner alone at scale (issue 13): 100 nodes × 10,000
+//! shards. Plan time for a cold start (every shard unassigned), a death
+//! (one node's shards go to their standbys), a join (balance on: one
+//! graceful move per node pair at a time) and a steady state (nothing to
+//! do). The number of moves each plan makes is printed once before timing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use trail_node::cluster::scheduler::{plan, PlanOptions};
+use trail_node::cluster::types::{
+    Assignments, MemberState, NodeId, ShardKey, ShardPhase, ShardState,
+};
+
+const NODES: u64 = 100;
+const SHARDS: u32 = 10_000;
+
+fn key(n: u32) -> ShardKey {
+    ShardKey {
+        project: "audit".into(),
+        logstore: "actiontrail_audit".into(),
+        shard: n,
+    }
+}
+
+fn members(nodes: u64, slots: u32) -> BTreeMap<NodeId, MemberState> {
+    (1..=nodes)
+        .map(|n| {
+            (
+                n,
+                MemberState {
+                    name: format!("trail-{n}"),
+                    addr: format!("10.0.{}.{}:7001", n / 250, n % 250),
+                    slots,
+                    draining: false,
+                    leaving: false,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Every shard running, spread evenly, each with a standby on the next node.
+fn assigned(nodes: u64) -> Assignments {
+    let mut a = Assignments {
+        members: members(nodes, SHARDS),
+        ..Default::default()
+    };
+    for s in 0..SHARDS {
+        let owner = 1 + (s as u64 % nodes);
+        let mut st = ShardState::new();
+        st.owner = Some(owner);
+        st.standbys = vec![1 + (owner % nodes)];
+        st.epoch = 1;
+        st.phase = ShardPhase::Running;
+        a.shards.insert(key(s), st);
+    }
+    a
+}
+
+fn opts(balance: bool) -> PlanOptions {
+    PlanOptions {
+        balance,
+        now_ms: 1_000,
+        revoke_timeout_ms: 10_000,
+        revoking_ms: BTreeMap::new(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let everyone: BTreeSet<NodeId> = (1..=NODES).collect();
+
+    let mut cold = Assignments {
+        members: members(NODES, SHARDS),
+        ..Default::default()
+    };
+    for s in 0..SHARDS {
+        cold.shards.insert(key(s), ShardState::new());
+    }
+    let steady = assigned(NODES);
+    let mut without_7 = everyone.clone();
+    without_7.remove(&7);
+    let mut joined = assigned(NODES - 1);
+    joined.members = members(NODES, SHARDS);
+
+    let cases: [(&str, &Assignments, &BTreeSet<NodeId>, bool); 4] = [
+        ("cold_start", &cold, &everyone, false),
+        ("death", &steady, &without_7, false),
+        ("join_rebalance", &joined, &everyone, true),
+        ("steady", &steady, &everyone, true),
+    ];
+    let mut g = c.benchmark_group(format!("planner_{NODES}_nodes_{SHARDS}_shards"));
+    g.sample_size(10);
+    for (name, a, alive, balance) in cases {
+        let p = plan(a, alive, opts(balance));
+        println!(
+            "{name}: {} moves, {} commands",
+            p.moves.len(),
+            p.commands.len()
+        );
+        g.bench_function(name, |b| b.iter(|| plan(a, alive, opts(balance))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
