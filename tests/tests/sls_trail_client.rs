@@ -332,7 +332,7 @@ async fn errors_are_typed_and_permanent_ones_are_not_retried() {
         .put_logs(PROJECT, LOGSTORE, &huge, PutTarget::LoadBalanced)
         .await
         .unwrap_err();
-    assert!(matches!(e, SlsError::InvalidRequest(_)), "{e}");
+    assert!(matches!(e, SlsError::RequestTooLarge { .. }), "{e}");
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ struct Entry {
     /// A part was given up unsent (its epoch ended here): the checkpoint
     /// never moves past this batch on this node.
     failed: bool,
-    _credit: Option<Credit>,
+    credit: Option<Credit>,
 }
 
 /// The checkpoint a prefix of batches reached.
@@ -44,8 +44,9 @@ pub struct Tracker {
     /// Parts still held by sinks for batches of a loop that was restarted
     /// (by seq): they no longer move the checkpoint, but they are not
     /// settled either, so a hand-over waits for them and a restarted loop
-    /// does not overtake them.
-    orphans: BTreeMap<u64, usize>,
+    /// does not overtake them. Each keeps its credit (its share of the
+    /// node's budget) until its last part settles: the sinks still hold it.
+    orphans: BTreeMap<u64, (usize, Option<Credit>)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -74,7 +75,7 @@ impl Tracker {
             cursor_time,
             waiting: parts,
             failed: false,
-            _credit: credit,
+            credit,
         });
         self.advance()
     }
@@ -111,7 +112,7 @@ impl Tracker {
     }
 
     fn settle_orphan(&mut self, seq: u64) {
-        if let Some(n) = self.orphans.get_mut(&seq) {
+        if let Some((n, _)) = self.orphans.get_mut(&seq) {
             *n -= 1;
             if *n == 0 {
                 self.orphans.remove(&seq);
@@ -122,12 +123,12 @@ impl Tracker {
     /// Parts handed to sinks and not yet settled (delivered or given up),
     /// orphans included.
     pub fn unsettled(&self) -> usize {
-        self.entries.iter().map(|e| e.waiting).sum::<usize>() + self.orphans.values().sum::<usize>()
+        self.entries.iter().map(|e| e.waiting).sum::<usize>() + self.orphaned()
     }
 
     /// Parts sinks still hold for batches of a restarted loop.
     pub fn orphaned(&self) -> usize {
-        self.orphans.values().sum()
+        self.orphans.values().map(|(n, _)| n).sum()
     }
 
     fn advance(&mut self) -> Option<Reached> {
@@ -152,13 +153,13 @@ impl Tracker {
         self.entries.len() + self.orphans.len()
     }
 
-    /// A restart from the last checkpoint: the batches leave (credits
-    /// return, the checkpoint never moves for them), but parts sinks still
-    /// hold stay counted as orphans until each settles.
+    /// A restart from the last checkpoint: the batches leave (the
+    /// checkpoint never moves for them), but parts sinks still hold stay
+    /// counted as orphans, with their credits, until each settles.
     pub fn orphan_all(&mut self) {
         for e in self.entries.drain(..) {
             if e.waiting > 0 {
-                self.orphans.insert(e.seq, e.waiting);
+                self.orphans.insert(e.seq, (e.waiting, e.credit));
             }
         }
     }
@@ -392,6 +393,12 @@ mod tests {
             }),
         );
         t.orphan_all();
+        assert_eq!(
+            sem.available_permits(),
+            1,
+            "an orphan keeps its credit while a sink holds its part"
+        );
+        t.ack(3).unwrap();
         assert_eq!(sem.available_permits(), 2);
     }
 

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fence::Fence;
 use crate::metrics::{Histogram, DELAY_BUCKETS};
-use crate::pipeline::budget::{Credit, InFlightBudget};
+use crate::pipeline::budget::{Credit, InFlightBudget, ShardBudget};
 use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracker};
 use crate::pipeline::enrich::EnrichStats;
 use crate::pipeline::enricher::{Enrich, EnrichReply, Enricher};
@@ -215,6 +215,9 @@ pub struct ShardConsumer {
     /// Told to stop pulling for good (a hand-over, a shutdown, a finished
     /// read-only shard): no restart may start a loop again.
     drained: bool,
+    /// This shard's part of the node's budget of bytes in flight (shared
+    /// by its loops: orphans of a restarted loop count against it).
+    budget: Arc<ShardBudget>,
 }
 
 impl ShardConsumer {
@@ -234,7 +237,9 @@ impl ShardConsumer {
         stop: CancellationToken,
     ) -> Self {
         *stats.committed.lock() = start.to_string();
+        let budget = Arc::new(settings.budget.for_shard());
         ShardConsumer {
+            budget,
             shard,
             readonly: Arc::new(AtomicBool::new(readonly)),
             provenance,
@@ -284,6 +289,7 @@ impl ShardConsumer {
             dead_letters: self.dead_letters.clone(),
             stats: self.stats.clone(),
             credits: Arc::new(Semaphore::new(self.settings.in_flight_batches.max(1))),
+            budget: self.budget.clone(),
             me: ctx.address(),
             stop: self.loop_stop.clone(),
             next_seq: self.next_seq.clone(),
@@ -643,6 +649,7 @@ struct PullLoop {
     dead_letters: Recipient<DeadLetters>,
     stats: Arc<ShardStats>,
     credits: Arc<Semaphore>,
+    budget: Arc<ShardBudget>,
     me: Addr<ShardConsumer>,
     stop: CancellationToken,
     next_seq: Arc<AtomicU64>,
@@ -657,6 +664,9 @@ impl PullLoop {
         let mut empty_pause = Duration::from_millis(50);
         let mut decode_failures = 0u32;
         let mut count = self.settings.pull_count.clamp(1, 10);
+        // What the next answer is expected to weigh (its budget share is
+        // taken before the pull, then resized to the answer).
+        let mut expected = self.settings.pull_target_bytes;
         loop {
             let permit = tokio::select! {
                 p = self.credits.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
@@ -665,6 +675,10 @@ impl PullLoop {
             if !self.leased().await {
                 return Ok(());
             }
+            let mut share = tokio::select! {
+                s = self.budget.take(expected) => s,
+                _ = self.stop.cancelled() => return Ok(()),
+            };
             let req = PullRequest {
                 count,
                 compression: self.settings.compression,
@@ -738,12 +752,14 @@ impl PullLoop {
                     };
                     tracing::warn!(shard = self.shard, error = %e, ?pause, "PullLogs failed");
                     drop(permit);
+                    drop(share);
                     self.sleep(pause).await;
                     continue;
                 }
             };
             if resp.caught_up(&cursor) {
                 drop(permit);
+                drop(share);
                 self.stats.caught_up.store(1, Ordering::Relaxed);
                 if self.readonly.load(Ordering::Relaxed) {
                     self.me.do_send(ReadToEnd(cursor.clone()));
@@ -760,22 +776,27 @@ impl PullLoop {
                 .ok_or_else(|| format!("cursor {cursor} is not a number"))?;
             let next = resp.next_cursor.clone();
             let cursor_time = resp.cursor_time.filter(|t| *t > 0);
-            // Room in the node's budget before the answer is decoded (it
-            // waits compressed); held until every sink acknowledged it.
-            let share = tokio::select! {
-                s = self.settings.budget.take(resp.body.raw_size) => s,
+            // The share resized to the answer before it is decoded; held
+            // until every sink acknowledged the batch.
+            tokio::select! {
+                _ = self.budget.resize(&mut share, resp.body.raw_size) => {}
                 _ = self.stop.cancelled() => return Ok(()),
-            };
+            }
             let credit = Credit {
                 batch: permit,
                 bytes: Some(share),
             };
             let raw_body = resp.body.bytes.clone();
             if resp.count > 0 {
-                // Aim the next pull at the target size.
+                // Aim the next pull at the target size, or at this shard's
+                // fair share of the node's budget when that is smaller.
+                let target = self
+                    .settings
+                    .pull_target_bytes
+                    .min(self.budget.fair_bytes());
                 let per_group = (resp.body.raw_size / resp.count as usize).max(1);
-                count = ((self.settings.pull_target_bytes / per_group) as u32)
-                    .clamp(1, self.settings.pull_count);
+                count = ((target / per_group) as u32).clamp(1, self.settings.pull_count);
+                expected = per_group * count as usize;
             }
             let decoded = tokio::task::spawn_blocking(move || resp.body.decode())
                 .await

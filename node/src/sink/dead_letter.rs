@@ -12,10 +12,11 @@
 //! one huge letter cannot hold every shard: the JSON line keeps the whole
 //! payload, the SLS log keeps its first [`SLS_RAW_MAX`] bytes with
 //! `raw_bytes` (the payload's size) and `raw_truncated`, and log groups are
-//! cut by size as well as by count. A group refused before it was sent
-//! (`InvalidRequest`: it can never succeed) is not retried: it is logged as
-//! an error with every letter's shard and cursor and counted in
-//! `trail_dead_letters_dropped` (the file copy, when configured, keeps it).
+//! cut by size as well as by count. A group past an SLS size limit (which
+//! can never succeed; only a letter with a huge reason gets there) is split
+//! until one letter is left, and that letter is logged as an error with its
+//! shard, cursor and kind, counted in `trail_dead_letters_dropped`, and
+//! passed (the file copy, when configured, keeps it).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -162,8 +163,21 @@ pub const LOG_FIELDS: &[(&str, &str)] = &[
 /// payload cut to [`SLS_RAW_MAX`] bytes (`raw_bytes` says how large it was,
 /// `raw_truncated` that it was cut).
 pub fn to_log(d: &DeadLetter, now: f64) -> Log {
-    let kept = raw_prefix(&d.raw, SLS_RAW_MAX);
-    let (raw_key, raw) = raw_field(kept);
+    // Text or base64 as the whole payload is, like the JSON line.
+    let text = std::str::from_utf8(&d.raw).is_ok();
+    let kept = if text {
+        raw_prefix(&d.raw, SLS_RAW_MAX)
+    } else {
+        &d.raw[..d.raw.len().min(SLS_RAW_MAX)]
+    };
+    let (raw_key, raw) = if text {
+        ("raw", std::str::from_utf8(kept).unwrap_or_default().into())
+    } else {
+        (
+            "raw_base64",
+            std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(kept)),
+        )
+    };
     let shard = d.shard.to_string();
     let raw_bytes = d.raw.len().to_string();
     let mut fields = vec![
@@ -212,7 +226,8 @@ fn groups(letters: &[DeadLetter]) -> impl Iterator<Item = &[DeadLetter]> {
         let mut bytes = 0;
         let mut n = 0;
         while n < rest.len() && n < LOGS_PER_GROUP {
-            let cost = rest[n].raw.len().min(SLS_RAW_MAX) + rest[n].reason.len();
+            // Payload kept (4/3 of it when base64) plus the reason.
+            let cost = rest[n].raw.len().min(SLS_RAW_MAX) * 4 / 3 + rest[n].reason.len();
             if n > 0 && bytes + cost > BYTES_PER_GROUP {
                 break;
             }
@@ -227,10 +242,14 @@ fn groups(letters: &[DeadLetter]) -> impl Iterator<Item = &[DeadLetter]> {
 
 impl SlsDeadLetters {
     /// Writes every letter; retries until SLS takes them, except a group
-    /// refused before it was sent, which can never succeed: that one is
-    /// logged letter by letter, counted, and passed.
-    async fn write(&self, letters: &[DeadLetter], now: f64, stats: &SinkStats) {
-        for run in groups(letters) {
+    /// past an SLS size limit, which can never succeed: it is split until a
+    /// single letter is left, and that one is logged, counted, and passed.
+    /// Returns how many letters were not stored.
+    async fn write(&self, letters: &[DeadLetter], now: f64, stats: &SinkStats) -> u64 {
+        let mut dropped = 0;
+        let mut runs: Vec<&[DeadLetter]> = groups(letters).collect();
+        runs.reverse();
+        while let Some(run) = runs.pop() {
             let group = LogGroup {
                 logs: run.iter().map(|d| to_log(d, now)).collect(),
                 topic: Some(Bytes::from(self.topic.clone())),
@@ -251,16 +270,22 @@ impl SlsDeadLetters {
                     .await
                 {
                     Ok(()) => break,
-                    Err(e @ SlsError::InvalidRequest(_)) => {
+                    Err(SlsError::RequestTooLarge { .. }) if run.len() > 1 => {
+                        let (a, b) = run.split_at(run.len() / 2);
+                        runs.push(b);
+                        runs.push(a);
+                        break;
+                    }
+                    Err(e @ SlsError::RequestTooLarge { .. }) => {
                         SinkStats::add(&stats.errors, 1);
-                        SinkStats::add(&stats.dead_lettered, run.len() as u64);
-                        for d in run {
-                            tracing::error!(
-                                error = %e, logstore = %self.logstore, shard = d.shard,
-                                cursor = %d.cursor, kind = d.kind, raw_bytes = d.raw.len(),
-                                "the dead-letter logstore can never take this letter; not stored there"
-                            );
-                        }
+                        dropped += 1;
+                        let d = &run[0];
+                        tracing::error!(
+                            error = %e, logstore = %self.logstore, shard = d.shard,
+                            cursor = %d.cursor, kind = d.kind, raw_bytes = d.raw.len(),
+                            reason_bytes = d.reason.len(),
+                            "the dead-letter logstore can never take this letter; not stored there"
+                        );
                         break;
                     }
                     Err(e) => {
@@ -276,6 +301,7 @@ impl SlsDeadLetters {
                 }
             }
         }
+        dropped
     }
 }
 
@@ -308,12 +334,19 @@ impl Handler<DeadLetters> for DeadLetterSink {
         }
         let sls = self.sls.clone();
         let stats = self.stats.clone();
+        // Letters the logstore drops are still stored when the file has them.
+        let file_too = self.file.is_some();
         AtomicResponse::new(Box::pin(
             async move {
+                let mut stored = letters.len() as u64;
                 if let (Some(sls), false) = (sls, letters.is_empty()) {
-                    sls.write(&letters, now, &stats).await;
+                    let dropped = sls.write(&letters, now, &stats).await;
+                    SinkStats::add(&stats.dead_lettered, dropped);
+                    if !file_too {
+                        stored -= dropped;
+                    }
                 }
-                SinkStats::add(&stats.events, letters.len() as u64);
+                SinkStats::add(&stats.events, stored);
                 SinkStats::add(&stats.bytes, written as u64);
                 Ok(())
             }

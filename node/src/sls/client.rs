@@ -278,18 +278,20 @@ impl SlsClient {
         target: PutTarget<'_>,
     ) -> Result<(), SlsError> {
         if raw.len() > MAX_LOG_GROUP_RAW {
-            return Err(SlsError::InvalidRequest(format!(
-                "log group of {} bytes exceeds the SLS limit of {MAX_LOG_GROUP_RAW}",
-                raw.len()
-            )));
+            return Err(SlsError::RequestTooLarge {
+                what: "a log group",
+                size: raw.len(),
+                limit: MAX_LOG_GROUP_RAW,
+            });
         }
         let compression = Compression::Lz4;
         let bytes = codec::compress(compression, raw)?;
         if bytes.len() > MAX_REQUEST_BODY {
-            return Err(SlsError::InvalidRequest(format!(
-                "compressed body of {} bytes exceeds the SLS limit of {MAX_REQUEST_BODY}",
-                bytes.len()
-            )));
+            return Err(SlsError::RequestTooLarge {
+                what: "a compressed body",
+                size: bytes.len(),
+                limit: MAX_REQUEST_BODY,
+            });
         }
         let logstore = name(logstore)?;
         let mut call = match target {

@@ -200,6 +200,14 @@ pub enum SlsError {
     /// The request was refused locally before it was sent.
     #[error("SLS request invalid: {0}")]
     InvalidRequest(String),
+    /// A PutLogs past an SLS limit (log group 5 MiB raw, body 10 MiB),
+    /// refused before it was sent: the same bytes can never succeed.
+    #[error("SLS request of {size} bytes exceeds the limit of {limit} for {what}")]
+    RequestTooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
     /// The answer is larger than the caller allows (a PullLogs body past
     /// its cap, declared or received): not read, not retried as it is.
     #[error("SLS response of {} exceeds the {cap} bytes allowed", size.map_or("unknown size".to_owned(), |s| format!("{s} bytes")))]
@@ -229,7 +237,9 @@ impl SlsError {
             // A truncated or corrupt body is most likely a transport fault; a
             // repeated read of the same cursor tells.
             SlsError::Codec(_) | SlsError::InvalidResponse(_) => ErrorClass::Transient,
-            SlsError::InvalidRequest(_) | SlsError::TooLarge { .. } => ErrorClass::Permanent,
+            SlsError::InvalidRequest(_)
+            | SlsError::RequestTooLarge { .. }
+            | SlsError::TooLarge { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -252,6 +262,7 @@ impl SlsError {
             SlsError::InvalidResponse(_) => "invalid_response",
             SlsError::Codec(_) => "codec",
             SlsError::InvalidRequest(_) => "invalid_request",
+            SlsError::RequestTooLarge { .. } => "request_too_large",
             SlsError::TooLarge { .. } => "too_large",
         }
     }
