@@ -536,6 +536,7 @@ fn to_json(s: &pb::StatusResponse) -> Value {
         "answered_by": s.answered_by,
         "voters": s.voters, "learners": s.learners,
         "shards_assigned": s.shards_assigned, "shards_total": s.shards_total, "slots": s.slots,
+        "slots_free": s.slots_free, "slot_headroom": s.slot_headroom,
         "nodes": s.nodes.iter().map(|n| json!({
             "id": n.id, "name": n.name, "addr": n.addr, "role": n.role, "state": n.state, "pid": n.pid,
             "heartbeat_age_seconds": n.heartbeat_age_seconds,
@@ -565,9 +566,39 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// What an operator must see first: shards without an owner, and a cluster
+/// that could not absorb the death of a node.
+fn warnings(s: &pb::StatusResponse) -> Vec<String> {
+    let mut w = Vec::new();
+    let unassigned = s.shards_total.saturating_sub(s.shards_assigned);
+    if unassigned > 0 {
+        w.push(if s.slots_free == 0 && s.slot_headroom.is_some() {
+            format!(
+                "WARNING: {unassigned} of {} shards have no owner and no node has a free slot: raise cluster.slots (0 = auto) or add nodes",
+                s.shards_total
+            )
+        } else {
+            format!(
+                "WARNING: {unassigned} of {} shards have no owner",
+                s.shards_total
+            )
+        });
+    }
+    if let Some(h) = s.slot_headroom.filter(|h| *h < 0) {
+        w.push(format!(
+            "WARNING: if the node with the most slots died, {} shard(s) would find no owner (headroom {h})",
+            -h
+        ));
+    }
+    w
+}
+
 fn print_tables(s: &pb::StatusResponse) {
+    for w in warnings(s) {
+        println!("{w}");
+    }
     println!(
-        "cluster {}  leader {}  term {}  commit/applied {}/{}  voters {} learners {}  shards {}/{} assigned  slots {}  (answered by {})",
+        "cluster {}  leader {}  term {}  commit/applied {}/{}  voters {} learners {}  shards {}/{} assigned  slots {} ({} free, headroom {})  (answered by {})",
         s.cluster_id,
         if s.leader_id.is_empty() { "none" } else { &s.leader_id },
         s.term,
@@ -578,6 +609,9 @@ fn print_tables(s: &pb::StatusResponse) {
         s.shards_assigned,
         s.shards_total,
         s.slots,
+        s.slots_free,
+        s.slot_headroom
+            .map_or_else(|| "-".to_owned(), |h| h.to_string()),
         s.answered_by
     );
     let mut t = table(&[
@@ -671,7 +705,40 @@ fn print_tables(s: &pb::StatusResponse) {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint_url;
+    use super::{endpoint_url, pb, warnings};
+
+    #[test]
+    fn unowned_shards_and_a_cluster_that_cannot_absorb_a_death_come_first() {
+        let healthy = pb::StatusResponse {
+            shards_total: 512,
+            shards_assigned: 512,
+            slots: 770,
+            slots_free: 258,
+            slot_headroom: Some(262),
+            ..Default::default()
+        };
+        assert!(warnings(&healthy).is_empty());
+        let full = pb::StatusResponse {
+            shards_assigned: 80,
+            slots: 80,
+            slots_free: 0,
+            slot_headroom: Some(-440),
+            ..healthy.clone()
+        };
+        let w = warnings(&full);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("432 of 512 shards have no owner and no node has a free slot"));
+        assert!(w[1].contains("440 shard(s) would find no owner"));
+        // Without the leader's view (no headroom): only what the state says.
+        let unknown = pb::StatusResponse {
+            slot_headroom: None,
+            ..full
+        };
+        assert_eq!(
+            warnings(&unknown),
+            vec!["WARNING: 432 of 512 shards have no owner"]
+        );
+    }
 
     #[test]
     fn bare_addresses_get_a_scheme() {

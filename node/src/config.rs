@@ -57,8 +57,10 @@ pub struct ClusterConfig {
     /// has no raft state.
     #[serde(default)]
     pub join: Vec<String>,
-    /// Consumer slots: the most shards this node owns.
-    #[serde(default = "default_slots")]
+    /// Consumer slots: the most shards this node owns. 0 (the default):
+    /// auto, `ceil(1.5 × shards / nodes)` as the leader plans, so the
+    /// survivors of a death have room for its shards.
+    #[serde(default)]
     pub slots: u32,
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -90,9 +92,6 @@ fn default_snapshot_logs() -> u64 {
     5_000
 }
 
-fn default_slots() -> u32 {
-    8
-}
 fn default_heartbeat_ms() -> u64 {
     250
 }
@@ -574,9 +573,6 @@ impl Config {
                     "cluster.join",
                     "a node either bootstraps a new cluster or joins one, not both",
                 ));
-            }
-            if c.slots == 0 {
-                return Err(invalid("cluster.slots", "must be at least 1"));
             }
             if c.heartbeat_ms == 0 || c.heartbeat_ms * 3 > c.lease_ms {
                 return Err(invalid(

@@ -118,6 +118,60 @@ fn three_nodes_consume_every_shard_once_with_standbys_and_share_tags() {
     assert_eq!(runs.len(), 4, "{runs:?}");
 }
 
+/// Fewer slots than shards: the shard left over is said to have no owner
+/// (status header, a WARNING line, a negative headroom) instead of waiting
+/// silently; once a node comes back with auto slots every shard is owned
+/// and nothing written meanwhile is lost.
+#[test]
+fn too_few_slots_are_a_warning_until_a_node_gets_more_and_nothing_waits_for_good() {
+    let _one = serial();
+    let mut c =
+        LocalCluster::start_extra("cluster-slots", 3, 4, Timing::tests(), "slots = 1".into());
+    c.start_stream(RATE, 9);
+    let s = c.wait_for(
+        "three shards owned, one waiting",
+        Duration::from_secs(60),
+        |s| s["shards_assigned"] == 3 && s["shards_total"] == 4 && s["slot_headroom"].is_i64(),
+    );
+    assert_eq!(
+        (s["slots"].as_u64(), s["slots_free"].as_u64()),
+        (Some(3), Some(0)),
+        "{s}"
+    );
+    assert_eq!(
+        s["slot_headroom"], -2,
+        "after a death: 2 slots for 4 shards"
+    );
+    let out = c.trailctl(1, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("WARNING: 1 of 4 shards have no owner and no node has a free slot"),
+        "{text}"
+    );
+    // Node 3 comes back with auto slots (ceil(1.5 × 4 / 3) = 2) and takes
+    // the waiting shard.
+    c.extra = "slots = 0".into();
+    c.terminate(3);
+    c.add_node(3);
+    c.wait_for(
+        "every shard owned and consumed",
+        Duration::from_secs(60),
+        |s| {
+            s["shards_assigned"] == 4
+                && s["shards"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|x| matches!(x["state"].as_str(), Some("consuming" | "caught_up")))
+        },
+    );
+    let out = c.trailctl(1, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("have no owner"), "{text}");
+    let got = c.finish();
+    assert!(!got.is_empty());
+}
+
 #[test]
 fn sigkill_of_an_owner_moves_its_shards_to_their_standbys_and_it_rejoins() {
     let _one = serial();

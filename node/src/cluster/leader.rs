@@ -9,7 +9,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
 use super::forward::{LeaderError, LeaderReply, LeaderRequest};
-use super::scheduler::{plan, Move, PlanOptions};
+use super::scheduler::{capacity, plan, Move, PlanOptions};
 use super::types::{Command, MemberAddr, NodeId};
 use super::Cluster;
 use crate::clock::unix_ms;
@@ -246,6 +246,7 @@ impl Cluster {
                 last_listing = None;
             }
             if !leader {
+                *self.inner.capacity.lock() = None;
                 continue;
             }
             // Shard discovery.
@@ -337,6 +338,21 @@ impl Cluster {
             // committed: their beats renew leases again.
             if written {
                 self.inner.liveness.revive(&alive);
+            }
+            let now = capacity(&self.assignments().borrow(), &alive);
+            let was = self.inner.capacity.lock().replace(now.clone());
+            if now.exhausted() && was.as_ref().is_none_or(|w| !w.exhausted()) {
+                tracing::warn!(
+                    unassigned = now.unassigned, slots = now.slots, active = now.active,
+                    "shards wait for an owner and no node has a free slot: raise cluster.slots (0 = auto) or add nodes"
+                );
+            } else if now.headroom < 0 && was.as_ref().is_none_or(|w| w.headroom >= 0) {
+                tracing::warn!(
+                    headroom = now.headroom,
+                    slots = now.slots,
+                    active = now.active,
+                    "if the node with the most slots died, some of its shards would find no owner"
+                );
             }
         }
     }

@@ -52,6 +52,35 @@ impl Collector for ClusterMetrics {
         ] {
             gauge(&mut enc, name, help, value as i64)?;
         }
+        // Every node sees the replicated shards; only the leader knows who is
+        // alive, so free slots and headroom come from it alone.
+        let unassigned = c
+            .assignments()
+            .borrow()
+            .shards
+            .values()
+            .filter(|s| s.phase == super::types::ShardPhase::Unassigned)
+            .count();
+        gauge(
+            &mut enc,
+            "trail_shards_unassigned",
+            "Shards without an owner in the replicated state.",
+            unassigned as i64,
+        )?;
+        if let Some(cap) = c.capacity() {
+            gauge(
+                &mut enc,
+                "trail_slots_free",
+                "Consumer slots not filled on the nodes that may take shards (leader only).",
+                i64::from(cap.free),
+            )?;
+            gauge(
+                &mut enc,
+                "trail_slot_headroom",
+                "Slots left once the worst single node death is absorbed; negative: shards without an owner after it (leader only).",
+                cap.headroom,
+            )?;
+        }
         counter(
             &mut enc,
             "trail_lease_fenced",

@@ -167,6 +167,9 @@ struct Inner {
     recording: tokio::sync::Mutex<()>,
     committer: CheckpointCommitter,
     tags: TagPublisher,
+    /// What the cluster can hold, as this node last planned it as leader
+    /// (`None` while it does not lead).
+    capacity: Mutex<Option<scheduler::Capacity>>,
     stop: CancellationToken,
 }
 
@@ -228,6 +231,7 @@ impl Cluster {
             inner: Arc::new(Inner {
                 committer: CheckpointCommitter::new(settings.node_id),
                 tags: TagPublisher::default(),
+                capacity: Mutex::default(),
                 settings,
                 raft,
                 shared,
@@ -366,6 +370,11 @@ impl Cluster {
     /// The fence every writer of this node holds: lost when the lease runs out.
     pub fn fence(&self) -> crate::fence::Fence {
         crate::fence::Fence::of(self.inner.lease.clone())
+    }
+
+    /// The cluster's capacity as this node last planned it, if it leads.
+    pub fn capacity(&self) -> Option<scheduler::Capacity> {
+        self.inner.capacity.lock().clone()
     }
 
     pub fn committer(&self) -> &CheckpointCommitter {

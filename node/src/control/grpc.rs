@@ -143,6 +143,8 @@ impl ControlService {
             shards_assigned: n,
             shards_total: n,
             slots: n,
+            slots_free: 0,
+            slot_headroom: None,
         }
     }
 
@@ -160,14 +162,16 @@ impl ControlService {
             }
         }
         ids.sort_unstable();
-        let mut slots = 0;
+        let alive_ids: std::collections::BTreeSet<u64> = live
+            .iter()
+            .filter(|(_, l)| l.alive)
+            .map(|(id, _)| *id)
+            .collect();
+        let capacity = crate::cluster::scheduler::capacity(&a, &alive_ids);
         for id in ids {
             let m = a.members.get(&id);
             let l = live.get(&id);
             let alive = l.is_some_and(|l| l.alive);
-            if alive {
-                slots += m.map(|m| m.slots).unwrap_or(0);
-            }
             nodes.push(pb::Node {
                 id: id.to_string(),
                 addr: m
@@ -275,7 +279,9 @@ impl ControlService {
             learners: view.learners.len() as u32,
             shards_assigned: assigned,
             shards_total: total,
-            slots,
+            slots: capacity.slots,
+            slots_free: capacity.free,
+            slot_headroom: (!live.is_empty()).then_some(capacity.headroom),
         }
     }
 

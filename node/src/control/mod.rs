@@ -49,7 +49,8 @@ pub(crate) fn cluster_status(e: ClusterError) -> Status {
 
 /// Whether the node is ready. Alone: shards are consumed and no sink is
 /// stopped. In a cluster: a leader is known and the node's lease is valid
-/// (a node may rightly own no shard: a standby, or drained).
+/// (a node may rightly own no shard: a standby, or drained); the leader is
+/// not ready while shards wait for an owner and no node has a free slot.
 pub fn ready(view: &StatusView) -> Result<(), String> {
     let stats = &view.pipeline;
     if let Some(c) = &view.cluster {
@@ -58,6 +59,12 @@ pub fn ready(view: &StatusView) -> Result<(), String> {
         }
         if !c.lease().valid() {
             return Err("no valid lease (not consuming)".into());
+        }
+        if let Some(cap) = c.capacity().filter(|cap| cap.exhausted()) {
+            return Err(format!(
+                "leader: {} shard(s) without an owner and no free slot (raise cluster.slots, 0 = auto, or add nodes)",
+                cap.unassigned
+            ));
         }
     } else if stats.shards.lock().is_empty() {
         return Err("no shard consumer yet".into());

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Assignments, Command, NodeId, ShardKey, ShardPhase, ShardState};
+use super::types::{Assignments, Command, MemberState, NodeId, ShardKey, ShardPhase, ShardState};
 
 /// One planned change, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,21 +75,122 @@ impl Load {
     }
 }
 
-/// Plans for the given state. `alive`: members the leader heard from within their lease.
-pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
-    let eligible: BTreeSet<NodeId> = a
-        .members
+/// Members that may take shards: alive, not draining, not leaving.
+fn eligible(a: &Assignments, alive: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+    a.members
         .iter()
         .filter(|(id, m)| alive.contains(id) && !m.draining && !m.leaving)
         .map(|(id, _)| *id)
+        .collect()
+}
+
+/// Shards still to be consumed (not read to their end).
+fn active_shards(a: &Assignments) -> usize {
+    a.shards
+        .values()
+        .filter(|s| s.phase != ShardPhase::Done)
+        .count()
+}
+
+/// The slots the planner gives a member: its `cluster.slots`, or with
+/// `slots = 0` ("auto", the default) room for half as many shards again as
+/// an even share: `ceil(1.5 × active shards / eligible nodes)`, so the
+/// survivors of a death have room for the dead node's shards.
+pub fn member_slots(m: &MemberState, active: usize, eligible: usize) -> u32 {
+    if m.slots > 0 {
+        return m.slots;
+    }
+    let share = (active * 3).div_ceil(2 * eligible.max(1));
+    share.clamp(1, u32::MAX as usize) as u32
+}
+
+/// What the cluster can hold, as the leader sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Shards not read to their end.
+    pub active: u32,
+    /// Of those, without an owner.
+    pub unassigned: u32,
+    /// The slots of the members that may take shards.
+    pub slots: u32,
+    /// Slots not yet filled, summed over those members.
+    pub free: u32,
+    /// Slots left over once the worst single death is absorbed (the
+    /// survivors' auto slots recomputed): negative, that many shards would
+    /// find no owner.
+    pub headroom: i64,
+}
+
+impl Capacity {
+    /// Shards wait for an owner and no member has room: more slots or
+    /// nodes are needed (an operator's problem, not a transient one).
+    pub fn exhausted(&self) -> bool {
+        self.unassigned > 0 && self.free == 0
+    }
+}
+
+/// The cluster's capacity for the given state. `alive` as for [`plan`].
+pub fn capacity(a: &Assignments, alive: &BTreeSet<NodeId>) -> Capacity {
+    let eligible = eligible(a, alive);
+    let active = active_shards(a);
+    let mut owned: BTreeMap<NodeId, u32> = BTreeMap::new();
+    let mut unassigned = 0;
+    for s in a.shards.values() {
+        match s.phase {
+            ShardPhase::Done => {}
+            ShardPhase::Unassigned => unassigned += 1,
+            ShardPhase::Running | ShardPhase::Revoking => {
+                let holder = if s.phase == ShardPhase::Revoking {
+                    s.moving_to
+                } else {
+                    s.owner
+                };
+                if let Some(h) = holder {
+                    *owned.entry(h).or_default() += 1;
+                }
+            }
+        }
+    }
+    let slots: Vec<(NodeId, u32)> = eligible
+        .iter()
+        .map(|id| (*id, member_slots(&a.members[id], active, eligible.len())))
         .collect();
+    let total: u32 = slots.iter().map(|(_, n)| n).sum();
+    let free = slots
+        .iter()
+        .map(|(id, n)| n.saturating_sub(owned.get(id).copied().unwrap_or(0)))
+        .sum();
+    // After a death the survivors' auto slots are recomputed for one node
+    // fewer; the worst death is the one that leaves the fewest.
+    let survivors = eligible.len().saturating_sub(1);
+    let left_after = |dead: NodeId| -> i64 {
+        eligible
+            .iter()
+            .filter(|id| **id != dead)
+            .map(|id| i64::from(member_slots(&a.members[id], active, survivors)))
+            .sum()
+    };
+    let worst = eligible.iter().map(|d| left_after(*d)).min().unwrap_or(0);
+    Capacity {
+        active: active as u32,
+        unassigned,
+        slots: total,
+        free,
+        headroom: worst - active as i64,
+    }
+}
+
+/// Plans for the given state. `alive`: members the leader heard from within their lease.
+pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
+    let eligible = eligible(a, alive);
+    let active = active_shards(a);
     let mut load = Load {
         owned: eligible.iter().map(|n| (*n, 0)).collect(),
         standby: eligible.iter().map(|n| (*n, 0)).collect(),
         slots: a
             .members
             .iter()
-            .map(|(id, m)| (*id, m.slots.max(1)))
+            .map(|(id, m)| (*id, member_slots(m, active, eligible.len())))
             .collect(),
     };
     for s in a.shards.values() {
@@ -447,6 +548,65 @@ mod tests {
             release_all(a);
         }
         panic!("the plan does not settle");
+    }
+
+    fn with_slots(a: &mut Assignments, slots: u32) {
+        for m in a.members.values_mut() {
+            m.slots = slots;
+        }
+    }
+
+    #[test]
+    fn auto_slots_own_every_shard_of_a_large_cluster_and_absorb_a_death() {
+        let nodes: Vec<NodeId> = (1..=10).collect();
+        let mut a = cluster(&nodes, 512);
+        with_slots(&mut a, 0);
+        let mut alive: BTreeSet<NodeId> = nodes.iter().copied().collect();
+        let p = plan(&a, &alive, opts(false));
+        apply(&mut a, &p);
+        let c = capacity(&a, &alive);
+        assert_eq!((c.active, c.unassigned), (512, 0), "{c:?}");
+        // ceil(1.5 × 512 / 10) = 77 each; a death leaves 9 × ceil(768 / 9).
+        assert_eq!(c.slots, 770);
+        assert_eq!(c.headroom, 9 * 86 - 512, "{c:?}");
+        assert!(!c.exhausted());
+        let o = owners(&a);
+        assert!(o.values().all(|n| (51..=52).contains(n)), "{o:?}");
+        // The node with the most shards dies: every one of them is owned again at once.
+        let (&dead, _) = o.iter().max_by_key(|(_, n)| **n).unwrap();
+        alive.remove(&dead);
+        let p = plan(&a, &alive, opts(false));
+        apply(&mut a, &p);
+        let c = capacity(&a, &alive);
+        assert_eq!(c.unassigned, 0, "{c:?}");
+        assert!(a
+            .shards
+            .values()
+            .all(|s| s.owner.is_some_and(|o| o != dead)));
+    }
+
+    #[test]
+    fn too_few_fixed_slots_are_seen_as_exhausted_capacity() {
+        let nodes: Vec<NodeId> = (1..=10).collect();
+        let mut a = cluster(&nodes, 512);
+        with_slots(&mut a, 8);
+        let alive: BTreeSet<NodeId> = nodes.iter().copied().collect();
+        let p = plan(&a, &alive, opts(false));
+        apply(&mut a, &p);
+        let c = capacity(&a, &alive);
+        assert_eq!(c.unassigned, 512 - 80, "{c:?}");
+        assert_eq!((c.slots, c.free), (80, 0));
+        assert!(c.exhausted());
+        assert_eq!(c.headroom, 72 - 512);
+        // One node with room: not exhausted, and the next plan fills it.
+        a.members.get_mut(&3).unwrap().slots = 20;
+        let c = capacity(&a, &alive);
+        assert!(!c.exhausted() && c.free == 12, "{c:?}");
+        let p = plan(&a, &alive, opts(false));
+        assert_eq!(
+            p.moves.iter().filter(|m| m.reason == "unassigned").count(),
+            12
+        );
     }
 
     #[test]
