@@ -32,6 +32,7 @@ fn members(nodes: u64, slots: u32) -> BTreeMap<NodeId, MemberState> {
                     name: format!("trail-{n}"),
                     addr: format!("10.0.{}.{}:7001", n / 250, n % 250),
                     slots,
+                    auto_slots: false,
                     draining: false,
                     leaving: false,
                 },

@@ -52,19 +52,23 @@ impl Collector for ClusterMetrics {
         ] {
             gauge(&mut enc, name, help, value as i64)?;
         }
-        // Every node sees the replicated shards; only the leader knows who is
-        // alive, so free slots and headroom come from it alone.
-        let unassigned = c
-            .assignments()
-            .borrow()
-            .shards
-            .values()
-            .filter(|s| s.phase == super::types::ShardPhase::Unassigned)
-            .count();
+        // Only the leader knows who is alive: it also counts the shards of a
+        // dead owner that found no room; other nodes count what the
+        // replicated state leaves unowned. Free slots and headroom: leader only.
+        let unassigned = match c.capacity() {
+            Some(cap) => cap.unassigned as usize,
+            None => c
+                .assignments()
+                .borrow()
+                .shards
+                .values()
+                .filter(|s| s.phase == super::types::ShardPhase::Unassigned)
+                .count(),
+        };
         gauge(
             &mut enc,
             "trail_shards_unassigned",
-            "Shards without an owner in the replicated state.",
+            "Shards without a live owner (the leader) or without an owner in the replicated state (other nodes).",
             unassigned as i64,
         )?;
         if let Some(cap) = c.capacity() {

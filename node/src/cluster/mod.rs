@@ -173,6 +173,17 @@ struct Inner {
     stop: CancellationToken,
 }
 
+/// What a node records of its `cluster.slots`: `(slots, auto)`. Auto (0)
+/// is recorded as 8 slots with the auto flag, so that a leader still on a
+/// release before auto slots (which ignores the flag) plans as it always
+/// did instead of giving the node a single slot.
+fn announced_slots(configured: u32) -> (u32, bool) {
+    match configured {
+        0 => (8, true),
+        n => (n, false),
+    }
+}
+
 /// A node's handle on the cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -538,7 +549,10 @@ impl Cluster {
         let a = a.borrow();
         !a.cluster_id.is_empty()
             && a.members.get(&s.node_id).is_some_and(|h| {
-                h.name == s.name && h.addr == s.advertise && h.slots == s.slots && !h.leaving
+                h.name == s.name
+                    && h.addr == s.advertise
+                    && (h.slots, h.auto_slots) == announced_slots(s.slots)
+                    && !h.leaving
             })
     }
 
@@ -552,16 +566,21 @@ impl Cluster {
             return;
         }
         let s = &self.inner.settings;
+        let (slots, auto_slots) = announced_slots(s.slots);
         let want = MemberState {
             name: s.name.clone(),
             addr: s.advertise.clone(),
-            slots: s.slots,
+            slots,
+            auto_slots,
             draining: false,
             leaving: false,
         };
         let have = self.assignments().borrow().members.get(&s.node_id).cloned();
-        if have.is_some_and(|h| h.name == want.name && h.addr == want.addr && h.slots == want.slots)
-        {
+        if have.is_some_and(|h| {
+            h.name == want.name
+                && h.addr == want.addr
+                && (h.slots, h.auto_slots) == (want.slots, want.auto_slots)
+        }) {
             return;
         }
         let cid = self.assignments().borrow().cluster_id.clone();

@@ -116,8 +116,14 @@ pub struct MemberState {
     /// The node's `[node] id`.
     pub name: String,
     pub addr: String,
-    /// Consumer slots: the most shards the node owns.
+    /// Consumer slots: the most shards the node owns (with `auto_slots`,
+    /// what a leader from before auto slots plans with).
     pub slots: u32,
+    /// `cluster.slots = 0`: the leader sizes this node's slots from the
+    /// shard count (`scheduler::slots_of`). Absent in records written
+    /// before auto slots, which read as fixed.
+    #[serde(default)]
+    pub auto_slots: bool,
     /// Takes no shards (set by `trailctl drain`).
     pub draining: bool,
     /// Shutting down (SIGTERM): takes no shards; cleared when it starts again.

@@ -260,11 +260,15 @@ impl ControlService {
             .values()
             .filter(|s| s.phase != ShardPhase::Done)
             .count() as u32;
-        let assigned = a
-            .shards
-            .values()
-            .filter(|s| matches!(s.phase, ShardPhase::Running | ShardPhase::Revoking))
-            .count() as u32;
+        // Owned by a live node; without the leader's liveness, by anyone.
+        let assigned = if live.is_empty() {
+            a.shards
+                .values()
+                .filter(|s| matches!(s.phase, ShardPhase::Running | ShardPhase::Revoking))
+                .count() as u32
+        } else {
+            capacity.active - capacity.unassigned
+        };
         pb::StatusResponse {
             cluster_id: a.cluster_id.clone(),
             leader_id: view.leader.map(|l| l.to_string()).unwrap_or_default(),

@@ -760,6 +760,9 @@ impl PullLoop {
             if resp.caught_up(&cursor) {
                 drop(permit);
                 drop(share);
+                // An idle shard's next poll reserves little; the share grows
+                // to what comes when it comes.
+                expected = 1024;
                 self.stats.caught_up.store(1, Ordering::Relaxed);
                 if self.readonly.load(Ordering::Relaxed) {
                     self.me.do_send(ReadToEnd(cursor.clone()));
@@ -790,10 +793,13 @@ impl PullLoop {
             if resp.count > 0 {
                 // Aim the next pull at the target size, or at this shard's
                 // fair share of the node's budget when that is smaller.
+                // (Split between the credits, so batches still overlap.)
+                let credits = self.settings.in_flight_batches.max(1);
                 let target = self
                     .settings
                     .pull_target_bytes
-                    .min(self.budget.fair_bytes());
+                    .min(self.budget.fair_bytes() / credits)
+                    .max(1024);
                 let per_group = (resp.body.raw_size / resp.count as usize).max(1);
                 count = ((target / per_group) as u32).clamp(1, self.settings.pull_count);
                 expected = per_group * count as usize;
@@ -907,8 +913,8 @@ impl PullLoop {
         live: usize,
         credit: Credit,
     ) -> Result<bool, String> {
-        if !dead.is_empty() {
-            self.write_dead_letters(dead).await?;
+        if !dead.is_empty() && !self.write_dead_letters(dead).await? {
+            return Ok(false);
         }
         if !self.leased().await {
             return Ok(false);
@@ -927,15 +933,19 @@ impl PullLoop {
     }
 
     /// Writes dead letters, retrying while the sink refuses; they are
-    /// written before their batch can complete.
-    async fn write_dead_letters(&self, dead: Vec<DeadLetter>) -> Result<(), String> {
+    /// written before their batch can complete. False: stopped before they
+    /// were written (the batch is not tracked; it is read again).
+    async fn write_dead_letters(&self, dead: Vec<DeadLetter>) -> Result<bool, String> {
         loop {
             match self.dead_letters.send(DeadLetters(dead.clone())).await {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => return Ok(true),
                 Ok(Err(e)) => {
                     tracing::error!(shard = self.shard, error = %e, "dead-letter sink refused; retrying")
                 }
                 Err(e) => return Err(format!("dead-letter sink: {e}")),
+            }
+            if self.stop.is_cancelled() {
+                return Ok(false);
             }
             self.sleep(Duration::from_secs(1)).await;
         }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Assignments, Command, MemberState, NodeId, ShardKey, ShardPhase, ShardState};
+use super::types::{Assignments, Command, NodeId, ShardKey, ShardPhase, ShardState};
 
 /// One planned change, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,16 +92,31 @@ fn active_shards(a: &Assignments) -> usize {
         .count()
 }
 
-/// The slots the planner gives a member: its `cluster.slots`, or with
-/// `slots = 0` ("auto", the default) room for half as many shards again as
-/// an even share: `ceil(1.5 × active shards / eligible nodes)`, so the
-/// survivors of a death have room for the dead node's shards.
-pub fn member_slots(m: &MemberState, active: usize, eligible: usize) -> u32 {
-    if m.slots > 0 {
-        return m.slots;
-    }
-    let share = (active * 3).div_ceil(2 * eligible.max(1));
-    share.clamp(1, u32::MAX as usize) as u32
+/// The slots the planner gives each member: its `cluster.slots`, or for
+/// auto members (`cluster.slots = 0`, the default) an equal part of what
+/// fixed members leave of `ceil(1.5 × active shards)`: room for half as
+/// many shards again as there are, so the survivors of a death have room
+/// for its shards. Recomputed every plan from who may take shards.
+pub fn slots_of(a: &Assignments, eligible: &BTreeSet<NodeId>) -> BTreeMap<NodeId, u32> {
+    let want = (active_shards(a) * 3).div_ceil(2) as u64;
+    let fixed: u64 = eligible
+        .iter()
+        .filter_map(|id| a.members.get(id))
+        .filter(|m| !m.auto_slots)
+        .map(|m| u64::from(m.slots.max(1)))
+        .sum();
+    let autos = eligible
+        .iter()
+        .filter(|id| a.members.get(id).is_some_and(|m| m.auto_slots))
+        .count() as u64;
+    let each = want
+        .saturating_sub(fixed)
+        .div_ceil(autos.max(1))
+        .clamp(1, u64::from(u32::MAX)) as u32;
+    a.members
+        .iter()
+        .map(|(id, m)| (*id, if m.auto_slots { each } else { m.slots.max(1) }))
+        .collect()
 }
 
 /// What the cluster can hold, as the leader sees it.
@@ -133,42 +148,39 @@ impl Capacity {
 pub fn capacity(a: &Assignments, alive: &BTreeSet<NodeId>) -> Capacity {
     let eligible = eligible(a, alive);
     let active = active_shards(a);
+    let live =
+        |n: Option<NodeId>| n.is_some_and(|n| alive.contains(&n) && a.members.contains_key(&n));
     let mut owned: BTreeMap<NodeId, u32> = BTreeMap::new();
     let mut unassigned = 0;
     for s in a.shards.values() {
-        match s.phase {
-            ShardPhase::Done => {}
-            ShardPhase::Unassigned => unassigned += 1,
-            ShardPhase::Running | ShardPhase::Revoking => {
-                let holder = if s.phase == ShardPhase::Revoking {
-                    s.moving_to
-                } else {
-                    s.owner
-                };
-                if let Some(h) = holder {
-                    *owned.entry(h).or_default() += 1;
-                }
-            }
+        // Who consumes it now or next: nobody, or a node that is gone (a
+        // dead owner whose shard found no room is still `Running`).
+        let holder = match s.phase {
+            ShardPhase::Done => continue,
+            ShardPhase::Unassigned => None,
+            ShardPhase::Running => s.owner,
+            ShardPhase::Revoking if live(s.moving_to) => s.moving_to,
+            ShardPhase::Revoking => s.owner,
+        };
+        if live(holder) {
+            *owned.entry(holder.expect("live")).or_default() += 1;
+        } else {
+            unassigned += 1;
         }
     }
-    let slots: Vec<(NodeId, u32)> = eligible
+    let slots = slots_of(a, &eligible);
+    let total: u32 = eligible.iter().map(|id| slots[id]).sum();
+    let free = eligible
         .iter()
-        .map(|id| (*id, member_slots(&a.members[id], active, eligible.len())))
-        .collect();
-    let total: u32 = slots.iter().map(|(_, n)| n).sum();
-    let free = slots
-        .iter()
-        .map(|(id, n)| n.saturating_sub(owned.get(id).copied().unwrap_or(0)))
+        .map(|id| slots[id].saturating_sub(owned.get(id).copied().unwrap_or(0)))
         .sum();
     // After a death the survivors' auto slots are recomputed for one node
     // fewer; the worst death is the one that leaves the fewest.
-    let survivors = eligible.len().saturating_sub(1);
     let left_after = |dead: NodeId| -> i64 {
-        eligible
-            .iter()
-            .filter(|id| **id != dead)
-            .map(|id| i64::from(member_slots(&a.members[id], active, survivors)))
-            .sum()
+        let mut survivors = eligible.clone();
+        survivors.remove(&dead);
+        let slots = slots_of(a, &survivors);
+        survivors.iter().map(|id| i64::from(slots[id])).sum()
     };
     let worst = eligible.iter().map(|d| left_after(*d)).min().unwrap_or(0);
     Capacity {
@@ -183,15 +195,10 @@ pub fn capacity(a: &Assignments, alive: &BTreeSet<NodeId>) -> Capacity {
 /// Plans for the given state. `alive`: members the leader heard from within their lease.
 pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
     let eligible = eligible(a, alive);
-    let active = active_shards(a);
     let mut load = Load {
         owned: eligible.iter().map(|n| (*n, 0)).collect(),
         standby: eligible.iter().map(|n| (*n, 0)).collect(),
-        slots: a
-            .members
-            .iter()
-            .map(|(id, m)| (*id, member_slots(m, active, eligible.len())))
-            .collect(),
+        slots: slots_of(a, &eligible),
     };
     for s in a.shards.values() {
         if s.phase == ShardPhase::Done {
@@ -469,6 +476,7 @@ mod tests {
                     name: format!("n{n}"),
                     addr: String::new(),
                     slots: 8,
+                    auto_slots: false,
                     draining: false,
                     leaving: false,
                 },
@@ -553,6 +561,7 @@ mod tests {
     fn with_slots(a: &mut Assignments, slots: u32) {
         for m in a.members.values_mut() {
             m.slots = slots;
+            m.auto_slots = slots == 0;
         }
     }
 
@@ -610,6 +619,38 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_owners_shards_with_nowhere_to_go_count_as_unowned() {
+        let mut a = cluster(&[1, 2, 3], 12);
+        with_slots(&mut a, 4);
+        let mut alive = BTreeSet::from([1, 2, 3]);
+        let p = plan(&a, &alive, opts(false));
+        apply(&mut a, &p);
+        assert_eq!(capacity(&a, &alive).unassigned, 0);
+        alive.remove(&1);
+        let p = plan(&a, &alive, opts(false));
+        apply(&mut a, &p);
+        // Node 1's shards stay `Running` under it (no room anywhere): unowned all the same.
+        let c = capacity(&a, &alive);
+        assert_eq!((c.unassigned, c.free), (4, 0), "{c:?}");
+        assert!(c.exhausted());
+    }
+
+    #[test]
+    fn auto_slots_make_room_beside_fixed_ones() {
+        let mut a = cluster(&[1, 2, 3], 12);
+        with_slots(&mut a, 1);
+        let m = a.members.get_mut(&3).unwrap();
+        (m.slots, m.auto_slots) = (8, true);
+        let alive = BTreeSet::from([1, 2, 3]);
+        // ceil(1.5 × 12) = 18, of which the fixed nodes take 2: node 3 gets 16.
+        assert_eq!(slots_of(&a, &alive)[&3], 16);
+        let p = plan(&a, &alive, opts(false));
+        apply(&mut a, &p);
+        let c = capacity(&a, &alive);
+        assert_eq!((c.slots, c.unassigned), (18, 0), "{c:?}");
+    }
+
+    #[test]
     fn shards_spread_evenly_with_a_standby_on_another_node() {
         let mut a = cluster(&[1, 2, 3], 8);
         let alive = BTreeSet::from([1, 2, 3]);
@@ -660,6 +701,7 @@ mod tests {
                 name: "n4".into(),
                 addr: String::new(),
                 slots: 8,
+                auto_slots: false,
                 draining: false,
                 leaving: false,
             },
