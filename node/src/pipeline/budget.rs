@@ -11,8 +11,8 @@
 //!
 //! **Fair shares.** Each shard may hold at most `budget / shards` (its
 //! fair share), except that a shard holding nothing may always take one
-//! batch; and shards aim their pulls at their fair share when it is below
-//! `pull_target_bytes`. So shards whose sink lane is stuck (a throttled
+//! batch; and shards aim their pulls at their fair share split between
+//! their credits when that is below `pull_target_bytes`. So shards whose sink lane is stuck (a throttled
 //! route, a retrying part) hold at most their own shares, and the others
 //! keep theirs: one slow shard never stalls the node. Waiters are served
 //! in arrival order (tokio's semaphore is fair); a batch larger than the
@@ -203,13 +203,6 @@ impl ShardBudget {
             self.held.fetch_sub(units as u64, Relaxed);
             self.released.notify_waiters();
         }
-    }
-}
-
-impl BudgetShare {
-    /// Bytes this share holds.
-    pub fn bytes(&self) -> usize {
-        self.permit.num_permits() * UNIT
     }
 }
 
