@@ -1,8 +1,10 @@
 //! The assignment planner alone at scale (issue 13): 100 nodes × 10,000
 //! shards. Plan time for a cold start (every shard unassigned), a death
 //! (one node's shards go to their standbys), a join (balance on: one
-//! graceful move per node pair at a time) and a steady state (nothing to
-//! do). The number of moves each plan makes is printed once before timing.
+//! graceful move per giving node, the joiner takes one from each) and a
+//! steady state (nothing to do). The number of moves each plan makes is
+//! printed once before timing, and after timing how many plan rounds a
+//! join takes to reach its fair share.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +37,7 @@ fn members(nodes: u64, slots: u32) -> BTreeMap<NodeId, MemberState> {
                     auto_slots: false,
                     draining: false,
                     leaving: false,
+                    batched_plans: true,
                 },
             )
         })
@@ -102,6 +105,30 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter(|| plan(a, alive, opts(balance))));
     }
     g.finish();
+
+    // A join to its fair share: plan, let every revoke release (what the
+    // owners do), plan again. One shard per round before batched plans.
+    let mut a = joined.clone();
+    let (mut rounds, mut moves) = (0, 0);
+    loop {
+        let p = plan(&a, &everyone, opts(true));
+        if p.moves.is_empty() || rounds == 1_000 {
+            break;
+        }
+        rounds += 1;
+        moves += p.moves.len();
+        for m in &p.moves {
+            let s = a.shards.get_mut(&m.shard).unwrap();
+            s.owner = Some(m.to);
+            s.epoch += 1;
+            s.standbys.retain(|n| *n != m.to);
+        }
+    }
+    let joiner = a.owned_by(NODES);
+    println!(
+        "join to fair share: {rounds} plan rounds, {moves} moves, the joiner owns {joiner} (fair {})",
+        SHARDS as u64 / NODES
+    );
 }
 
 criterion_group!(benches, bench);

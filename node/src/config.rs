@@ -62,6 +62,12 @@ pub struct ClusterConfig {
     /// survivors of a death have room for its shards.
     #[serde(default)]
     pub slots: u32,
+    /// Raft voters the leader keeps (1, 3, 5 or 7): every other member is
+    /// a learner that replicates the state and owns shards like a voter
+    /// but takes no part in elections or commits. A voter dead for two
+    /// leases is replaced by a live learner.
+    #[serde(default = "default_voters")]
+    pub voters: u32,
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
     /// The leader gives a silent node's shards to their standbys after this.
@@ -86,6 +92,10 @@ pub struct ClusterConfig {
     /// purge the log behind it, keeping a quarter).
     #[serde(default = "default_snapshot_logs")]
     pub snapshot_logs: u64,
+}
+
+fn default_voters() -> u32 {
+    3
 }
 
 fn default_snapshot_logs() -> u64 {
@@ -565,6 +575,12 @@ impl Config {
                     "a [cluster] node needs it: peers, trailctl and other systems call it",
                 ));
             }
+            if !matches!(c.voters, 1 | 3 | 5 | 7) {
+                return Err(invalid(
+                    "cluster.voters",
+                    "must be 1, 3, 5 or 7 (an even number of voters tolerates no more failures than one fewer)",
+                ));
+            }
             if c.node_id == 0 {
                 return Err(invalid("cluster.node_id", "must be at least 1"));
             }
@@ -808,6 +824,10 @@ path = "/tmp/trail/dead.jsonl"
         assert!(e.starts_with("cluster.election_timeout_ms:"), "{e}");
         let e = err(&format!("{GOOD}\n{cluster}revoke_timeout_ms = 6000\n"));
         assert!(e.starts_with("cluster.revoke_timeout_ms:"), "{e}");
+        for voters in [0, 2, 4, 9] {
+            let e = err(&format!("{GOOD}\n{cluster}voters = {voters}\n"));
+            assert!(e.starts_with("cluster.voters:"), "{e}");
+        }
         let ok = format!(
             "{GOOD}\n{cluster}lease_ms = 6000\nheartbeat_ms = 250\nfence_margin_ms = 500\nelection_timeout_ms = 600\nrevoke_timeout_ms = 12000\n"
         );

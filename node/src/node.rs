@@ -118,6 +118,7 @@ async fn start_cluster(
         bootstrap: c.bootstrap,
         join: c.join.clone(),
         slots: c.slots,
+        voters: c.voters as usize,
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         lease: Duration::from_millis(c.lease_ms),
         fence_margin: Duration::from_millis(c.fence_margin_ms),

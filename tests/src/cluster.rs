@@ -25,6 +25,19 @@ pub const PROJECT: &str = "trail-ha";
 pub const LOGSTORE: &str = "trail_ha";
 pub const TOKEN: &str = "cluster-test-token";
 
+/// The peak resident set (VmHWM) of a process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// Timing knobs written into every node's `[cluster]` and `[source]`.
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -635,15 +648,17 @@ snapshot_logs = {snap}
         got
     }
 
+    /// `n` members alive in raft, and as many voters as the cluster keeps
+    /// (`cluster.voters`, 3 by default): the last join is complete.
     fn wait_members(&self, n: usize, timeout: Duration) {
         self.wait_for(&format!("{n} live members"), timeout, |s| {
-            s["nodes"]
+            let joined = s["nodes"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|x| x["state"] == "alive" && x["role"] != "learner")
-                .count()
-                >= n
+                .filter(|x| x["state"] == "alive" && x["role"] != "removed")
+                .count();
+            joined >= n && s["voters"].as_u64() >= Some(n.min(3) as u64)
         });
     }
 

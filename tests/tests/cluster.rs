@@ -260,7 +260,8 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     assert_eq!(plan["moves"].as_array().unwrap().len(), 0, "{plan}");
     assert_eq!(plan["applied"], false);
 
-    // Node 4 starts unjoined; an operator adds it (learner, catch-up, voter).
+    // Node 4 starts unjoined; an operator adds it: a learner (the cluster
+    // has its three voters), which owns shards like any node.
     c.add_node_unjoined(4);
     let addr = c.endpoint(4).trim_start_matches("http://").to_owned();
     let mut added = None;
@@ -278,7 +279,7 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m["id"] == 4 && m["role"] == "voter"),
+            .any(|m| m["id"] == 4 && m["role"] == "learner"),
         "{added}"
     );
     c.wait_for("node 4 owns shards", Duration::from_secs(60), |s| {
@@ -372,6 +373,79 @@ fn a_fourth_node_takes_shards_by_graceful_moves_and_drains_off_again() {
     assert!(!out.status.success(), "a removed id was added back");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("never reused"), "{err}");
+}
+
+#[test]
+fn a_dead_voter_is_replaced_by_a_learner_so_a_second_death_keeps_the_quorum() {
+    let _one = serial();
+    // Four nodes, three voters (the default): node 4 joins as a learner.
+    let mut c = LocalCluster::start("cluster-v", 4, 4, Timing::tests());
+    c.start_stream(RATE, 11);
+    let s = c.wait_settled(Duration::from_secs(60));
+    assert_eq!(
+        (s["voters"].as_u64(), s["learners"].as_u64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+    let role = |s: &Value, id: u64| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id.to_string().as_str())
+            .map(|n| n["role"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let learner = (1..=4).find(|id| role(&s, *id) == "learner").unwrap();
+    assert!(
+        owners(&s).values().any(|(o, _)| *o == learner.to_string()),
+        "the learner owns shards: {s}"
+    );
+
+    // A voter that does not lead dies: after two leases the learner takes
+    // its vote and it stays a learner.
+    let leader: u64 = s["leader_id"].as_str().unwrap().parse().unwrap();
+    let first = (1..=4).find(|id| *id != leader && *id != learner).unwrap();
+    let killed = Instant::now();
+    c.kill(first);
+    let s = c.wait_for(
+        "the learner promoted in place of the dead voter",
+        Duration::from_secs(30),
+        |s| s["voters"] == 3 && role(s, learner) != "learner" && role(s, first) == "learner",
+    );
+    println!(
+        "voter {first} killed; learner {learner} voted in its place after {:?}",
+        killed.elapsed()
+    );
+
+    // A second original voter dies. Without the replacement two of the
+    // three voters would be gone and nothing could be committed: no shard
+    // of the dead would move again.
+    let leader: u64 = s["leader_id"].as_str().unwrap().parse().unwrap();
+    let second = (1..=4)
+        .find(|id| ![leader, learner, first].contains(id))
+        .unwrap();
+    let lost: Vec<u64> = owners(&s)
+        .iter()
+        .filter(|(_, (o, _))| *o == first.to_string() || *o == second.to_string())
+        .map(|(k, _)| *k)
+        .collect();
+    c.kill(second);
+    for dead in [first, second] {
+        c.wait_taken_over(&dead.to_string(), &lost, Duration::from_secs(30));
+    }
+    let s = c.wait_settled(Duration::from_secs(60));
+    let o = owners(&s);
+    assert!(
+        o.values()
+            .all(|(n, _)| *n == leader.to_string() || *n == learner.to_string()),
+        "every shard on the two survivors: {o:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let got = c.finish();
+    let dups = duplicates(&got);
+    let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
+    assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
 }
 
 #[test]

@@ -14,6 +14,19 @@ use super::types::{Command, MemberAddr, NodeId};
 use super::Cluster;
 use crate::clock::unix_ms;
 
+/// Steps per [`Command::Plan`] entry (a step is ~150 bytes of JSON: an
+/// entry stays well under 200 KiB). A larger plan is several entries, each
+/// all or nothing.
+const PLAN_STEPS_PER_ENTRY: usize = 1024;
+
+/// A voter dead this many leases is replaced by a live learner: longer
+/// than a pause the cluster tests stage (about one lease), short enough
+/// that a second death soon after still finds a quorum.
+const VOTER_REPLACE_AFTER_LEASES: u32 = 2;
+
+/// How long the duty loop waits for a voter change before planning again.
+const MEMBERSHIP_CHANGE_WAIT: Duration = Duration::from_secs(5);
+
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberAddr>>) -> LeaderError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
@@ -57,10 +70,10 @@ impl Cluster {
             }
             LeaderRequest::Rebalance { dry_run } => {
                 let (p, _) = self.plan_now(true);
-                if !dry_run {
-                    for c in p.commands {
-                        self.write_here(c).await?;
-                    }
+                if !dry_run && !self.write_plan(p.commands).await? {
+                    return Err(LeaderError::Refused(
+                        "the plan was refused: the shards moved meanwhile; run it again".into(),
+                    ));
                 }
                 Ok(LeaderReply::Moves(p.moves))
             }
@@ -85,7 +98,7 @@ impl Cluster {
                     )));
                 }
                 let m = self.raft_view();
-                if m.voters.contains(&id) {
+                if m.voters.contains(&id) || m.learners.contains(&id) {
                     if m.addrs.get(&id) != Some(&addr) {
                         // A member at a new address: raft must call it there.
                         tracing::info!(node = id, %addr, "a member's address changed");
@@ -109,13 +122,22 @@ impl Cluster {
                     .add_learner(id, MemberAddr { addr }, true)
                     .await
                     .map_err(write_error)?;
-                let voters = BTreeSet::from([id]);
-                self.inner
-                    .raft
-                    .change_membership(ChangeMembers::AddVoterIds(voters), false)
-                    .await
-                    .map_err(write_error)?;
-                tracing::info!(node = id, "member added as a voter");
+                let want = self.inner.settings.voters;
+                if m.voters.len() < want {
+                    let voters = BTreeSet::from([id]);
+                    self.inner
+                        .raft
+                        .change_membership(ChangeMembers::AddVoterIds(voters), false)
+                        .await
+                        .map_err(write_error)?;
+                    tracing::info!(node = id, "member added as a voter");
+                } else {
+                    tracing::info!(
+                        node = id,
+                        voters = m.voters.len(),
+                        "member added as a learner: the cluster has its voters (cluster.voters); a learner owns shards like any node"
+                    );
+                }
                 Ok(LeaderReply::Done)
             }
             LeaderRequest::RemoveMember { id } => {
@@ -169,6 +191,150 @@ impl Cluster {
         }
     }
 
+    /// Writes a plan's commands. When every raft node reads
+    /// [`Command::Plan`], each chunk of up to [`PLAN_STEPS_PER_ENTRY`]
+    /// steps is one entry, applied all or nothing: a death's assigns wait
+    /// for one commit, not one each. Otherwise (a node on a release before
+    /// batched plans) one entry per command, as those releases wrote them.
+    /// `Ok(false)`: some entry or step was refused (the shards moved
+    /// meanwhile); the next round plans again from what was applied.
+    pub(super) async fn write_plan(&self, commands: Vec<Command>) -> Result<bool, LeaderError> {
+        let mut all = true;
+        if !self.everyone_reads_plans() {
+            for c in commands {
+                let kind = c.kind();
+                let r = self.write_here(c).await?;
+                if !r.ok {
+                    tracing::debug!(kind, message = %r.message, "plan step refused");
+                    all = false;
+                }
+            }
+            return Ok(all);
+        }
+        let (total, started) = (commands.len(), Instant::now());
+        let mut entries = 0;
+        let mut commands = commands.into_iter().peekable();
+        while commands.peek().is_some() {
+            let steps: Vec<Command> = commands.by_ref().take(PLAN_STEPS_PER_ENTRY).collect();
+            let n = steps.len();
+            let r = self.write_here(Command::Plan { steps }).await?;
+            entries += 1;
+            if !r.ok {
+                tracing::info!(steps = n, message = %r.message, "plan refused; planning again");
+                return Ok(false);
+            }
+        }
+        if total > 0 {
+            tracing::info!(
+                steps = total,
+                entries,
+                ms = started.elapsed().as_millis() as u64,
+                "plan committed"
+            );
+        }
+        Ok(all)
+    }
+
+    /// Every node raft replicates to (voters and learners) recorded that it
+    /// applies [`Command::Plan`]. A node added but not yet recorded counts
+    /// as not reading them.
+    fn everyone_reads_plans(&self) -> bool {
+        let view = self.raft_view();
+        let a = self.assignments().borrow().clone();
+        view.voters
+            .iter()
+            .chain(&view.learners)
+            .all(|id| a.members.get(id).is_some_and(|m| m.batched_plans))
+    }
+
+    /// Keeps `cluster.voters` voters among the live members, one change per
+    /// round: promotes a live learner while voters are missing, replaces a
+    /// voter dead for [`VOTER_REPLACE_AFTER_LEASES`] leases by a live
+    /// learner (the dead one stays a learner and catches up if it comes
+    /// back), and demotes voters beyond the number (a cluster from a
+    /// release where every node voted), dead ones first. The leader is
+    /// never demoted. Nothing happens during a joint configuration or
+    /// while an operator's membership change runs.
+    async fn keep_voters(
+        &self,
+        alive: &BTreeSet<NodeId>,
+        dead_since: &mut BTreeMap<NodeId, Instant>,
+    ) {
+        let view = self.raft_view();
+        let now = Instant::now();
+        dead_since.retain(|id, _| view.voters.contains(id) && !alive.contains(id));
+        for v in &view.voters {
+            if !alive.contains(v) {
+                dead_since.entry(*v).or_insert(now);
+            }
+        }
+        if view.joint {
+            return;
+        }
+        let Ok(_one) = self.inner.admin.try_lock() else {
+            return;
+        };
+        let a = self.assignments().borrow().clone();
+        let healthy = |id: &NodeId| {
+            alive.contains(id)
+                && !a.removed.contains(id)
+                && a.members.get(id).is_some_and(|m| !m.leaving)
+        };
+        let replace_after = self.inner.settings.lease * VOTER_REPLACE_AFTER_LEASES;
+        let long_dead: Vec<NodeId> = view
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| {
+                *v != self.id() && dead_since.get(v).is_some_and(|t| now - *t >= replace_after)
+            })
+            .collect();
+        let candidate = view.learners.iter().copied().find(|l| healthy(l));
+        let want = self.inner.settings.voters;
+        let mut voters = view.voters.clone();
+        let why = if voters.len() > want {
+            let out = long_dead.first().copied().or_else(|| {
+                voters
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|v| *v != self.id() && healthy(v))
+            });
+            let Some(out) = out else { return };
+            voters.remove(&out);
+            format!("node {out} becomes a learner: more voters than cluster.voters = {want}")
+        } else if let Some(learner) = candidate {
+            if voters.len() < want {
+                voters.insert(learner);
+                format!(
+                    "learner {learner} becomes a voter: fewer voters than cluster.voters = {want}"
+                )
+            } else if let Some(dead) = long_dead.first().copied() {
+                voters.remove(&dead);
+                voters.insert(learner);
+                format!(
+                    "voter {dead} missed its lease for {} s: learner {learner} takes its vote, {dead} stays a learner",
+                    replace_after.as_secs_f32()
+                )
+            } else {
+                return;
+            }
+        } else {
+            return;
+        };
+        tracing::warn!(voters = ?voters, "{why}");
+        // retain = true: a node leaving the voters stays a learner.
+        let change = self
+            .inner
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), true);
+        match tokio::time::timeout(MEMBERSHIP_CHANGE_WAIT, change).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "changing the voters failed"),
+            Err(_) => tracing::warn!("changing the voters takes long; raft carries on with it"),
+        }
+    }
+
     /// Membership changes run one at a time (openraft interleaves concurrent ones).
     fn one_membership_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, LeaderError> {
         self.inner
@@ -219,6 +385,7 @@ impl Cluster {
         let mut led_term: Option<u64> = None;
         let mut last_listing: Option<Instant> = None;
         let mut warned_dead: BTreeMap<NodeId, bool> = BTreeMap::new();
+        let mut voter_dead_since: BTreeMap<NodeId, Instant> = BTreeMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -244,6 +411,7 @@ impl Cluster {
                 );
                 led_term = term;
                 last_listing = None;
+                voter_dead_since.clear();
             }
             if !leader {
                 *self.inner.capacity.lock() = None;
@@ -319,26 +487,22 @@ impl Cluster {
             for m in &p.moves {
                 tracing::info!(shard = %m.shard, from = ?m.from, to = m.to, reason = %m.reason, graceful = m.graceful, "moving shard");
             }
-            let mut written = true;
-            for c in p.commands {
-                let kind = c.kind();
-                match self.write_here(c).await {
-                    Ok(r) if !r.ok => {
-                        tracing::debug!(kind, message = %r.message, "plan step refused")
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(kind, error = %e, "writing a plan step failed");
-                        written = false;
-                        break;
-                    }
+            // A refused plan is applied (refused as a whole, determinately)
+            // and moves no shard of a node it counted alive, so those
+            // nodes may renew; a failed write may still commit later.
+            let written = match self.write_plan(p.commands).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the plan failed");
+                    false
                 }
-            }
+            };
             // This round planned with these nodes alive and its plan is
             // committed: their beats renew leases again.
             if written {
                 self.inner.liveness.revive(&alive);
             }
+            self.keep_voters(&alive, &mut voter_dead_since).await;
             let now = capacity(&self.assignments().borrow(), &alive);
             let was = self.inner.capacity.lock().replace(now.clone());
             if now.exhausted() && was.as_ref().is_none_or(|w| !w.exhausted()) {

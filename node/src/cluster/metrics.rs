@@ -45,6 +45,11 @@ impl Collector for ClusterMetrics {
                 v.voters.len() as u64,
             ),
             (
+                "trail_raft_learners",
+                "Learners in the raft membership (members that own shards but do not vote).",
+                v.learners.len() as u64,
+            ),
+            (
                 "trail_lease_valid",
                 "1 while the node's lease lets it consume (self-fencing otherwise).",
                 u64::from(lease.valid()),

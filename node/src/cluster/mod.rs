@@ -84,6 +84,8 @@ pub struct ClusterSettings {
     pub bootstrap: bool,
     pub join: Vec<String>,
     pub slots: u32,
+    /// Voters the leader keeps; other members are learners.
+    pub voters: usize,
     pub heartbeat: Duration,
     /// The leader declares a node dead this long after its last beat.
     pub lease: Duration,
@@ -552,6 +554,7 @@ impl Cluster {
                 h.name == s.name
                     && h.addr == s.advertise
                     && (h.slots, h.auto_slots) == announced_slots(s.slots)
+                    && h.batched_plans
                     && !h.leaving
             })
     }
@@ -574,12 +577,14 @@ impl Cluster {
             auto_slots,
             draining: false,
             leaving: false,
+            batched_plans: true,
         };
         let have = self.assignments().borrow().members.get(&s.node_id).cloned();
         if have.is_some_and(|h| {
             h.name == want.name
                 && h.addr == want.addr
                 && (h.slots, h.auto_slots) == (want.slots, want.auto_slots)
+                && h.batched_plans
         }) {
             return;
         }

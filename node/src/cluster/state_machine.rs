@@ -357,6 +357,67 @@ pub(crate) fn apply(
             }
             (Reply::ok(), false)
         }
+        Command::Plan { steps } => apply_plan(data, steps),
+    }
+}
+
+/// Applies a plan's steps in order, all or nothing: the shards the steps
+/// touch are saved before their first change and put back if a step is
+/// refused. Costs O(steps), never a copy of the whole state.
+fn apply_plan(data: &mut Data, steps: &[Command]) -> (Reply, bool) {
+    let mut saved: BTreeMap<super::types::ShardKey, Option<super::types::ShardState>> =
+        BTreeMap::new();
+    let mut changed = false;
+    for (i, step) in steps.iter().enumerate() {
+        let shard = match step {
+            Command::Assign { shard, .. }
+            | Command::Revoke { shard, .. }
+            | Command::Standbys { shard, .. } => shard,
+            other => {
+                restore(data, saved);
+                return (
+                    Reply::refused(format!(
+                        "plan step {i} is a {} command; a plan holds assign, revoke and standbys only",
+                        other.kind()
+                    )),
+                    false,
+                );
+            }
+        };
+        if !saved.contains_key(shard) {
+            saved.insert(shard.clone(), data.assignments.shards.get(shard).cloned());
+        }
+        let (reply, step_changed) = apply(data, step, None);
+        if !reply.ok {
+            restore(data, saved);
+            return (
+                Reply::refused(format!(
+                    "plan refused as a whole at step {i} of {} ({} {shard}): {}",
+                    steps.len(),
+                    step.kind(),
+                    reply.message
+                )),
+                false,
+            );
+        }
+        changed |= step_changed;
+    }
+    (Reply::ok(), changed)
+}
+
+fn restore(
+    data: &mut Data,
+    saved: BTreeMap<super::types::ShardKey, Option<super::types::ShardState>>,
+) {
+    for (k, v) in saved {
+        match v {
+            Some(v) => {
+                data.assignments.shards.insert(k, v);
+            }
+            None => {
+                data.assignments.shards.remove(&k);
+            }
+        }
     }
 }
 
@@ -600,6 +661,96 @@ mod tests {
         let s = &d.assignments.shards[&key(0)];
         assert_eq!((s.owner, s.epoch), (Some(2), 2));
         assert_eq!(s.checkpoint.as_ref().unwrap().cursor, "b");
+    }
+
+    #[test]
+    fn a_plan_applies_all_or_nothing_with_every_step_checked_as_if_alone() {
+        let mut d = Data::default();
+        run(
+            &mut d,
+            Command::Shards {
+                project: "p".into(),
+                logstore: "l".into(),
+                shards: (0..4).map(|i| (i, false)).collect(),
+            },
+        );
+        let assign = |n, owner, expect_epoch| Command::Assign {
+            shard: key(n),
+            owner,
+            standbys: vec![],
+            expect_epoch,
+            at_ms: 1,
+        };
+        assert!(run(&mut d, assign(0, 1, 0)).ok);
+        let before = d.assignments.clone();
+
+        // The last step is stale (shard 0 is at epoch 1): nothing changes,
+        // not even the steps before it, nor a shard touched twice.
+        let r = run(
+            &mut d,
+            Command::Plan {
+                steps: vec![
+                    assign(1, 2, 0),
+                    assign(3, 1, 0),
+                    assign(3, 2, 1),
+                    Command::Standbys {
+                        shard: key(1),
+                        standbys: vec![3],
+                    },
+                    assign(0, 3, 0),
+                ],
+            },
+        );
+        assert!(!r.ok);
+        assert!(r.message.contains("step 4 of 5"), "{}", r.message);
+        assert!(r.message.contains("at epoch 1, not 0"), "{}", r.message);
+        assert_eq!(d.assignments, before, "a refused plan changes nothing");
+
+        // Only assign, revoke and standbys go into a plan.
+        for odd in [
+            Command::Forget { id: 1 },
+            Command::Plan { steps: vec![] },
+            Command::Commit {
+                node: 1,
+                checkpoints: vec![],
+            },
+        ] {
+            let r = run(
+                &mut d,
+                Command::Plan {
+                    steps: vec![assign(1, 2, 0), odd],
+                },
+            );
+            assert!(!r.ok && r.message.contains("step 1"), "{}", r.message);
+            assert_eq!(d.assignments, before);
+        }
+
+        // Accepted: the same state as the steps written one by one.
+        let steps = vec![
+            assign(1, 2, 0),
+            Command::Standbys {
+                shard: key(1),
+                standbys: vec![3],
+            },
+            assign(3, 1, 0),
+            assign(3, 2, 1),
+            Command::Revoke {
+                shard: key(0),
+                epoch: 1,
+                to: 2,
+                at_ms: 5,
+            },
+        ];
+        let mut one_by_one = d.clone();
+        for step in &steps {
+            assert!(run(&mut one_by_one, step.clone()).ok);
+        }
+        let (r, changed) = apply(&mut d, &Command::Plan { steps }, None);
+        assert!(r.ok && changed, "{}", r.message);
+        assert_eq!(d.assignments, one_by_one.assignments);
+        let s3 = &d.assignments.shards[&key(3)];
+        assert_eq!((s3.owner, s3.epoch), (Some(2), 2));
+        assert_eq!(d.assignments.shards[&key(0)].phase, ShardPhase::Revoking);
     }
 
     #[test]

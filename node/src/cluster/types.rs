@@ -129,6 +129,11 @@ pub struct MemberState {
     /// Shutting down (SIGTERM): takes no shards; cleared when it starts again.
     #[serde(default)]
     pub leaving: bool,
+    /// The node applies [`Command::Plan`]. A release before batched plans
+    /// cannot read one (its apply would fail and stop its raft), so the
+    /// leader batches only when every raft node announced this.
+    #[serde(default)]
+    pub batched_plans: bool,
 }
 
 /// A resource's tags in the replicated tier.
@@ -226,6 +231,16 @@ pub enum Command {
     DeleteTags {
         arns: Vec<String>,
     },
+    /// One step of the leader's plan (every assign of a death, every move
+    /// of a rebalance round, the standbys that go with them) in one log
+    /// entry. Applied all or nothing: each step is checked as if written
+    /// alone (expected epochs, phases), in order; if any step is refused,
+    /// none takes effect and the reply names it. Steps are `Assign`,
+    /// `Revoke` and `Standbys` only. Written only once every raft node
+    /// announced [`MemberState::batched_plans`].
+    Plan {
+        steps: Vec<Command>,
+    },
 }
 
 impl Command {
@@ -245,6 +260,7 @@ impl Command {
             Command::Finish { .. } => "finish",
             Command::PutTags { .. } => "put_tags",
             Command::DeleteTags { .. } => "delete_tags",
+            Command::Plan { .. } => "plan",
         }
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Result};
 use clap::Parser;
 use serde_json::json;
-use trail_tests::cluster::{check_history, duplicates, LocalCluster, Timing};
+use trail_tests::cluster::{check_history, duplicates, peak_rss_mib, LocalCluster, Timing};
 
 #[derive(Parser)]
 struct Args {
@@ -68,19 +68,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-}
-
-/// The peak resident set (VmHWM) of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() -> Result<()> {

@@ -322,9 +322,14 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
         .filter_map(|k| a.shards.get_key_value(k).map(|(k, _)| k))
         .collect();
 
-    // Balance: one graceful move per node at a time, from the most to the
-    // least loaded, while they differ by more than one.
+    // Balance: graceful moves from the most to the least loaded while they
+    // differ by more than one. A node gives at most one shard per plan (it
+    // drains one at a time) and a node that gives receives none; a node
+    // may receive one from each giver, so a join takes up to one shard
+    // from every other node per plan and the planner re-reads the state
+    // between rounds.
     if o.balance {
+        let mut receiving: BTreeSet<NodeId> = BTreeSet::new();
         let mut running: BTreeMap<NodeId, Vec<(&ShardKey, &ShardState)>> = BTreeMap::new();
         for (k, s) in &a.shards {
             if let (ShardPhase::Running, Some(owner)) = (s.phase, s.owner) {
@@ -337,7 +342,7 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
             let Some((&max_n, &max_c)) = load
                 .owned
                 .iter()
-                .filter(|(n, _)| !moving.contains(n))
+                .filter(|(n, _)| !moving.contains(n) && !receiving.contains(n))
                 .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
             else {
                 break;
@@ -361,7 +366,7 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
             };
             load.take(min_n, Some(max_n));
             moving.insert(max_n);
-            moving.insert(min_n);
+            receiving.insert(min_n);
             planned.insert(key);
             plan.moves.push(Move {
                 shard: key.clone(),
@@ -479,6 +484,7 @@ mod tests {
                     auto_slots: false,
                     draining: false,
                     leaving: false,
+                    batched_plans: true,
                 },
             );
         }
@@ -503,9 +509,16 @@ mod tests {
             assignments: a.clone(),
             ..Default::default()
         };
-        for c in &p.commands {
-            crate::cluster::state_machine::apply(&mut d, c, None);
-        }
+        // As the leader writes it: one plan, all or nothing. A plan the
+        // state machine refuses as a whole would never make progress.
+        let (r, _) = crate::cluster::state_machine::apply(
+            &mut d,
+            &Command::Plan {
+                steps: p.commands.clone(),
+            },
+            None,
+        );
+        assert!(r.ok, "the plan is refused: {}", r.message);
         *a = d.assignments;
     }
 
@@ -704,6 +717,7 @@ mod tests {
                 auto_slots: false,
                 draining: false,
                 leaving: false,
+                batched_plans: true,
             },
         );
         let alive = BTreeSet::from([1, 2, 3, 4]);
@@ -724,6 +738,31 @@ mod tests {
             .filter(|(k, s)| s.owner != before.shards[*k].owner)
             .count();
         assert_eq!(moved, 2, "sticky: only what balance needs moves");
+    }
+
+    #[test]
+    fn a_join_takes_one_shard_from_every_other_node_per_plan() {
+        let mut a = cluster(&[1, 2, 3, 4, 5], 40);
+        settle(&mut a, &BTreeSet::from([1, 2, 3, 4, 5]));
+        let mut joiner = a.members[&1].clone();
+        joiner.name = "n6".into();
+        a.members.insert(6, joiner);
+        let alive = BTreeSet::from([1, 2, 3, 4, 5, 6]);
+        let before = a.clone();
+        let p = plan(&a, &alive, opts(true));
+        let givers: BTreeSet<Option<NodeId>> = p.moves.iter().map(|m| m.from).collect();
+        assert_eq!(p.moves.len(), 5, "{:?}", p.moves);
+        assert_eq!(givers.len(), 5, "one shard per giver: {:?}", p.moves);
+        assert!(p.moves.iter().all(|m| m.graceful && m.to == 6));
+        settle(&mut a, &alive);
+        let o = owners(&a);
+        assert!((6..=7).contains(&o[&6]), "{o:?}");
+        let moved = a
+            .shards
+            .iter()
+            .filter(|(k, s)| s.owner != before.shards[*k].owner)
+            .count();
+        assert_eq!(moved, o[&6], "sticky: only shards for the joiner move");
     }
 
     #[test]
