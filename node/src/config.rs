@@ -64,8 +64,9 @@ pub struct ClusterConfig {
     pub slots: u32,
     /// Raft voters the leader keeps (1, 3, 5 or 7): every other member is
     /// a learner that replicates the state and owns shards like a voter
-    /// but takes no part in elections or commits. A voter dead for two
-    /// leases is replaced by a live learner.
+    /// but takes no part in elections or commits. A voter still dead three
+    /// leases after it was declared dead is replaced by a live learner.
+    /// Only the leader reads it: set the same value on every node.
     #[serde(default = "default_voters")]
     pub voters: u32,
     #[serde(default = "default_heartbeat_ms")]

@@ -19,13 +19,11 @@ use crate::clock::unix_ms;
 /// all or nothing.
 const PLAN_STEPS_PER_ENTRY: usize = 1024;
 
-/// A voter dead this many leases is replaced by a live learner: longer
-/// than a pause the cluster tests stage (about one lease), short enough
+/// A voter declared dead (a lease after its last beat) and still dead this
+/// many leases later is replaced by a live learner: longer than a pause the
+/// cluster tests stage (about one lease) or a quick restart, short enough
 /// that a second death soon after still finds a quorum.
-const VOTER_REPLACE_AFTER_LEASES: u32 = 2;
-
-/// How long the duty loop waits for a voter change before planning again.
-const MEMBERSHIP_CHANGE_WAIT: Duration = Duration::from_secs(5);
+const VOTER_REPLACE_AFTER_LEASES: u32 = 3;
 
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberAddr>>) -> LeaderError {
     match e {
@@ -72,7 +70,7 @@ impl Cluster {
                 let (p, _) = self.plan_now(true);
                 if !dry_run && !self.write_plan(p.commands).await? {
                     return Err(LeaderError::Refused(
-                        "the plan was refused: the shards moved meanwhile; run it again".into(),
+                        "the plan was refused, in whole or in part: shards moved meanwhile; run it again".into(),
                     ));
                 }
                 Ok(LeaderReply::Moves(p.moves))
@@ -192,9 +190,9 @@ impl Cluster {
     }
 
     /// Writes a plan's commands. When every raft node reads
-    /// [`Command::Plan`], each chunk of up to [`PLAN_STEPS_PER_ENTRY`]
-    /// steps is one entry, applied all or nothing: a death's assigns wait
-    /// for one commit, not one each. Otherwise (a node on a release before
+    /// [`Command::Plan`], the assigns and then the other steps go in
+    /// entries of up to [`PLAN_STEPS_PER_ENTRY`] steps, each applied all or
+    /// nothing: a death's assigns wait for one commit, not one each. Otherwise (a node on a release before
     /// batched plans) one entry per command, as those releases wrote them.
     /// `Ok(false)`: some entry or step was refused (the shards moved
     /// meanwhile); the next round plans again from what was applied.
@@ -213,15 +211,22 @@ impl Cluster {
         }
         let (total, started) = (commands.len(), Instant::now());
         let mut entries = 0;
-        let mut commands = commands.into_iter().peekable();
-        while commands.peek().is_some() {
-            let steps: Vec<Command> = commands.by_ref().take(PLAN_STEPS_PER_ENTRY).collect();
-            let n = steps.len();
-            let r = self.write_here(Command::Plan { steps }).await?;
-            entries += 1;
-            if !r.ok {
-                tracing::info!(steps = n, message = %r.message, "plan refused; planning again");
-                return Ok(false);
+        // Assigns (deaths, unowned shards) first, in entries of their own:
+        // a stale revoke or standby change must not hold a takeover back.
+        let (assigns, rest): (Vec<Command>, Vec<Command>) = commands
+            .into_iter()
+            .partition(|c| matches!(c, Command::Assign { .. }));
+        for group in [assigns, rest] {
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                let steps: Vec<Command> = group.by_ref().take(PLAN_STEPS_PER_ENTRY).collect();
+                let n = steps.len();
+                let r = self.write_here(Command::Plan { steps }).await?;
+                entries += 1;
+                if !r.ok {
+                    tracing::info!(steps = n, message = %r.message, "plan refused; planning again");
+                    return Ok(false);
+                }
             }
         }
         if total > 0 {
@@ -253,28 +258,57 @@ impl Cluster {
     /// learner (the dead one stays a learner and catches up if it comes
     /// back), and demotes voters beyond the number (a cluster from a
     /// release where every node voted), dead ones first. The leader is
-    /// never demoted. Nothing happens during a joint configuration or
-    /// while an operator's membership change runs.
+    /// never demoted. A change is made only if the live voters are a
+    /// majority of both the old and the new voter set, so the change itself
+    /// can always commit. It runs as its own task holding the membership
+    /// lock: openraft's second step (joint → new) is driven by the caller's
+    /// future, which must not be dropped. A joint configuration left behind
+    /// (a leader change, or an operator's call cut off midway) is finished
+    /// here when no change is running.
     async fn keep_voters(
         &self,
         alive: &BTreeSet<NodeId>,
         dead_since: &mut BTreeMap<NodeId, Instant>,
     ) {
         let view = self.raft_view();
+        let a = self.assignments().borrow().clone();
         let now = Instant::now();
-        dead_since.retain(|id, _| view.voters.contains(id) && !alive.contains(id));
+        // Only recorded members are judged alive or dead; a voter that has
+        // not recorded itself yet (a join in progress) is left alone.
+        let dead = |v: &NodeId| a.members.contains_key(v) && !alive.contains(v);
+        dead_since.retain(|id, _| view.voters.contains(id) && dead(id));
         for v in &view.voters {
-            if !alive.contains(v) {
+            if dead(v) {
                 dead_since.entry(*v).or_insert(now);
             }
         }
+        let Ok(one) = self.inner.admin.clone().try_lock_owned() else {
+            return; // a change is running
+        };
+        let majority_alive = |set: &BTreeSet<NodeId>| {
+            2 * set.iter().filter(|v| alive.contains(v)).count() > set.len()
+        };
         if view.joint {
+            let joint = self
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_joint_config()
+                .clone();
+            let Some(target) = joint.last().cloned() else {
+                return;
+            };
+            // Leaving the joint configuration commits under both sets.
+            if !joint.iter().all(|set| majority_alive(set)) {
+                return;
+            }
+            let why = format!("finishing a joint configuration left behind: voters {target:?}");
+            self.change_voters(target, why, one);
             return;
         }
-        let Ok(_one) = self.inner.admin.try_lock() else {
-            return;
-        };
-        let a = self.assignments().borrow().clone();
         let healthy = |id: &NodeId| {
             alive.contains(id)
                 && !a.removed.contains(id)
@@ -293,13 +327,18 @@ impl Cluster {
         let want = self.inner.settings.voters;
         let mut voters = view.voters.clone();
         let why = if voters.len() > want {
-            let out = long_dead.first().copied().or_else(|| {
-                voters
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|v| *v != self.id() && healthy(v))
-            });
+            // Any voter not alive goes first, then the highest healthy id.
+            let out = voters
+                .iter()
+                .copied()
+                .find(|v| *v != self.id() && !alive.contains(v))
+                .or_else(|| {
+                    voters
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|v| *v != self.id() && healthy(v))
+                });
             let Some(out) = out else { return };
             voters.remove(&out);
             format!("node {out} becomes a learner: more voters than cluster.voters = {want}")
@@ -313,7 +352,7 @@ impl Cluster {
                 voters.remove(&dead);
                 voters.insert(learner);
                 format!(
-                    "voter {dead} missed its lease for {} s: learner {learner} takes its vote, {dead} stays a learner",
+                    "voter {dead} dead for {} s: learner {learner} takes its vote, {dead} stays a learner",
                     replace_after.as_secs_f32()
                 )
             } else {
@@ -322,17 +361,35 @@ impl Cluster {
         } else {
             return;
         };
-        tracing::warn!(voters = ?voters, "{why}");
-        // retain = true: a node leaving the voters stays a learner.
-        let change = self
-            .inner
-            .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters), true);
-        match tokio::time::timeout(MEMBERSHIP_CHANGE_WAIT, change).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "changing the voters failed"),
-            Err(_) => tracing::warn!("changing the voters takes long; raft carries on with it"),
+        if !majority_alive(&view.voters) || !majority_alive(&voters) {
+            tracing::debug!(voters = ?voters, "not changing the voters: the live ones would not be a majority of both sets");
+            return;
         }
+        self.change_voters(voters, why, one);
+    }
+
+    /// Runs a voter change to its end in its own task, holding `one` (the
+    /// membership lock) until raft left the joint configuration.
+    fn change_voters(
+        &self,
+        voters: BTreeSet<NodeId>,
+        why: String,
+        one: tokio::sync::OwnedMutexGuard<()>,
+    ) {
+        tracing::warn!(voters = ?voters, "{why}");
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _one = one;
+            // retain = true: a node leaving the voters stays a learner.
+            let r = me
+                .inner
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "changing the voters failed; the next round looks again");
+            }
+        });
     }
 
     /// Membership changes run one at a time (openraft interleaves concurrent ones).

@@ -165,7 +165,8 @@ struct Inner {
     incarnation: u64,
     shard_source: Mutex<Option<Arc<dyn ShardSource>>>,
     live_source: Mutex<Option<LiveSource>>,
-    admin: tokio::sync::Mutex<()>,
+    /// One membership change at a time (operator's or the leader's own).
+    admin: Arc<tokio::sync::Mutex<()>>,
     recording: tokio::sync::Mutex<()>,
     committer: CheckpointCommitter,
     tags: TagPublisher,
@@ -254,7 +255,7 @@ impl Cluster {
                 incarnation: crate::clock::unix_ms(),
                 shard_source: Mutex::default(),
                 live_source: Mutex::default(),
-                admin: tokio::sync::Mutex::new(()),
+                admin: Arc::new(tokio::sync::Mutex::new(())),
                 recording: tokio::sync::Mutex::new(()),
                 stop,
             }),

@@ -323,8 +323,9 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
         .collect();
 
     // Balance: graceful moves from the most to the least loaded while they
-    // differ by more than one. A node gives at most one shard per plan (it
-    // drains one at a time) and a node that gives receives none; a node
+    // differ by more than one. A node gives at most one shard per plan
+    // (revokes of earlier rounds may still be draining) and a node that
+    // gives receives none; a node
     // may receive one from each giver, so a join takes up to one shard
     // from every other node per plan and the planner re-reads the state
     // between rounds.
