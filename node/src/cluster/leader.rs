@@ -302,7 +302,7 @@ impl Cluster {
                 return;
             };
             // Leaving the joint configuration commits under both sets.
-            if !joint.iter().all(|set| majority_alive(set)) {
+            if !joint.iter().all(&majority_alive) {
                 return;
             }
             let why = format!("finishing a joint configuration left behind: voters {target:?}");
