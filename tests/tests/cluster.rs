@@ -406,6 +406,10 @@ fn a_dead_voter_is_replaced_by_a_learner_so_a_second_death_keeps_the_quorum() {
     // its vote and it stays a learner.
     let leader: u64 = s["leader_id"].as_str().unwrap().parse().unwrap();
     let first = (1..=4).find(|id| *id != leader && *id != learner).unwrap();
+    let lost_first = owners(&s)
+        .values()
+        .filter(|(o, _)| *o == first.to_string())
+        .count();
     let killed = Instant::now();
     c.kill(first);
     let s = c.wait_for(
@@ -446,7 +450,9 @@ fn a_dead_voter_is_replaced_by_a_learner_so_a_second_death_keeps_the_quorum() {
     std::thread::sleep(Duration::from_secs(1));
     let got = c.finish();
     let dups = duplicates(&got);
-    let bound = duplicate_bound(&c, lost.len(), Duration::ZERO);
+    // Both deaths re-read from their last commits; commits may stall for a
+    // moment while the voters change (joint consensus), hence the extra.
+    let bound = duplicate_bound(&c, lost_first + lost.len(), Duration::from_secs(2));
     assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
 }
 
