@@ -369,20 +369,15 @@ fn apply_plan(data: &mut Data, steps: &[Command]) -> (Reply, bool) {
         BTreeMap::new();
     let mut changed = false;
     for (i, step) in steps.iter().enumerate() {
-        let shard = match step {
-            Command::Assign { shard, .. }
-            | Command::Revoke { shard, .. }
-            | Command::Standbys { shard, .. } => shard,
-            other => {
-                restore(data, saved);
-                return (
-                    Reply::refused(format!(
-                        "plan step {i} is a {} command; a plan holds assign, revoke and standbys only",
-                        other.kind()
-                    )),
-                    false,
-                );
-            }
+        let Some(shard) = step.plan_shard() else {
+            restore(data, saved);
+            return (
+                Reply::refused(format!(
+                    "plan step {i} is a {} command; a plan holds assign, revoke and standbys only",
+                    step.kind()
+                )),
+                false,
+            );
         };
         if !saved.contains_key(shard) {
             saved.insert(shard.clone(), data.assignments.shards.get(shard).cloned());

@@ -244,6 +244,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// The shard of a plan step (assign, revoke, standbys); `None` for
+    /// every other command.
+    pub fn plan_shard(&self) -> Option<&ShardKey> {
+        match self {
+            Command::Assign { shard, .. }
+            | Command::Revoke { shard, .. }
+            | Command::Standbys { shard, .. } => Some(shard),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Command::Init { .. } => "init",

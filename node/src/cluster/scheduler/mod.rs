@@ -318,7 +318,7 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
     let mut planned: BTreeSet<&ShardKey> = plan
         .commands
         .iter()
-        .filter_map(command_shard)
+        .filter_map(Command::plan_shard)
         .filter_map(|k| a.shards.get_key_value(k).map(|(k, _)| k))
         .collect();
 
@@ -389,7 +389,7 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
     let mut assigns: BTreeMap<&ShardKey, usize> = BTreeMap::new();
     let mut revoked: BTreeSet<&ShardKey> = BTreeSet::new();
     for (i, c) in plan.commands.iter().enumerate() {
-        let Some((k, _)) = command_shard(c).and_then(|k| a.shards.get_key_value(k)) else {
+        let Some((k, _)) = c.plan_shard().and_then(|k| a.shards.get_key_value(k)) else {
             continue;
         };
         match c {
@@ -449,15 +449,6 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
     }
     plan.commands.extend(standby_commands);
     plan
-}
-
-fn command_shard(c: &Command) -> Option<&ShardKey> {
-    match c {
-        Command::Assign { shard, .. }
-        | Command::Revoke { shard, .. }
-        | Command::Standbys { shard, .. } => Some(shard),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
