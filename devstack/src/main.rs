@@ -4,6 +4,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
 
+use trail_devstack::aws::{S3Config, S3Server};
 use trail_devstack::cloud::{CloudConfig, CloudServer};
 use trail_devstack::gen::Generator;
 use trail_devstack::hec::{HecConfig, HecServer};
@@ -28,7 +29,10 @@ enum Command {
     Hec(HecConfig),
     /// Alibaba Tag / ECS / SLB / STS APIs and AWS resource tagging, from a tags file.
     Cloud(CloudConfig),
-    /// Generate realistic ActionTrail events (JSON lines) and their resources' tags.
+    /// Amazon S3 and SQS (a CloudTrail bucket and its notification queue).
+    S3(S3Config),
+    /// Generate realistic ActionTrail events (JSON lines) or CloudTrail log
+    /// files, and their resources' tags.
     Gen(GenArgs),
 }
 
@@ -70,6 +74,46 @@ struct GenArgs {
     /// (a steady trail, as a live ActionTrail delivers it); 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// CloudTrail instead of ActionTrail: gzip'd log files of `{"Records":[…]}`
+    /// in AWS's key layout, into `--bucket` at `--s3-endpoint`, or into `--out-dir`.
+    #[arg(long)]
+    cloudtrail: bool,
+    /// Records per CloudTrail log file.
+    #[arg(long, default_value_t = 100)]
+    records_per_file: usize,
+    /// Where the log files go: an S3 endpoint (`http://127.0.0.1:39003` for devstack).
+    #[arg(long, requires = "bucket")]
+    s3_endpoint: Option<String>,
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Or a directory: the files under their keys.
+    #[arg(long)]
+    out_dir: Option<std::path::PathBuf>,
+    /// The trail's key prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// An organization trail's org id (`o-…`), after `AWSLogs/` in every key.
+    #[arg(long)]
+    org: Option<String>,
+    /// Announce each file to this SQS queue URL as CloudTrail does (an SNS
+    /// notification naming `s3ObjectKey`), besides any bucket notification.
+    #[arg(long, requires = "s3_endpoint")]
+    sns_queue: Option<String>,
+    #[arg(
+        long,
+        env = "DEVSTACK_AWS_ACCESS_KEY_ID",
+        default_value = "AKIADEVSTACK0000TEST"
+    )]
+    aws_access_key_id: String,
+    #[arg(
+        long,
+        env = "DEVSTACK_AWS_SECRET_ACCESS_KEY",
+        default_value = "devstack/aws/secret/key/for/tests/only0000",
+        hide_env_values = true
+    )]
+    aws_secret_access_key: String,
+    #[arg(long, default_value = "us-east-1")]
+    aws_region: String,
 }
 
 #[tokio::main]
@@ -84,11 +128,15 @@ async fn main() -> Result<()> {
         Command::Sls(config) => run_sls(config).await,
         Command::Hec(config) => run_hec(config).await,
         Command::Cloud(config) => run_cloud(config).await,
+        Command::S3(config) => run_s3(config).await,
         Command::Gen(args) => gen(args).await,
     }
 }
 
 async fn gen(args: GenArgs) -> Result<()> {
+    if args.cloudtrail {
+        return gen_cloudtrail(&args).await;
+    }
     let mut g = Generator::new(args.seed);
     if let Some(endpoint) = &args.sls_endpoint {
         gen_into_sls(&mut g, endpoint, &args).await?;
@@ -180,6 +228,124 @@ fn gen_json_lines(g: &mut Generator, args: &GenArgs) -> Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// CloudTrail log files, as AWS delivers them.
+async fn gen_cloudtrail(args: &GenArgs) -> Result<()> {
+    use trail_devstack::aws::client::AwsClient;
+    use trail_devstack::gen::cloudtrail::CloudTrailGenerator;
+    let mut g = CloudTrailGenerator::new(args.seed).prefix(&args.prefix);
+    if let Some(org) = &args.org {
+        g = g.organization(org);
+    }
+    let client = args.s3_endpoint.as_deref().map(|e| {
+        AwsClient::new(
+            e,
+            &args.aws_access_key_id,
+            &args.aws_secret_access_key,
+            &args.aws_region,
+        )
+    });
+    if client.is_none() && args.out_dir.is_none() {
+        anyhow::bail!("--cloudtrail needs --s3-endpoint and --bucket, or --out-dir");
+    }
+    let bucket = args.bucket.as_deref().unwrap_or_default();
+    if let Some(c) = &client {
+        c.create_bucket(bucket)
+            .await
+            .context("creating the bucket")?;
+    }
+    let started = std::time::Instant::now();
+    let (mut sent, mut files, mut bytes) = (0u64, 0u64, 0usize);
+    while sent < args.events {
+        let n = (args.events - sent).min(args.records_per_file.max(1) as u64) as usize;
+        let f = g.next_file(n);
+        bytes += f.gzip.len();
+        if let Some(dir) = &args.out_dir {
+            let path = dir.join(&f.key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, &f.gzip).with_context(|| path.display().to_string())?;
+        }
+        if let Some(c) = &client {
+            c.put_object(
+                bucket,
+                &f.key,
+                bytes::Bytes::from(f.gzip),
+                "application/json",
+            )
+            .await
+            .with_context(|| format!("PutObject {}", f.key))?;
+            if let Some(q) = &args.sns_queue {
+                let message =
+                    serde_json::json!({"s3Bucket": bucket, "s3ObjectKey": [f.key]}).to_string();
+                let sns = serde_json::json!({
+                    "Type": "Notification",
+                    "MessageId": format!("devstack-{files}"),
+                    "TopicArn": format!("arn:aws:sns:{}:{}:cloudtrail", args.aws_region, f.account),
+                    "Message": message,
+                    "Timestamp": trail_devstack::gen::iso(g_time()),
+                    "SignatureVersion": "1",
+                    "Signature": "devstack",
+                    "SigningCertURL": "https://sns.us-east-1.amazonaws.com/devstack.pem",
+                    "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                });
+                c.send_message(q, &sns.to_string())
+                    .await
+                    .context("SendMessage")?;
+            }
+        }
+        sent += n as u64;
+        files += 1;
+    }
+    eprintln!(
+        "{sent} CloudTrail records in {files} files ({:.1} MB gzip'd) in {:.1} s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.tags_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&g.tags_file())?)?;
+        eprintln!(
+            "tags of {} AWS resources written to {}",
+            g.tags_file().resources.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn g_time() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+async fn run_s3(config: S3Config) -> Result<()> {
+    let mut server = S3Server::start(config.clone()).await?;
+    let addr = server.local_addr();
+    println!("listening on {addr}");
+    println!(
+        "S3 and SQS      http://{addr}  (path-style; virtual-host with Host: {{bucket}}.anything)"
+    );
+    println!(
+        "access key      {} (region {}, account {})",
+        config.access_key_id, config.region, config.account
+    );
+    for n in &config.notify {
+        println!("notify          {n}");
+    }
+    println!("stats           curl http://{addr}/_devstack/stats");
+    println!("example         AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=… aws --endpoint-url http://{addr} s3 ls", config.access_key_id);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("shutting down");
+            server.shutdown().await;
+        }
+        _ = server.stopped() => {}
+    }
     Ok(())
 }
 

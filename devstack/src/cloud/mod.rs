@@ -16,7 +16,7 @@
 //! `PUT /_devstack/faults` (`{"throttle_every": N}`).
 
 mod api;
-mod auth;
+pub(crate) mod auth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+pub mod cloudtrail;
+
 use serde::{Deserialize, Serialize};
 
 /// One resource of the simulated estate.
