@@ -56,6 +56,7 @@ fn bench(c: &mut Criterion) {
         logstore: "actiontrail_bench".into(),
         shard: 0,
         epoch: 0,
+        source: trail_node::record::SourceKind::Sls,
     };
     let encoders: Vec<Arc<dyn EventEncoder>> = vec![Arc::new(HecEncoder::new(HecEnvelope {
         host: "bench".into(),

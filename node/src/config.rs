@@ -24,7 +24,13 @@ use crate::sink::sls::SlsSinkConfig;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
-    pub source: SourceConfig,
+    /// The SLS logstore the trail is read from (the single-source form;
+    /// `[[sources]]` with `type = "sls"` says the same).
+    pub source: Option<SourceConfig>,
+    /// Every source: SLS logstores, CloudTrail in S3 through SQS. All feed
+    /// the same enrichers and sinks.
+    #[serde(default)]
+    pub sources: Vec<SourceEntry>,
     #[serde(default)]
     pub filter: FilterConfig,
     #[serde(default)]
@@ -151,6 +157,86 @@ pub struct NodeConfig {
 
 fn default_shutdown_grace_ms() -> u64 {
     30_000
+}
+
+/// One element of `[[sources]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceEntry {
+    Sls(SourceConfig),
+    S3Sqs(S3SqsSourceConfig),
+}
+
+/// `type = "s3_sqs"`: CloudTrail log files in S3, each announced through an
+/// SQS queue (S3 event notifications, or CloudTrail's SNS messages). Every
+/// node of a cluster polls the queue; SQS hands each message to one of them
+/// at a time, so the queue needs no assignment through raft.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3SqsSourceConfig {
+    /// Names the source in logs, metrics and status.
+    #[serde(default = "default_s3_sqs_name")]
+    pub name: String,
+    /// `https://sqs.us-east-1.amazonaws.com/123456789012/trail-files`.
+    pub queue_url: String,
+    /// The region of the queue and the bucket.
+    pub region: String,
+    #[serde(default = "default_sqs_endpoint")]
+    pub sqs_endpoint: String,
+    #[serde(default = "default_s3_endpoint")]
+    pub s3_endpoint: String,
+    /// Connect here instead for both (devstack, VPC endpoints), keeping the Host.
+    pub address: Option<String>,
+    /// `/{bucket}/{key}` rather than `{bucket}.{host}/{key}`.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Static keys; when absent, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
+    /// and `AWS_SESSION_TOKEN` from the environment.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretSource>,
+    pub session_token: Option<SecretSource>,
+    /// Concurrent long polls on this node.
+    #[serde(default = "default_pollers")]
+    pub pollers: usize,
+    /// Messages being read or delivered at once per poller: with
+    /// `max_object_bytes` it bounds memory.
+    #[serde(default = "default_messages_in_flight")]
+    pub messages_in_flight: usize,
+    /// How long a received message stays hidden from other receivers; it
+    /// is extended while its objects are in flight.
+    #[serde(default = "default_visibility_secs")]
+    pub visibility_timeout_secs: u64,
+    /// The long poll's wait (0..=20).
+    #[serde(default = "default_wait_secs")]
+    pub wait_secs: u64,
+    /// The largest object read (as stored, gzip'd); a larger one is dead-lettered unread.
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: usize,
+}
+
+fn default_s3_sqs_name() -> String {
+    "s3_sqs".into()
+}
+fn default_sqs_endpoint() -> String {
+    "https://sqs.{region}.amazonaws.com".into()
+}
+fn default_s3_endpoint() -> String {
+    "https://s3.{region}.amazonaws.com".into()
+}
+fn default_pollers() -> usize {
+    2
+}
+fn default_messages_in_flight() -> usize {
+    4
+}
+fn default_visibility_secs() -> u64 {
+    300
+}
+fn default_wait_secs() -> u64 {
+    20
+}
+fn default_max_object_bytes() -> usize {
+    64 << 20
 }
 
 /// Where the trail is read: an SLS logstore.
@@ -485,6 +571,131 @@ pub enum ConfigError {
     Secret(#[from] crate::secret::SecretError),
 }
 
+fn validate_sls(s: &SourceConfig, key: &str) -> Result<(), ConfigError> {
+    crate::sls::Endpoint::parse(&s.endpoint)
+        .map_err(|e| invalid(format!("{key}.endpoint"), e.to_string()))?;
+    if !(1..=1000).contains(&s.pull_count) {
+        return Err(invalid(format!("{key}.pull_count"), "must be 1..=1000"));
+    }
+    if s.max_pull_bytes < s.pull_target_bytes {
+        return Err(invalid(
+            format!("{key}.max_pull_bytes"),
+            format!("must be at least {key}.pull_target_bytes"),
+        ));
+    }
+    if s.pull_target_bytes < 1024 {
+        return Err(invalid(
+            format!("{key}.pull_target_bytes"),
+            "must be at least 1024",
+        ));
+    }
+    if s.in_flight_batches == 0 {
+        return Err(invalid(
+            format!("{key}.in_flight_batches"),
+            "must be at least 1",
+        ));
+    }
+    if s.max_in_flight_bytes < s.pull_target_bytes {
+        return Err(invalid(
+            format!("{key}.max_in_flight_bytes"),
+            format!("must be at least {key}.pull_target_bytes"),
+        ));
+    }
+    if !matches!(s.start.as_str(), "begin" | "end") && s.start.parse::<u32>().is_err() {
+        return Err(invalid(
+            format!("{key}.start"),
+            format!("{:?} is not begin, end or a unix time", s.start),
+        ));
+    }
+    s.access_key_secret
+        .resolve(&format!("{key}.access_key_secret"))?;
+    if let Some(t) = &s.security_token {
+        t.resolve(&format!("{key}.security_token"))?;
+    }
+    Ok(())
+}
+
+fn validate_s3_sqs(q: &S3SqsSourceConfig, key: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(&q.queue_url)
+        .map_err(|e| invalid(format!("{key}.queue_url"), e.to_string()))?;
+    if url
+        .path_segments()
+        .map_or(0, |p| p.filter(|s| !s.is_empty()).count())
+        != 2
+    {
+        return Err(invalid(
+            format!("{key}.queue_url"),
+            "expected https://sqs.{region}.amazonaws.com/{account}/{queue}",
+        ));
+    }
+    if q.region.is_empty() {
+        return Err(invalid(format!("{key}.region"), "must not be empty"));
+    }
+    for (k, v) in [
+        ("sqs_endpoint", &q.sqs_endpoint),
+        ("s3_endpoint", &q.s3_endpoint),
+    ] {
+        crate::aws::AwsEndpoint::parse(v, q.address.as_deref())
+            .map_err(|e| invalid(format!("{key}.{k}"), e))?;
+    }
+    match (&q.access_key_id, &q.secret_access_key) {
+        (Some(_), Some(secret)) => {
+            secret.resolve(&format!("{key}.secret_access_key"))?;
+        }
+        (None, None) => {
+            if crate::aws::AwsCredentials::from_env().is_none() {
+                return Err(invalid(
+                    format!("{key}.access_key_id"),
+                    "no keys: set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ));
+            }
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                format!("{key}.secret_access_key"),
+                "missing (access_key_id is set)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                format!("{key}.access_key_id"),
+                "missing (secret_access_key is set)",
+            ))
+        }
+    }
+    if let Some(t) = &q.session_token {
+        t.resolve(&format!("{key}.session_token"))?;
+    }
+    if q.pollers == 0 || q.pollers > 64 {
+        return Err(invalid(format!("{key}.pollers"), "must be 1..=64"));
+    }
+    if q.messages_in_flight == 0 || q.messages_in_flight > 100 {
+        return Err(invalid(
+            format!("{key}.messages_in_flight"),
+            "must be 1..=100",
+        ));
+    }
+    if q.wait_secs > 20 {
+        return Err(invalid(
+            format!("{key}.wait_secs"),
+            "must be 0..=20 (SQS's longest poll)",
+        ));
+    }
+    if !(10..=43_200).contains(&q.visibility_timeout_secs) {
+        return Err(invalid(
+            format!("{key}.visibility_timeout_secs"),
+            "must be 10..=43200",
+        ));
+    }
+    if q.max_object_bytes < 1024 {
+        return Err(invalid(
+            format!("{key}.max_object_bytes"),
+            "must be at least 1024",
+        ));
+    }
+    Ok(())
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -507,45 +718,55 @@ impl Config {
         Ok(c)
     }
 
+    /// The SLS source, as `[source]` or in `[[sources]]` (at most one).
+    pub fn sls(&self) -> Option<&SourceConfig> {
+        self.source.as_ref().or_else(|| {
+            self.sources.iter().find_map(|e| match e {
+                SourceEntry::Sls(s) => Some(s),
+                SourceEntry::S3Sqs(_) => None,
+            })
+        })
+    }
+
+    /// The S3 + SQS sources.
+    pub fn s3_sqs(&self) -> impl Iterator<Item = &S3SqsSourceConfig> {
+        self.sources.iter().filter_map(|e| match e {
+            SourceEntry::S3Sqs(q) => Some(q),
+            SourceEntry::Sls(_) => None,
+        })
+    }
+
     /// Checks every value that parsing cannot; secrets are resolved once here
     /// so a missing one stops the node at start, not at first use.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node.id.trim().is_empty() {
             return Err(invalid("node.id", "must not be empty"));
         }
-        let s = &self.source;
-        crate::sls::Endpoint::parse(&s.endpoint)
-            .map_err(|e| invalid("source.endpoint", e.to_string()))?;
-        if !(1..=1000).contains(&s.pull_count) {
-            return Err(invalid("source.pull_count", "must be 1..=1000"));
+        let mut sls = Vec::new();
+        if let Some(s) = &self.source {
+            sls.push(("source".to_owned(), s));
         }
-        if s.max_pull_bytes < s.pull_target_bytes {
+        for (i, e) in self.sources.iter().enumerate() {
+            let key = format!("sources[{i}]");
+            match e {
+                SourceEntry::Sls(s) => sls.push((key, s)),
+                SourceEntry::S3Sqs(q) => validate_s3_sqs(q, &key)?,
+            }
+        }
+        if sls.is_empty() && self.sources.is_empty() {
             return Err(invalid(
-                "source.max_pull_bytes",
-                "must be at least source.pull_target_bytes",
+                "sources",
+                "no source: give [source] (an SLS logstore) or [[sources]]",
             ));
         }
-        if s.pull_target_bytes < 1024 {
-            return Err(invalid("source.pull_target_bytes", "must be at least 1024"));
-        }
-        if s.in_flight_batches == 0 {
-            return Err(invalid("source.in_flight_batches", "must be at least 1"));
-        }
-        if s.max_in_flight_bytes < s.pull_target_bytes {
+        if sls.len() > 1 {
             return Err(invalid(
-                "source.max_in_flight_bytes",
-                "must be at least source.pull_target_bytes",
+                &sls[1].0,
+                "one SLS source per node for now (a second logstore needs its own node set)",
             ));
         }
-        if !matches!(s.start.as_str(), "begin" | "end") && s.start.parse::<u32>().is_err() {
-            return Err(invalid(
-                "source.start",
-                format!("{:?} is not begin, end or a unix time", s.start),
-            ));
-        }
-        s.access_key_secret.resolve("source.access_key_secret")?;
-        if let Some(t) = &s.security_token {
-            t.resolve("source.security_token")?;
+        for (key, s) in &sls {
+            validate_sls(s, key)?;
         }
         if self.tags.prefix.is_empty() {
             return Err(invalid(
@@ -799,13 +1020,66 @@ path = "/tmp/trail/dead.jsonl"
         let c: Config = toml::from_str(GOOD).unwrap();
         c.validate().unwrap();
         assert_eq!(c.sinks.len(), 2);
-        assert_eq!(c.source.pull_count, 1000);
+        assert_eq!(c.sls().unwrap().pull_count, 1000);
         assert_eq!(c.tags.prefix, "tag_");
         assert!(
             !format!("{c:?}").contains("s3cret"),
             "secrets never in Debug"
         );
         assert!(!format!("{c:?}").contains("hec-token"));
+    }
+
+    const S3_SQS: &str = r#"
+[[sources]]
+type = "s3_sqs"
+name = "org-trail"
+queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/trail-files"
+region = "us-east-1"
+access_key_id = "AKIA"
+secret_access_key = "aws-s3cret"
+"#;
+
+    #[test]
+    fn sources_take_s3_sqs_beside_or_instead_of_sls() {
+        let both: Config = toml::from_str(&format!("{GOOD}{S3_SQS}")).unwrap();
+        both.validate().unwrap();
+        assert_eq!(both.sls().unwrap().project, "audit");
+        let q: Vec<_> = both.s3_sqs().collect();
+        assert_eq!((q.len(), q[0].pollers, q[0].wait_secs), (1, 2, 20));
+        assert!(
+            !format!("{both:?}").contains("aws-s3cret"),
+            "secrets never in Debug"
+        );
+        // S3 only: no [source] at all.
+        let only = GOOD.replace("[source]\nendpoint = \"https://cn-hangzhou.log.aliyuncs.com\"\nproject = \"audit\"\nlogstore = \"actiontrail_main\"\naccess_key_id = \"LTAI\"\naccess_key_secret = \"s3cret\"\n", "");
+        assert!(!only.contains("[source]"));
+        let c: Config = toml::from_str(&format!("{only}{S3_SQS}")).unwrap();
+        c.validate().unwrap();
+        assert!(c.sls().is_none());
+        // The SLS source as an element of [[sources]].
+        let sls = "\n[[sources]]\ntype = \"sls\"\nendpoint = \"https://cn-hangzhou.log.aliyuncs.com\"\nproject = \"p\"\nlogstore = \"l\"\naccess_key_id = \"a\"\naccess_key_secret = \"b\"\n";
+        let c: Config = toml::from_str(&format!("{only}{sls}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.sls().unwrap().project, "p");
+        // Errors name the key.
+        assert!(
+            err(&format!("{GOOD}{sls}")).starts_with("sources[0]:"),
+            "two SLS sources"
+        );
+        assert!(err(&only).starts_with("sources:"), "no source at all");
+        let bad = |from: &str, to: &str| err(&format!("{GOOD}{}", S3_SQS.replace(from, to)));
+        assert!(bad("region = \"us-east-1\"", "region = \"\"").starts_with("sources[0].region:"));
+        assert!(bad("/123456789012/trail-files", "/").starts_with("sources[0].queue_url:"));
+        assert!(bad("name = \"org-trail\"", "wait_secs = 21").starts_with("sources[0].wait_secs:"));
+        assert!(bad("name = \"org-trail\"", "pollers = 0").starts_with("sources[0].pollers:"));
+        assert!(bad("secret_access_key = \"aws-s3cret\"\n", "")
+            .starts_with("sources[0].secret_access_key:"));
+        assert!(bad("name = \"org-trail\"", "s3_endpoint = \"ftp://x\"")
+            .starts_with("sources[0].s3_endpoint:"));
+        assert!(
+            bad("name = \"org-trail\"", "shiny = 1").contains("shiny"),
+            "unknown keys are refused"
+        );
     }
 
     fn err(text: &str) -> String {
@@ -843,7 +1117,7 @@ path = "/tmp/trail/dead.jsonl"
         ));
         assert!(e.starts_with("source.max_in_flight_bytes:"), "{e}");
         let c: Config = toml::from_str(GOOD).unwrap();
-        assert_eq!(c.source.max_in_flight_bytes, 32 << 20);
+        assert_eq!(c.sls().unwrap().max_in_flight_bytes, 32 << 20);
     }
 
     #[test]

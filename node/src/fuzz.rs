@@ -19,7 +19,7 @@ use prost::Message;
 
 use crate::event::{self, EventFilter, FilterConfig, RwFilter};
 use crate::pipeline::enrich::Enrichment;
-use crate::record::{EventEncoder, Provenance};
+use crate::record::{EventEncoder, Provenance, SourceKind};
 use crate::sink::hec::cim::CimMap;
 use crate::sink::hec::{HecEncoder, HecEnvelope, IndexedFields};
 use crate::sink::sls::SlsLogEncoder;
@@ -138,6 +138,7 @@ fn pipeline() -> &'static Pipeline {
                 logstore: "actiontrail_fuzz".into(),
                 shard: 1,
                 epoch: 3,
+                source: SourceKind::Sls,
             },
         }
     })

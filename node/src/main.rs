@@ -166,7 +166,11 @@ async fn setup(args: SetupArgs) -> Result<()> {
 async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     let grace = Duration::from_millis(config.node.shutdown_grace_ms);
-    tracing::info!(node = %config.node.id, project = %config.source.project, logstore = %config.source.logstore, "starting");
+    let sls = config
+        .sls()
+        .map(|s| format!("{}/{}", s.project, s.logstore));
+    let s3: Vec<&str> = config.s3_sqs().map(|q| q.name.as_str()).collect();
+    tracing::info!(node = %config.node.id, sls = sls.as_deref().unwrap_or("none"), s3_sqs = ?s3, "starting");
     let node = RunningNode::start(config)
         .await
         .context("starting the node")?;

@@ -27,10 +27,13 @@ use crate::pipeline::budget::{BudgetMetrics, InFlightBudget};
 use crate::pipeline::checkpoint::{CheckpointStore, StoreError};
 use crate::pipeline::enrich::Enrichment;
 use crate::pipeline::enricher::Enricher;
+use crate::pipeline::queue_consumer::{
+    InFlightMessages, QueueConsumer, QueueMetrics, QueueSettings, QueueStats, StopReceiving,
+};
 use crate::pipeline::shard_consumer::{ConsumerSettings, Progress, ShardConsumer, StopPulling};
 use crate::pipeline::{Consumers, PipelineStats, SourceSettings, Spawner};
 use crate::record::EventEncoder;
-use crate::sink::dead_letter::{DeadLetterSink, SlsDeadLetters};
+use crate::sink::dead_letter::{DeadLetterSink, DeadLetters, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
 use crate::sink::hec::cim::CimMap;
 use crate::sink::hec::service::HecService;
@@ -66,6 +69,8 @@ pub struct RunningNode {
     /// Where the gRPC control API answers, if configured.
     pub control_addr: Option<std::net::SocketAddr>,
     consumers: Consumers,
+    /// The pollers of every `s3_sqs` source.
+    queues: Vec<Addr<QueueConsumer>>,
     /// This node's handle on the cluster, with `[cluster]`.
     pub cluster: Option<Cluster>,
     stop: CancellationToken,
@@ -125,7 +130,7 @@ async fn start_cluster(
         election_timeout: Duration::from_millis(c.election_timeout_ms),
         commit_interval: Duration::from_millis(c.commit_interval_ms),
         revoke_timeout: Duration::from_millis(c.revoke_timeout_ms),
-        shard_rescan: Duration::from_secs(config.source.shard_rescan_secs.max(1)),
+        shard_rescan: Duration::from_secs(config.sls().map_or(60, |s| s.shard_rescan_secs).max(1)),
         auto_rebalance: c.auto_rebalance,
         snapshot_logs: c.snapshot_logs,
         token,
@@ -270,6 +275,102 @@ fn cloud_tags(t: &crate::config::TagsConfig) -> Result<TagCache, StartError> {
     ))
 }
 
+/// The registry owns its collectors; the node keeps adding sources to this one.
+#[derive(Debug)]
+struct SharedQueueMetrics(Arc<QueueMetrics>);
+
+impl crate::metrics::Collector for SharedQueueMetrics {
+    fn encode(&self, enc: crate::metrics::DescriptorEncoder) -> std::fmt::Result {
+        self.0.encode(enc)
+    }
+}
+
+/// Starts the pollers of every `s3_sqs` source, each on its own arbiter.
+fn start_queue_sources(
+    config: &Config,
+    enricher: &Addr<Enricher>,
+    sinks: &Arc<[SinkHandle]>,
+    dead_letters: Recipient<DeadLetters>,
+    metrics: &Arc<QueueMetrics>,
+    stop: CancellationToken,
+) -> Result<Vec<Addr<QueueConsumer>>, StartError> {
+    use crate::aws::{s3::S3Client, sqs::SqsClient, AwsCredentials, AwsEndpoint};
+    let mut out = Vec::new();
+    for (i, q) in config.s3_sqs().enumerate() {
+        let key = format!("sources[{i}]");
+        let err = |k: &str, m: String| StartError::Sink {
+            key: format!("{key}.{k}"),
+            message: m,
+        };
+        let credentials = match (&q.access_key_id, &q.secret_access_key) {
+            (Some(id), Some(secret)) => AwsCredentials {
+                access_key_id: id.clone(),
+                secret_access_key: crate::secret::Secret::new(
+                    secret
+                        .resolve(&format!("{key}.secret_access_key"))
+                        .map_err(ConfigError::from)?
+                        .expose(),
+                ),
+                session_token: match &q.session_token {
+                    Some(t) => Some(crate::secret::Secret::new(
+                        t.resolve(&format!("{key}.session_token"))
+                            .map_err(ConfigError::from)?
+                            .expose(),
+                    )),
+                    None => None,
+                },
+            },
+            _ => AwsCredentials::from_env().ok_or_else(|| {
+                err(
+                    "access_key_id",
+                    "no keys in the config or the environment".into(),
+                )
+            })?,
+        };
+        let sqs_ep = AwsEndpoint::parse(&q.sqs_endpoint, q.address.as_deref())
+            .map_err(|m| err("sqs_endpoint", m))?;
+        let s3_ep = AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
+            .map_err(|m| err("s3_endpoint", m))?;
+        let sqs = SqsClient::new(sqs_ep, credentials.clone(), &q.region, &q.queue_url)
+            .map_err(|e| err("sqs_endpoint", e.to_string()))?;
+        let s3 = S3Client::new(s3_ep, credentials, &q.region, q.path_style)
+            .map_err(|e| err("s3_endpoint", e.to_string()))?;
+        let settings = Arc::new(QueueSettings {
+            name: q.name.as_str().into(),
+            visibility: Duration::from_secs(q.visibility_timeout_secs),
+            wait: Duration::from_secs(q.wait_secs),
+            messages_in_flight: q.messages_in_flight,
+            max_object_bytes: q.max_object_bytes,
+            max_envelope_bytes: config.enrich.max_envelope_bytes,
+            event_key: bytes::Bytes::from(config.enrich.event_key.clone().into_bytes()),
+        });
+        let stats = Arc::new(QueueStats::default());
+        metrics
+            .sources
+            .lock()
+            .push((settings.name.clone(), stats.clone()));
+        tracing::info!(source = %q.name, queue = %q.queue_url, pollers = q.pollers, "S3 source (SQS notifications)");
+        for p in 0..q.pollers {
+            let c = QueueConsumer::new(
+                p as u32,
+                settings.clone(),
+                sqs.clone(),
+                s3.clone(),
+                enricher.clone(),
+                sinks.clone(),
+                dead_letters.clone(),
+                stats.clone(),
+                stop.clone(),
+            );
+            out.push(QueueConsumer::start_in_arbiter(
+                &Arbiter::new().handle(),
+                move |_| c,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 impl RunningNode {
     /// Builds and starts everything. Call inside an actix `System`.
     pub async fn start(config: Config) -> Result<RunningNode, StartError> {
@@ -285,15 +386,18 @@ impl RunningNode {
             Some(c) => c.fence(),
             None => Fence::open(),
         };
-        let s = &config.source;
-        let client = sls_client(
-            &s.endpoint,
-            s.address.as_deref(),
-            &s.access_key_id,
-            &s.access_key_secret,
-            s.security_token.as_ref(),
-            "source",
-        )?;
+        let sls = config.sls();
+        let client = match sls {
+            Some(s) => Some(sls_client(
+                &s.endpoint,
+                s.address.as_deref(),
+                &s.access_key_id,
+                &s.access_key_secret,
+                s.security_token.as_ref(),
+                "source",
+            )?),
+            None => None,
+        };
 
         // Dead letters: a file, a logstore, or both.
         let dl = &config.dead_letter;
@@ -466,21 +570,27 @@ impl RunningNode {
             Enricher::new(enrichment.clone(), encoders.clone())
         });
 
-        let budget = Arc::new(InFlightBudget::new(s.max_in_flight_bytes));
-        let settings = Arc::new(ConsumerSettings {
-            pull_count: s.pull_count,
-            pull_target_bytes: s.pull_target_bytes,
-            max_pull_bytes: s.max_pull_bytes,
-            in_flight_batches: s.in_flight_batches,
-            compression: Compression::Lz4,
-            empty_backoff_max: Duration::from_millis(s.empty_backoff_max_ms),
-            checkpoint_interval: Duration::from_millis(s.checkpoint_interval_ms),
-            mirror_group: s.consumer_group.clone(),
-            mirror_interval: Duration::from_secs(s.mirror_interval_secs),
-            fence,
-            budget: budget.clone(),
+        let budget = Arc::new(InFlightBudget::new(
+            sls.map_or(32 << 20, |s| s.max_in_flight_bytes),
+        ));
+        let settings = sls.map(|s| {
+            Arc::new(ConsumerSettings {
+                pull_count: s.pull_count,
+                pull_target_bytes: s.pull_target_bytes,
+                max_pull_bytes: s.max_pull_bytes,
+                in_flight_batches: s.in_flight_batches,
+                compression: Compression::Lz4,
+                empty_backoff_max: Duration::from_millis(s.empty_backoff_max_ms),
+                checkpoint_interval: Duration::from_millis(s.checkpoint_interval_ms),
+                mirror_group: s.consumer_group.clone(),
+                mirror_interval: Duration::from_secs(s.mirror_interval_secs),
+                fence: fence.clone(),
+                budget: budget.clone(),
+            })
         });
-        if let Some(group) = &s.consumer_group {
+        if let (Some(s), Some(client), Some(group)) =
+            (sls, &client, sls.and_then(|s| s.consumer_group.as_ref()))
+        {
             if let Err(e) = client
                 .ensure_consumer_group(&s.project, &s.logstore, group, 60)
                 .await
@@ -488,11 +598,13 @@ impl RunningNode {
                 tracing::warn!(error = %e, group, "cannot create the SLS consumer group; checkpoints will not be mirrored");
             }
         }
+        let queue_metrics = Arc::new(QueueMetrics::default());
 
         // Metrics: each component registers its own collectors.
         let mut registry = Registry::default();
         stats.register_metrics(&mut registry);
         registry.register_collector(Box::new(BudgetMetrics(budget)));
+        registry.register_collector(Box::new(SharedQueueMetrics(queue_metrics.clone())));
         if let Some(c) = &cluster {
             c.register_metrics(&mut registry);
         }
@@ -521,8 +633,8 @@ impl RunningNode {
                 let token = control_token(&config)?;
                 let info = crate::control::grpc::NodeInfo {
                     node_id: config.node.id.clone(),
-                    project: s.project.clone(),
-                    logstore: s.logstore.clone(),
+                    project: sls.map(|s| s.project.clone()).unwrap_or_default(),
+                    logstore: sls.map(|s| s.logstore.clone()).unwrap_or_default(),
                 };
                 let tls = control_tls(&config)?.map(|t| t.server);
                 let addr =
@@ -537,53 +649,90 @@ impl RunningNode {
             }
             None => None,
         };
+        let queues = start_queue_sources(
+            &config,
+            &enricher,
+            &sinks,
+            dead_letters.clone().recipient(),
+            &queue_metrics,
+            stop.clone(),
+        )?;
         let node = RunningNode {
             stats,
             metrics_addr,
             control_addr,
             consumers: Consumers::default(),
+            queues,
             cluster: cluster.clone(),
             stop,
         };
-        let spawner = Arc::new(Spawner {
-            source: SourceSettings {
-                project: s.project.clone(),
-                logstore: s.logstore.clone(),
-                start: match s.start.as_str() {
-                    "begin" => CursorPosition::Begin,
-                    "end" => CursorPosition::End,
-                    t => CursorPosition::Time(t.parse().unwrap_or(0)), // validated
+        let spawner = match (sls, client, settings) {
+            (Some(s), Some(client), Some(settings)) => Some(Arc::new(Spawner {
+                source: SourceSettings {
+                    project: s.project.clone(),
+                    logstore: s.logstore.clone(),
+                    start: match s.start.as_str() {
+                        "begin" => CursorPosition::Begin,
+                        "end" => CursorPosition::End,
+                        t => CursorPosition::Time(t.parse().unwrap_or(0)), // validated
+                    },
+                    consumer_group: s.consumer_group.clone(),
                 },
-                consumer_group: s.consumer_group.clone(),
-            },
-            client,
-            store,
-            settings,
-            enricher,
-            sinks,
-            dead_letters: dead_letters.recipient(),
-            arbiter: Arbiter::new().handle(),
-            stats: node.stats.clone(),
-            consumers: node.consumers.clone(),
-            stop: node.stop.clone(),
-            listed: Default::default(),
-        });
+                client,
+                store,
+                settings,
+                enricher,
+                sinks,
+                dead_letters: dead_letters.recipient(),
+                arbiter: Arbiter::new().handle(),
+                stats: node.stats.clone(),
+                consumers: node.consumers.clone(),
+                stop: node.stop.clone(),
+                listed: Default::default(),
+            })),
+            _ => None,
+        };
         if let Some(c) = cluster {
             if let Some(tags) = &tag_cache {
                 crate::cluster::share_tags(&c, tags, config.tags.ttl_secs);
             }
             c.join_if_needed().await.map_err(StartError::Cluster)?;
-            Reconciler::start(c, spawner, config.node.id.clone());
+            // Without an SLS source there are no shards to assign: the
+            // cluster shares the tag cache, every node polls its queues.
+            if let Some(spawner) = spawner {
+                Reconciler::start(c, spawner, config.node.id.clone());
+            }
             return Ok(node);
         }
-        spawner.rescan().await?;
-        spawner.keep_rescanning(Duration::from_secs(s.shard_rescan_secs.max(1)));
+        if let (Some(spawner), Some(s)) = (spawner, sls) {
+            spawner.rescan().await?;
+            spawner.keep_rescanning(Duration::from_secs(s.shard_rescan_secs.max(1)));
+        }
         Ok(node)
     }
 
     /// Stops pulling, waits up to `grace` for what is in flight to be
     /// acknowledged, saves checkpoints.
     pub async fn shutdown(self, grace: Duration) {
+        // Queues first: nothing new is received; what is in flight is
+        // delivered (and deleted) within the grace, or reappears later.
+        for q in &self.queues {
+            let _ = q.send(StopReceiving).await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let mut n = 0;
+            for q in &self.queues {
+                n += q.send(InFlightMessages).await.unwrap_or(0);
+            }
+            if n == 0 || tokio::time::Instant::now() >= deadline {
+                if n > 0 {
+                    tracing::warn!(messages = n, "stopping with SQS messages in flight; they reappear after their visibility timeout");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if let Some(c) = &self.cluster {
             // Hand the shards over with their final cursors, then leave.
             crate::cluster::release_all(c, &self.consumers, grace).await;

@@ -405,6 +405,7 @@ pub fn enrich_with(
         logstore: "actiontrail_test".into(),
         shard: 0,
         epoch,
+        source: trail_node::record::SourceKind::Sls,
     };
     let mut out = e.run(&list, &["c".to_owned()], &provenance, &encoders);
     let slab = out.parts.pop().expect("one encoder").freeze();

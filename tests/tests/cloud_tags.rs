@@ -256,6 +256,7 @@ fn hec_batch(
         logstore: "actiontrail_test".into(),
         shard: 0,
         epoch: 0,
+        source: trail_node::record::SourceKind::Sls,
     };
     (list, provenance, vec![Arc::new(encoder)])
 }

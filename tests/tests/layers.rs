@@ -16,6 +16,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("fence", 0),
     ("net", 0),
     ("metrics", 0),
+    ("aws", 1),
     ("event", 1),
     ("sls", 1),
     ("record", 1),

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::Digest;
 
+use super::s3::elements;
 use crate::cloud::auth::sign_sigv4;
 
 #[derive(Clone)]
@@ -62,17 +63,22 @@ impl AwsClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         op: &str,
         method: reqwest::Method,
         service: &str,
         path: &str,
+        query: &[(String, String)],
         mut headers: Vec<(String, String)>,
         body: Bytes,
     ) -> Result<reqwest::Response, ClientError> {
-        let url = reqwest::Url::parse(&format!("{}{path}", self.endpoint))
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.endpoint))
             .map_err(|e| ClientError::Url(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         let host = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
             None => url.host_str().unwrap_or("").to_owned(),
@@ -86,7 +92,7 @@ impl AwsClient {
         let auth = sign_sigv4(
             method.as_str(),
             url.path(),
-            &[],
+            query,
             &headers,
             &payload,
             &self.access_key_id,
@@ -118,6 +124,7 @@ impl AwsClient {
                 reqwest::Method::PUT,
                 "s3",
                 &format!("/{bucket}"),
+                &[],
                 vec![],
                 Bytes::new(),
             )
@@ -142,11 +149,43 @@ impl AwsClient {
             reqwest::Method::PUT,
             "s3",
             &path,
+            &[],
             headers,
             body,
         )
         .await
         .map(|_| ())
+    }
+
+    /// Every key of the bucket (ListObjectsV2, page by page).
+    pub async fn list_keys(&self, bucket: &str) -> Result<Vec<String>, ClientError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q = vec![("list-type".to_owned(), "2".to_owned())];
+            if let Some(t) = &token {
+                q.push(("continuation-token".to_owned(), t.clone()));
+            }
+            let resp = self
+                .send(
+                    "ListObjectsV2",
+                    reqwest::Method::GET,
+                    "s3",
+                    &format!("/{bucket}"),
+                    &q,
+                    vec![],
+                    Bytes::new(),
+                )
+                .await?;
+            let text = resp.text().await?;
+            keys.extend(elements(&text, "Key").into_iter().map(unescape));
+            token = elements(&text, "NextContinuationToken")
+                .first()
+                .map(|t| t.to_string());
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
     }
 
     async fn sqs(&self, op: &str, body: Value) -> Result<Value, ClientError> {
@@ -163,6 +202,7 @@ impl AwsClient {
                 reqwest::Method::POST,
                 "sqs",
                 "/",
+                &[],
                 headers,
                 Bytes::from(body.to_string()),
             )
@@ -185,4 +225,12 @@ impl AwsClient {
         .await
         .map(|_| ())
     }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }

@@ -634,7 +634,7 @@ fn list_v2(state: &AwsState, call: &Call, bucket: &str) -> Reply {
 }
 
 /// The text of every `<tag>…</tag>` in `x` (no nesting of the same tag).
-fn elements<'a>(x: &'a str, tag: &str) -> Vec<&'a str> {
+pub(crate) fn elements<'a>(x: &'a str, tag: &str) -> Vec<&'a str> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     let mut out = Vec::new();
     let mut rest = x;

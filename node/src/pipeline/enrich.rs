@@ -20,7 +20,7 @@ use trail_proto::sls::LogGroupList;
 
 use crate::event::{self, AuditEvent, DropReason, EventFilter, ResourceField, ResourceRef};
 use crate::record::{
-    DeadLetter, EncodedEvents, EventEncoder, Provenance, TagStatus, Tags, Touched, View,
+    DeadLetter, EncodedEvents, EventEncoder, Provenance, SourceKind, TagStatus, Tags, Touched, View,
 };
 use crate::tags::{arn_into, Lookup, ResourceTypes, TagCache, TagWait};
 
@@ -210,10 +210,12 @@ impl Enrichment {
         let mut passed: Vec<Passed<'_>> = Vec::new();
         for (g, group) in list.log_group_list.iter().enumerate() {
             let cursor = cursors.get(g).map(String::as_str).unwrap_or("");
+            // Topics are SLS's: an S3 object's group has none to check.
             let topic = group.topic.as_deref().unwrap_or(b"");
-            let topic_ok = std::str::from_utf8(topic)
-                .map(|t| self.filter.check_topic(t).is_ok())
-                .unwrap_or(false);
+            let topic_ok = provenance.source != SourceKind::Sls
+                || std::str::from_utf8(topic)
+                    .map(|t| self.filter.check_topic(t).is_ok())
+                    .unwrap_or(false);
             for log in &group.logs {
                 out.stats.logs += 1;
                 if !topic_ok {

@@ -10,6 +10,7 @@
 //! | file | job |
 //! |---|---|
 //! | `shard_consumer.rs` | one actor per shard: credits, pulls, ordered hand-off, checkpoints |
+//! | `queue_consumer.rs` | one actor per SQS poller of an `s3_sqs` source: receive, read the objects, delete once delivered |
 //! | `budget.rs` | the node's budget of bytes in flight, shared by every shard |
 //! | `enricher.rs` | the enrichment pool (a `SyncArbiter`: CPU work off the I/O threads) |
 //! | `enrich.rs` | the pure enrichment step it runs |
@@ -21,6 +22,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod enrich;
 pub mod enricher;
+pub mod queue_consumer;
 pub mod shard_consumer;
 pub mod spawner;
 pub mod stats;

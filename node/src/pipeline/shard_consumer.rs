@@ -158,7 +158,7 @@ impl ShardStats {
         (state, lag as f64)
     }
 
-    fn add(&self, s: &EnrichStats) {
+    pub fn add(&self, s: &EnrichStats) {
         self.logs.fetch_add(s.logs, Ordering::Relaxed);
         self.raw_bytes.fetch_add(s.raw_bytes, Ordering::Relaxed);
         self.passed.fetch_add(s.passed, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore};
 use crate::pipeline::enricher::Enricher;
 use crate::pipeline::shard_consumer::{ConsumerSettings, MarkReadOnly, ShardConsumer, ShardStats};
 use crate::pipeline::stats::PipelineStats;
-use crate::record::Provenance;
+use crate::record::{Provenance, SourceKind};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::SinkHandle;
 use crate::sls::{Cursor, CursorPosition, ShardStatus, SlsClient, SlsError};
@@ -77,6 +77,7 @@ impl Spawner {
             logstore: s.logstore.as_str().into(),
             shard,
             epoch,
+            source: SourceKind::Sls,
         });
         let consumer = ShardConsumer::new(
             shard,

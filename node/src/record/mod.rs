@@ -121,6 +121,18 @@ pub struct Provenance {
     /// The shard's epoch the event was read under in a cluster (0 when
     /// standalone): with the HEC `host` it says which owner delivered it.
     pub epoch: u64,
+    /// What kind of source read it. For S3, `project` is the bucket,
+    /// `logstore` the object's key and `shard` the poller.
+    pub source: SourceKind,
+}
+
+/// Where a source reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// An SLS logstore's shard: log groups with topics.
+    Sls,
+    /// CloudTrail log files in S3, announced through SQS.
+    S3,
 }
 
 /// How tags were found for an event.

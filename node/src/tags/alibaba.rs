@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::remote::{FetchError, FetchFuture, Fetched, Scope, TagFetcher};
-use super::sign;
+use crate::net::sign;
 use crate::secret::Secret;
 
 /// Where and as whom to call.

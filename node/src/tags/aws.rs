@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::alibaba::KeyValue;
 use super::remote::{FetchError, FetchFuture, Fetched, Scope, TagFetcher};
-use super::sign;
+use crate::net::sign;
 use crate::secret::Secret;
 
 #[derive(Clone)]

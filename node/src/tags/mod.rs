@@ -29,7 +29,7 @@ pub mod alibaba;
 pub mod aws;
 pub mod remote;
 mod resource_types;
-pub mod sign;
+
 pub(crate) mod static_file;
 
 use std::collections::BTreeMap;

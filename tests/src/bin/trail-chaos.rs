@@ -202,5 +202,5 @@ At the end the faults stop, and the source is read back against what HEC indexed
 
 /// Today's date (UTC), as the signers format it.
 fn today() -> String {
-    trail_node::tags::sign::iso8601(SystemTime::now())[..10].to_owned()
+    trail_node::net::sign::iso8601(SystemTime::now())[..10].to_owned()
 }

@@ -1,0 +1,427 @@
+//! CloudTrail where AWS delivers it: gzip'd log files in S3, each announced
+//! through SQS, read by a real `trail-node` process and delivered to
+//! devstack's HEC receiver, with tags from devstack's AWS
+//! `GetResources`. Every stand-in is a `trail-devstack` process; the node
+//! is killed with SIGKILL mid-stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use trail_devstack::aws::client::AwsClient;
+use trail_tests::{binary, Devstack, TrailNode, HEC_TOKEN};
+
+const AK: &str = "AKIATRAILTESTS000001";
+const SK: &str = "trail/tests/aws/secret/000000000000000000";
+const QUEUE: &str = "trail-files";
+const BUCKET: &str = "org-trail";
+
+struct Setup {
+    dir: PathBuf,
+    aws: Devstack,
+    hec: Devstack,
+    _cloud: Devstack,
+    /// eventID → the record, for every record written.
+    records: HashMap<String, Value>,
+    /// ARN → tags, as the cloud serves them.
+    tags: HashMap<String, BTreeMap<String, String>>,
+}
+
+fn queue_url(aws: &Devstack) -> String {
+    format!("http://{}/123456789012/{QUEUE}", aws.addr)
+}
+
+async fn setup(name: &str, files: usize, per_file: usize, aws_args: &[&str]) -> Setup {
+    let dir = std::env::temp_dir().join(format!("trail-s3-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let notify = format!("{BUCKET}={QUEUE}:AWSLogs/");
+    let mut args = vec![
+        "--access-key-id",
+        AK,
+        "--secret-access-key",
+        SK,
+        "--notify",
+        &notify,
+    ];
+    args.extend_from_slice(aws_args);
+    let aws = Devstack::spawn("s3", &args);
+    let hec = Devstack::hec(&[]);
+    // The trail: CloudTrail's own generator writes the files into the
+    // bucket (the bucket notifies the queue) and the estate's tags.
+    let tags_path = dir.join("tags.json");
+    let out = std::process::Command::new(binary("trail-devstack"))
+        .args(["gen", "--cloudtrail", "--seed", "11"])
+        .args(["--events", &(files * per_file).to_string()])
+        .args(["--records-per-file", &per_file.to_string()])
+        .args([
+            "--s3-endpoint",
+            &format!("http://{}", aws.addr),
+            "--bucket",
+            BUCKET,
+        ])
+        .args(["--aws-access-key-id", AK, "--aws-secret-access-key", SK])
+        .arg("--tags-out")
+        .arg(&tags_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tags_file: Value = serde_json::from_slice(&std::fs::read(&tags_path).unwrap()).unwrap();
+    let tags = tags_file["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["arn"].as_str().unwrap().to_owned(),
+                serde_json::from_value(r["tags"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    let cloud = Devstack::spawn(
+        "cloud",
+        &[
+            "--access-key-id",
+            "cloud-ak",
+            "--access-key-secret",
+            "cloud-secret",
+            "--tags",
+            tags_path.to_str().unwrap(),
+        ],
+    );
+    // What was written, read back with devstack's own client.
+    let mut records = HashMap::new();
+    let list = reqwest::get(format!("http://{}/_devstack/stats", aws.addr))
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    for (key, body) in objects(&aws).await {
+        let doc: Value = serde_json::from_slice(&gunzip(&body)).unwrap();
+        for r in doc["Records"].as_array().unwrap() {
+            records.insert(r["eventID"].as_str().unwrap().to_owned(), r.clone());
+        }
+        assert!(key.starts_with("AWSLogs/"));
+    }
+    assert_eq!(records.len(), files * per_file);
+    Setup {
+        dir,
+        aws,
+        hec,
+        _cloud: cloud,
+        records,
+        tags,
+    }
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Every object of the bucket, through a signed ListObjectsV2 + GetObject
+/// (the test's own minimal reads: path style, no paging past 1,000).
+async fn objects(aws: &Devstack) -> Vec<(String, Vec<u8>)> {
+    let s3 = trail_node::aws::s3::S3Client::new(
+        trail_node::aws::AwsEndpoint::parse(&format!("http://{}", aws.addr), None).unwrap(),
+        creds(),
+        "us-east-1",
+        true,
+    )
+    .unwrap();
+    let client = devstack_client(aws);
+    let keys = client.list_keys(BUCKET).await.unwrap();
+    let mut out = Vec::new();
+    for k in keys {
+        let body = s3.get_object(BUCKET, &k, 64 << 20).await.unwrap();
+        out.push((k, body.to_vec()));
+    }
+    out
+}
+
+fn creds() -> trail_node::aws::AwsCredentials {
+    trail_node::aws::AwsCredentials {
+        access_key_id: AK.into(),
+        secret_access_key: trail_node::secret::Secret::new(SK),
+        session_token: None,
+    }
+}
+
+fn devstack_client(aws: &Devstack) -> AwsClient {
+    AwsClient::new(&format!("http://{}", aws.addr), AK, SK, "us-east-1")
+}
+
+impl Setup {
+    fn config(&self, extra_source: &str) -> PathBuf {
+        let path = self.dir.join("trail.toml");
+        let text = format!(
+            r#"
+[node]
+id = "s3-node"
+data_dir = {data:?}
+
+[[sources]]
+type = "s3_sqs"
+name = "org-trail"
+queue_url = "{queue}"
+region = "us-east-1"
+sqs_endpoint = "http://sqs.{{region}}.amazonaws.com"
+s3_endpoint = "http://s3.{{region}}.amazonaws.com"
+address = "{aws}"
+path_style = true
+access_key_id = "{AK}"
+secret_access_key = {{ env = "S3_TEST_SECRET" }}
+wait_secs = 1
+{extra_source}
+
+[filter]
+event_rw = "all"
+
+[tags]
+budget_ms = 3000
+batch_window_ms = 20
+
+[tags.aws]
+endpoint = "http://tagging.{{region}}.amazonaws.com"
+address = "{cloud}"
+access_key_id = "cloud-ak"
+secret_access_key = "cloud-secret"
+
+[enrich]
+threads = 2
+
+[[sinks]]
+type = "hec"
+url = "http://{hec}"
+token = "{HEC_TOKEN}"
+flush_interval_ms = 100
+retry_initial_ms = 20
+retry_max_ms = 500
+
+[dead_letter]
+path = {dead:?}
+"#,
+            data = self.dir.join("data").display().to_string(),
+            queue = queue_url(&self.aws),
+            aws = self.aws.addr,
+            cloud = self._cloud.addr,
+            hec = self.hec.addr,
+            dead = self.dir.join("dead.jsonl").display().to_string(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn node(&self, config: &Path) -> TrailNode {
+        std::env::set_var("S3_TEST_SECRET", SK);
+        TrailNode::spawn(config)
+    }
+
+    /// eventID → (times indexed, the last HEC event).
+    async fn delivered(&self) -> HashMap<String, (u32, Value)> {
+        let text = reqwest::get(format!("http://{}/_devstack/events", self.hec.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut out: HashMap<String, (u32, Value)> = HashMap::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let id = v["event"]["eventID"].as_str().unwrap_or("?").to_owned();
+            let e = out.entry(id).or_insert((0, Value::Null));
+            e.0 += 1;
+            e.1 = v;
+        }
+        out
+    }
+
+    async fn wait_all(
+        &self,
+        node: &mut TrailNode,
+        timeout: Duration,
+    ) -> HashMap<String, (u32, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.delivered().await;
+            if self.records.keys().all(|k| got.contains_key(k)) {
+                return got;
+            }
+            assert!(
+                node.alive(),
+                "trail-node died; see {}",
+                self.dir.join("trail.log").display()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {} records arrived; log: {}",
+                got.len(),
+                self.records.len(),
+                self.dir.join("trail.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn aws_stats(&self) -> Value {
+        reqwest::get(format!("http://{}/_devstack/stats", self.aws.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the queue holds nothing, visible or in flight.
+    async fn wait_queue_empty(&self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.aws_stats().await;
+            if s["messages_visible"] == 0 && s["messages_in_flight"] == 0 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the queue never emptied: {s}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn dead_letters(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("dead.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cloudtrail_record_arrives_once_tagged_and_a_poison_object_is_dead_lettered() {
+    let s = setup("once", 12, 100, &[]).await;
+    // A poison object under the trail's prefix (announced like the rest),
+    // and a message that is no notification at all.
+    let c = devstack_client(&s.aws);
+    let poison = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/12/03/123456789012_CloudTrail_us-east-1_20261203T1200Z_POISONPOISON0001.json.gz";
+    c.put_object(
+        BUCKET,
+        poison,
+        bytes::Bytes::from_static(b"PK\x03\x04 not gzip"),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    c.send_message(&queue_url(&s.aws), "hello, not a notification")
+        .await
+        .unwrap();
+
+    let mut node = s.node(&s.config(""));
+    let got = s.wait_all(&mut node, Duration::from_secs(120)).await;
+    let stats = s.wait_queue_empty(Duration::from_secs(30)).await;
+    // Once each, in the aws:cloudtrail shape, with the object as provenance.
+    let twice: Vec<_> = got
+        .iter()
+        .filter(|(_, (n, _))| *n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} records delivered twice without any failure",
+        twice.len()
+    );
+    let mut tagged = 0;
+    for (id, (_, ev)) in &got {
+        let rec = &s.records[id];
+        assert_eq!(ev["sourcetype"], "aws:cloudtrail", "{ev}");
+        assert_eq!(&ev["event"], rec, "the record is delivered as written");
+        assert!(
+            ev["source"].as_str().unwrap().starts_with("AWSLogs/"),
+            "{}",
+            ev["source"]
+        );
+        // A record naming a tagged regional resource carries its tags.
+        // (Buckets' ARNs name no account or region, IAM's no region: the
+        // AWS provider does not look them up yet.)
+        let regional = |arn: &str| arn.split(':').nth(3).is_some_and(|r| !r.is_empty());
+        if let Some(arn) = rec["resources"][0]["ARN"].as_str().filter(|a| regional(a)) {
+            if let Some(project) = s.tags.get(arn).and_then(|t| t.get("project")) {
+                assert_eq!(ev["fields"]["tag_project"], json!(project), "{id}: {ev}");
+                tagged += 1;
+            }
+        }
+    }
+    assert!(
+        tagged > 50,
+        "only {tagged} records carried their resource's tags"
+    );
+    let dead = s.dead_letters();
+    assert!(
+        dead.iter().any(|d| d["kind"] == "undecodable_object"
+            && d["cursor"].as_str().unwrap().ends_with(poison)),
+        "the poison object is dead-lettered with its key: {dead:?}"
+    );
+    assert!(
+        dead.iter().any(|d| d["kind"] == "bad_notification"),
+        "{dead:?}"
+    );
+    // Every message deleted: 12 files, the poison, the bad one.
+    assert!(stats["messages_deleted"].as_u64().unwrap() >= 14, "{stats}");
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_object_loses_nothing_and_its_messages_return_after_their_visibility_timeout(
+) {
+    // GetObject is slow (400 ms each): the kill lands with messages in flight.
+    let s = setup("kill", 24, 50, &[]).await;
+    let faults = json!({"latency_ms": 400, "ops": ["GetObject"]});
+    reqwest::Client::new()
+        .put(format!("http://{}/_devstack/faults", s.aws.addr))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    let config = s.config("visibility_timeout_secs = 10\nmessages_in_flight = 2");
+    let mut node = s.node(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.delivered().await.len() < 200 {
+        assert!(
+            Instant::now() < deadline && node.alive(),
+            "no progress before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.kill();
+    let before = s.aws_stats().await;
+    assert!(
+        before["messages_in_flight"].as_u64().unwrap() > 0,
+        "killed with messages in flight: {before}"
+    );
+    assert!(
+        s.delivered().await.len() < s.records.len(),
+        "killed mid-stream"
+    );
+    // A new node receives them again once their timeout ran out.
+    let mut node = s.node(&config);
+    let got = s.wait_all(&mut node, Duration::from_secs(120)).await;
+    s.wait_queue_empty(Duration::from_secs(30)).await;
+    let after = s.aws_stats().await;
+    assert!(
+        after["messages_redelivered"].as_u64().unwrap() > 0,
+        "{after}"
+    );
+    // Duplicates: at most the objects of the messages in flight at the kill
+    // (2 pollers × 2 messages × 50 records).
+    let dups: u32 = got.values().map(|(n, _)| n - 1).sum();
+    assert!(
+        dups <= 200,
+        "{dups} duplicates exceed the messages in flight"
+    );
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
