@@ -8,6 +8,12 @@
 //! then a summary and a business-view table (write events per tag `project` ×
 //! userName) from what HEC received. With `--exit-when-done` it exits 0 only
 //! if every event that passed the filters reached HEC.
+//!
+//! `--trail cloudtrail` runs the same job the way AWS delivers a trail:
+//! devstack's S3 and SQS in-process, gzip'd CloudTrail log files in AWS's
+//! key layout written into a bucket that announces each one to a queue
+//! (and one poison object), tags from devstack's AWS `GetResources`, and
+//! the node's `s3_sqs` source reading them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -63,6 +69,9 @@ impl std::io::Write for LogWriter {
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
+    /// Which trail: ActionTrail in an SLS logstore, or CloudTrail in S3 (SQS).
+    #[arg(long, value_enum, default_value_t = TrailKind::Actiontrail)]
+    trail: TrailKind,
     /// Events to generate and deliver.
     #[arg(long, default_value_t = 200_000)]
     events: u64,
@@ -89,6 +98,12 @@ pub struct DemoArgs {
     hec_token: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrailKind {
+    Actiontrail,
+    Cloudtrail,
+}
+
 const PROJECT: &str = "trail-demo";
 const LOGSTORE: &str = "actiontrail_demo";
 const EVENTS_PER_GROUP: u64 = 64;
@@ -96,6 +111,9 @@ const EVENTS_PER_GROUP: u64 = 64;
 const MALFORMED_EVERY: u64 = 100_000;
 
 pub async fn run(args: DemoArgs) -> Result<()> {
+    if args.trail == TrailKind::Cloudtrail {
+        return run_cloudtrail(args).await;
+    }
     let data_dir = std::env::temp_dir().join(format!("trail-demo-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir)?;
 
@@ -395,6 +413,261 @@ listen = "{control}"
         "\nDone. The node and devstack stay up; Ctrl-C to stop. Try:\n  cargo run -p trailctl -- --endpoint http://{} status",
         control_addr.map(|a| a.to_string()).unwrap_or_default()
     );
+    tokio::signal::ctrl_c().await?;
+    node.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+const BUCKET: &str = "trail-demo-org";
+const QUEUE: &str = "trail-demo-files";
+const RECORDS_PER_FILE: u64 = 250;
+
+/// The CloudTrail flavour: S3 + SQS → the `s3_sqs` source → HEC.
+async fn run_cloudtrail(args: DemoArgs) -> Result<()> {
+    use trail_devstack::aws::client::AwsClient;
+    use trail_devstack::aws::{S3Config, S3Server};
+    use trail_devstack::gen::cloudtrail::CloudTrailGenerator;
+    let data_dir = std::env::temp_dir().join(format!("trail-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir)?;
+    let mut aws_cfg = S3Config::on("127.0.0.1:0".parse()?);
+    aws_cfg.notify = vec![format!("{BUCKET}={QUEUE}:AWSLogs/")];
+    let aws = S3Server::start(aws_cfg.clone()).await?;
+    let hec = match &args.hec_url {
+        Some(_) => None,
+        None => Some(HecServer::start(HecConfig::on("127.0.0.1:0".parse()?)).await?),
+    };
+    let (hec_url, hec_token) = match (&args.hec_url, &hec) {
+        (Some(url), _) => (url.clone(), args.hec_token.clone().unwrap_or_default()),
+        (None, Some(h)) => (
+            format!("http://{}", h.local_addr()),
+            HecConfig::on("127.0.0.1:0".parse()?).token,
+        ),
+        (None, None) => unreachable!("one of them is set"),
+    };
+    let queue_url = format!("http://{}/{}/{QUEUE}", aws.local_addr(), aws_cfg.account);
+    println!(
+        "devstack S3+SQS http://{}   bucket {BUCKET} announces AWSLogs/ to queue {QUEUE}",
+        aws.local_addr()
+    );
+    println!(
+        "HEC             {hec_url}{}",
+        if hec.is_some() {
+            "  (devstack receiver)"
+        } else {
+            ""
+        }
+    );
+    println!("data            {}", data_dir.display());
+
+    let mut generator = CloudTrailGenerator::new(args.seed).organization("o-trail0demo");
+    let tags_path = data_dir.join("tags.json");
+    std::fs::write(&tags_path, serde_json::to_vec(&generator.tags_file())?)?;
+    let mut cloud_cfg = CloudConfig::on("127.0.0.1:0".parse()?);
+    cloud_cfg.tags = Some(tags_path.clone());
+    let cloud = CloudServer::start(cloud_cfg.clone()).await?;
+    println!(
+        "devstack cloud  http://{}   AWS GetResources over {} tagged resources",
+        cloud.local_addr(),
+        generator.tags_file().resources.len()
+    );
+
+    // CloudTrail delivers: one gzip'd file per account, region and window.
+    let client = AwsClient::new(
+        &format!("http://{}", aws.local_addr()),
+        &aws_cfg.access_key_id,
+        &aws_cfg.secret_access_key,
+        &aws_cfg.region,
+    );
+    let bar = drawn(
+        ProgressBar::new(args.events).with_style(ProgressStyle::with_template(
+            "delivering to S3 {bar:40} {pos}/{len} records {msg}",
+        )?),
+    );
+    let (mut loaded, mut files, mut gz_bytes, mut raw_bytes) = (0u64, 0u64, 0usize, 0usize);
+    let mut writes = 0u64;
+    while loaded < args.events {
+        let n = RECORDS_PER_FILE.min(args.events - loaded);
+        let f = generator.next_file(n as usize);
+        gz_bytes += f.gzip.len();
+        for r in &f.records {
+            raw_bytes += r.len();
+            writes += u64::from(r.contains("\"readOnly\":false"));
+        }
+        client
+            .put_object(BUCKET, &f.key, Bytes::from(f.gzip), "application/json")
+            .await?;
+        loaded += n;
+        files += 1;
+        bar.set_position(loaded);
+    }
+    // One object that is not a trail file, to show the dead-letter sink.
+    client
+        .put_object(
+            BUCKET,
+            "AWSLogs/o-trail0demo/000000000000/CloudTrail/us-east-1/2026/11/18/poison.json.gz",
+            Bytes::from_static(b"not gzip, not JSON"),
+            "application/json",
+        )
+        .await?;
+    bar.set_message(format!(
+        "in {files} files ({:.1} MB gzip'd, {:.1} MB of JSON)",
+        gz_bytes as f64 / 1e6,
+        raw_bytes as f64 / 1e6
+    ));
+    finish(&bar);
+
+    let config_text = format!(
+        r#"
+[node]
+id = "demo-node"
+data_dir = {data_dir:?}
+
+[[sources]]
+type = "s3_sqs"
+name = "org-trail"
+queue_url = "{queue_url}"
+region = "{region}"
+sqs_endpoint = "http://sqs.{{region}}.amazonaws.com"
+s3_endpoint = "http://s3.{{region}}.amazonaws.com"
+address = "{aws_addr}"
+path_style = true
+access_key_id = "{ak}"
+secret_access_key = {{ env = "TRAIL_DEMO_AWS_SECRET" }}
+wait_secs = 1
+
+[filter]
+event_rw = "write"
+
+[tags]
+budget_ms = 1000
+batch_window_ms = 20
+
+[tags.aws]
+endpoint = "http://tagging.{{region}}.amazonaws.com"
+address = "{cloud_addr}"
+access_key_id = "{cloud_ak}"
+secret_access_key = {{ env = "TRAIL_DEMO_CLOUD_SECRET" }}
+
+[[sinks]]
+type = "hec"
+url = "{hec_url}"
+token = {{ env = "TRAIL_DEMO_HEC_TOKEN" }}
+
+[dead_letter]
+path = {dead:?}
+
+[control]
+listen = "{control}"
+"#,
+        control = args.control,
+        data_dir = data_dir.display().to_string(),
+        region = aws_cfg.region,
+        aws_addr = aws.local_addr(),
+        ak = aws_cfg.access_key_id,
+        cloud_addr = cloud.local_addr(),
+        cloud_ak = cloud_cfg.access_key_id,
+        dead = data_dir.join("dead-letters.jsonl").display().to_string(),
+    );
+    std::fs::write(data_dir.join("trail.toml"), &config_text)?;
+    std::env::set_var("TRAIL_DEMO_HEC_TOKEN", &hec_token);
+    std::env::set_var("TRAIL_DEMO_AWS_SECRET", &aws_cfg.secret_access_key);
+    std::env::set_var("TRAIL_DEMO_CLOUD_SECRET", &cloud_cfg.access_key_secret);
+    let config: Config = toml::from_str(&config_text).context("the demo's own config")?;
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let node = RunningNode::start(config).await?;
+    use std::sync::atomic::Ordering::Relaxed;
+    let sum = |f: &dyn Fn(&trail_node::pipeline::queue_consumer::QueueStats) -> u64| -> u64 {
+        node.queue_stats
+            .sources
+            .lock()
+            .iter()
+            .map(|(_, q)| f(q))
+            .sum()
+    };
+    let bar = drawn(
+        ProgressBar::new(args.events).with_style(ProgressStyle::with_template(
+            "reading    {bar:40} {pos}/{len} records  {msg}",
+        )?),
+    );
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let read = sum(&|q| q.records.load(Relaxed));
+        let s = aws.stats();
+        bar.set_position(read);
+        bar.set_message(format!(
+            "{} objects, {} messages left",
+            sum(&|q| q.objects.load(Relaxed)),
+            s["messages_visible"].as_u64().unwrap_or(0)
+                + s["messages_in_flight"].as_u64().unwrap_or(0)
+        ));
+        if read >= args.events && s["messages_visible"] == 0 && s["messages_in_flight"] == 0 {
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    finish(&bar);
+    let read = sum(&|q| q.records.load(Relaxed));
+    let passed = sum(&|q| q.events.passed.load(Relaxed));
+    let tagged = sum(&|q| q.events.tagged.load(Relaxed));
+    let gz = sum(&|q| q.object_bytes.load(Relaxed)) as f64 / 1e6;
+    let mb = sum(&|q| q.raw_bytes.load(Relaxed)) as f64 / 1e6;
+    println!();
+    println!("read          {read} records from {} objects ({gz:.1} MB gzip'd, {mb:.1} MB JSON) in {elapsed:.1}s ({cpu:.1} CPU-s in this process, devstack included)", sum(&|q| q.objects.load(Relaxed)));
+    println!(
+        "queue         {} messages received, {} deleted once delivered, {} redelivered",
+        sum(&|q| q.received.load(Relaxed)),
+        sum(&|q| q.deleted.load(Relaxed)),
+        sum(&|q| q.redelivered.load(Relaxed))
+    );
+    println!(
+        "enriched      {passed} passed the filter (writes: {writes} generated), {tagged} with tags"
+    );
+    let cs = cloud.stats();
+    println!(
+        "tags          {} GetResources calls, {} ARNs asked",
+        cs["answers"]["aws:GetResources"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
+            .unwrap_or(0),
+        cs["arns_asked"]
+    );
+    let stats = node.stats.clone();
+    for s in stats.sinks.lock().iter() {
+        println!(
+            "delivered     {}: {} events, {} requests, {} retries",
+            s.name,
+            s.stats.events.load(Relaxed),
+            s.stats.requests.load(Relaxed),
+            s.stats.retries.load(Relaxed)
+        );
+    }
+    println!(
+        "dead letters  {} (in {})",
+        stats.dead_letters.events.load(Relaxed),
+        data_dir.join("dead-letters.jsonl").display()
+    );
+    let mut ok = passed == writes && read == args.events;
+    if let Some(h) = &hec {
+        let ids = h.event_id_counts();
+        let dup = ids.values().filter(|&&n| n > 1).count();
+        println!(
+            "HEC received  {} distinct events, {dup} delivered more than once",
+            ids.len()
+        );
+        ok &= ids.len() as u64 == passed;
+        business_view(&h.events());
+    }
+    if !ok {
+        bail!("not every write record was delivered");
+    }
+    let control_addr = node.control_addr;
+    if args.exit_when_done {
+        node.shutdown(Duration::from_secs(10)).await;
+        return Ok(());
+    }
+    println!("\nDone. The node and devstack stay up; Ctrl-C to stop. Try:\n  cargo run -p trailctl -- --endpoint http://{} status", control_addr.map(|a| a.to_string()).unwrap_or_default());
     tokio::signal::ctrl_c().await?;
     node.shutdown(Duration::from_secs(10)).await;
     Ok(())

@@ -71,6 +71,8 @@ pub struct RunningNode {
     consumers: Consumers,
     /// The pollers of every `s3_sqs` source.
     queues: Vec<Addr<QueueConsumer>>,
+    /// The counters of every `s3_sqs` source.
+    pub queue_stats: Arc<QueueMetrics>,
     /// This node's handle on the cluster, with `[cluster]`.
     pub cluster: Option<Cluster>,
     stop: CancellationToken,
@@ -663,6 +665,7 @@ impl RunningNode {
             control_addr,
             consumers: Consumers::default(),
             queues,
+            queue_stats: queue_metrics.clone(),
             cluster: cluster.clone(),
             stop,
         };

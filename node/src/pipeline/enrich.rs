@@ -28,6 +28,9 @@ use crate::tags::{arn_into, Lookup, ResourceTypes, TagCache, TagWait};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnrichStats {
     pub logs: u64,
+    /// Events seen: one per log, or one per record of a CloudTrail
+    /// `Records` file.
+    pub events: u64,
     pub raw_bytes: u64,
     pub passed: u64,
     pub dropped: BTreeMap<&'static str, u64>,
@@ -266,8 +269,12 @@ impl Enrichment {
                     continue;
                 }
                 match event::records(raw) {
-                    None => self.one(raw, raw, &origin, &mut out, &mut passed),
+                    None => {
+                        out.stats.events += 1;
+                        self.one(raw, raw, &origin, &mut out, &mut passed)
+                    }
                     Some(Ok(records)) => {
+                        out.stats.events += records.len() as u64;
                         for r in records {
                             self.one(raw, r, &origin, &mut out, &mut passed);
                         }

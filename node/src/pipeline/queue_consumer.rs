@@ -76,6 +76,8 @@ pub struct QueueStats {
     /// Messages made visible again after a failed delivery.
     pub released: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Records read from the objects.
+    pub records: AtomicU64,
     /// What the enricher did with the objects' records.
     pub events: ShardStats,
 }
@@ -738,6 +740,9 @@ impl Reader {
             }
         };
         self.stats.events.add(&out.stats);
+        self.stats
+            .records
+            .fetch_add(out.stats.events, Ordering::Relaxed);
         if !out.dead_letters.is_empty() && !self.dead(out.dead_letters).await {
             return false;
         }
