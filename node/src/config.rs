@@ -209,6 +209,11 @@ pub struct S3SqsSourceConfig {
     /// The long poll's wait (0..=20).
     #[serde(default = "default_wait_secs")]
     pub wait_secs: u64,
+    /// Buckets objects may be read from; an object elsewhere (anyone who
+    /// can send to the queue can name any bucket) is dead-lettered unread.
+    /// Empty: any.
+    #[serde(default)]
+    pub buckets: Vec<String>,
     /// The largest object read (as stored, gzip'd); a larger one is dead-lettered unread.
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: usize,
@@ -643,6 +648,12 @@ fn validate_s3_sqs(q: &S3SqsSourceConfig, key: &str) -> Result<(), ConfigError> 
             secret.resolve(&format!("{key}.secret_access_key"))?;
         }
         (None, None) => {
+            if q.session_token.is_some() {
+                return Err(invalid(
+                    format!("{key}.session_token"),
+                    "given without access_key_id and secret_access_key (keys from the environment bring AWS_SESSION_TOKEN)",
+                ));
+            }
             if crate::aws::AwsCredentials::from_env().is_none() {
                 return Err(invalid(
                     format!("{key}.access_key_id"),
@@ -741,6 +752,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node.id.trim().is_empty() {
             return Err(invalid("node.id", "must not be empty"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, q) in self.s3_sqs().enumerate() {
+            if !names.insert(q.name.as_str()) {
+                return Err(invalid(
+                    format!("sources[{i}].name"),
+                    format!("{:?} names another source too (metrics and logs tell sources apart by name)", q.name),
+                ));
+            }
         }
         let mut sls = Vec::new();
         if let Some(s) = &self.source {

@@ -294,6 +294,7 @@ fn start_queue_sources(
     sinks: &Arc<[SinkHandle]>,
     dead_letters: Recipient<DeadLetters>,
     metrics: &Arc<QueueMetrics>,
+    fence: &Fence,
     stop: CancellationToken,
 ) -> Result<Vec<Addr<QueueConsumer>>, StartError> {
     use crate::aws::{s3::S3Client, sqs::SqsClient, AwsCredentials, AwsEndpoint};
@@ -345,6 +346,7 @@ fn start_queue_sources(
             max_object_bytes: q.max_object_bytes,
             max_envelope_bytes: config.enrich.max_envelope_bytes,
             event_key: bytes::Bytes::from(config.enrich.event_key.clone().into_bytes()),
+            buckets: q.buckets.clone(),
         });
         let stats = Arc::new(QueueStats::default());
         metrics
@@ -362,6 +364,7 @@ fn start_queue_sources(
                 sinks.clone(),
                 dead_letters.clone(),
                 stats.clone(),
+                fence.clone(),
                 stop.clone(),
             );
             out.push(QueueConsumer::start_in_arbiter(
@@ -657,6 +660,7 @@ impl RunningNode {
             &sinks,
             dead_letters.clone().recipient(),
             &queue_metrics,
+            &fence,
             stop.clone(),
         )?;
         let node = RunningNode {

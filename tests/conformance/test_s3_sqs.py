@@ -155,6 +155,12 @@ def test_wrong_credentials_are_refused_with_the_codes_aws_uses(aws):
     with pytest.raises(ClientError) as e:
         aws.client("sqs", secret="wrong").list_queues()
     assert code(e) == "SignatureDoesNotMatch"
+    # Signed for another region: refused, as AWS does.
+    other = boto3.client("sqs", endpoint_url=aws.endpoint, region_name="eu-west-1",
+                         aws_access_key_id=AK, aws_secret_access_key=SK)
+    with pytest.raises(ClientError) as e:
+        other.list_queues()
+    assert code(e) == "SignatureDoesNotMatch"
 
 
 def test_bucket_notifications_announce_each_new_object_to_the_queue(aws):
@@ -198,7 +204,8 @@ def test_a_received_message_hides_for_its_visibility_timeout_and_only_its_latest
     assert first["Body"] == "hello" and first["Attributes"]["ApproximateReceiveCount"] == "1"
     assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
     time.sleep(1.3)
-    second = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2, AttributeNames=["All"])["Messages"][0]
+    second = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2, VisibilityTimeout=1,
+                                 AttributeNames=["All"])["Messages"][0]
     assert second["MessageId"] == first["MessageId"]
     assert second["ReceiptHandle"] != first["ReceiptHandle"]
     assert second["Attributes"]["ApproximateReceiveCount"] == "2"
@@ -208,6 +215,8 @@ def test_a_received_message_hides_for_its_visibility_timeout_and_only_its_latest
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"
     # Extending the in-flight message keeps it hidden past its first timeout.
     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=5)
+    time.sleep(1.3)
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
     sqs.delete_message(QueueUrl=url, ReceiptHandle=second["ReceiptHandle"])
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"

@@ -348,7 +348,8 @@ pub async fn pull_all(
     out
 }
 
-/// eventId → how many times a `trail-devstack hec` receiver indexed it.
+/// eventId (ActionTrail) or eventID (CloudTrail) → how many times a
+/// `trail-devstack hec` receiver indexed it.
 pub async fn hec_event_ids(hec: &Devstack) -> std::collections::HashMap<String, u32> {
     let text = reqwest::get(format!("http://{}/_devstack/events", hec.addr))
         .await
@@ -359,8 +360,10 @@ pub async fn hec_event_ids(hec: &Devstack) -> std::collections::HashMap<String, 
     let mut ids = std::collections::HashMap::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        *ids.entry(v["event"]["eventId"].as_str().unwrap_or("?").to_owned())
-            .or_default() += 1;
+        let id = v["event"]["eventId"]
+            .as_str()
+            .or(v["event"]["eventID"].as_str());
+        *ids.entry(id.unwrap_or("?").to_owned()).or_default() += 1;
     }
     ids
 }

@@ -32,19 +32,35 @@ fn queue_url(aws: &Devstack) -> String {
     format!("http://{}/123456789012/{QUEUE}", aws.addr)
 }
 
+/// How the trail announces its files.
+#[derive(Clone, Copy, PartialEq)]
+enum Announce {
+    /// The bucket's event notifications.
+    S3,
+    /// CloudTrail's own SNS notifications (subscribed to the queue).
+    Sns,
+}
+
 async fn setup(name: &str, files: usize, per_file: usize, aws_args: &[&str]) -> Setup {
+    setup_with(name, files, per_file, aws_args, Announce::S3).await
+}
+
+async fn setup_with(
+    name: &str,
+    files: usize,
+    per_file: usize,
+    aws_args: &[&str],
+    announce: Announce,
+) -> Setup {
     let dir = std::env::temp_dir().join(format!("trail-s3-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let notify = format!("{BUCKET}={QUEUE}:AWSLogs/");
-    let mut args = vec![
-        "--access-key-id",
-        AK,
-        "--secret-access-key",
-        SK,
-        "--notify",
-        &notify,
-    ];
+    let mut args = vec!["--access-key-id", AK, "--secret-access-key", SK];
+    match announce {
+        Announce::S3 => args.extend(["--notify", notify.as_str()]),
+        Announce::Sns => args.extend(["--queue", QUEUE, "--bucket", BUCKET]),
+    }
     args.extend_from_slice(aws_args);
     let aws = Devstack::spawn("s3", &args);
     let hec = Devstack::hec(&[]);
@@ -64,6 +80,10 @@ async fn setup(name: &str, files: usize, per_file: usize, aws_args: &[&str]) -> 
         .args(["--aws-access-key-id", AK, "--aws-secret-access-key", SK])
         .arg("--tags-out")
         .arg(&tags_path)
+        .args(match announce {
+            Announce::S3 => vec![],
+            Announce::Sns => vec!["--sns-queue".to_owned(), queue_url(&aws)],
+        })
         .output()
         .unwrap();
     assert!(
@@ -371,7 +391,7 @@ async fn every_cloudtrail_record_arrives_once_tagged_and_a_poison_object_is_dead
         "{dead:?}"
     );
     // Every message deleted: 12 files, the poison, the bad one.
-    assert!(stats["messages_deleted"].as_u64().unwrap() >= 14, "{stats}");
+    assert_eq!(stats["messages_deleted"], 14, "{stats}");
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }
 
@@ -423,5 +443,54 @@ async fn a_node_killed_mid_object_loses_nothing_and_its_messages_return_after_th
         dups <= 200,
         "{dups} duplicates exceed the messages in flight"
     );
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+/// A Splunk outage longer than the visibility timeout: the node keeps its
+/// messages hidden (it extends them while their parts retry), so nothing
+/// is received twice, and once HEC answers again every record arrives
+/// once. Files announced as CloudTrail announces them (SNS messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hec_outage_longer_than_the_visibility_timeout_sends_each_record_once() {
+    let s = setup_with("outage", 6, 50, &[], Announce::Sns).await;
+    let hec_faults = |busy: u64| {
+        let url = format!("http://{}/_devstack/faults", s.hec.addr);
+        async move {
+            let r = reqwest::Client::new()
+                .put(url)
+                .json(&json!({"busy_every": busy}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    hec_faults(1).await; // every request: 503, server busy
+    let config = s.config("visibility_timeout_secs = 10");
+    let mut node = s.node(&config);
+    // Longer than the timeout, with the messages received and held.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let during = s.aws_stats().await;
+    assert!(node.alive());
+    assert!(
+        during["messages_in_flight"].as_u64().unwrap() > 0,
+        "{during}"
+    );
+    assert_eq!(
+        during["messages_redelivered"], 0,
+        "extended, not redelivered: {during}"
+    );
+    assert!(
+        s.delivered().await.is_empty(),
+        "HEC took nothing during the outage"
+    );
+    hec_faults(0).await;
+    let got = s.wait_all(&mut node, Duration::from_secs(90)).await;
+    s.wait_queue_empty(Duration::from_secs(30)).await;
+    let twice = got.values().filter(|(n, _)| *n > 1).count();
+    assert_eq!(twice, 0, "records delivered twice");
+    let after = s.aws_stats().await;
+    assert_eq!(after["messages_redelivered"], 0, "{after}");
+    assert_eq!(after["messages_deleted"], 6, "{after}");
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }

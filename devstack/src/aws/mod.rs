@@ -269,6 +269,31 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// `YYYYMMDDTHHMMSSZ` → unix milliseconds.
+fn parse_amz_date(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss)
+        .ok()
+        .map(|t| t * 1000)
+}
+
 pub(crate) fn request_id() -> String {
     let mut r = fastrand::Rng::new();
     (0..16)
@@ -342,7 +367,12 @@ impl AwsState {
     /// SigV4 over the request as received. `payload` is what the client
     /// said it signed as the payload (S3: `x-amz-content-sha256`; others:
     /// the body's hash).
-    fn authenticate(&self, call: &Call, payload: &str) -> Result<(), (u16, &'static str, String)> {
+    fn authenticate(
+        &self,
+        call: &Call,
+        payload: &str,
+        service: &str,
+    ) -> Result<(), (u16, &'static str, String)> {
         let Some(a) = call.header("authorization") else {
             return Err((
                 403,
@@ -352,6 +382,47 @@ impl AwsState {
         };
         let signed = auth::claimed(Some(a), &[])
             .map_err(|e| (400, "IncompleteSignature", format!("{e:?}")))?;
+        // The scope must be this service in this region, the Host signed,
+        // the time within 15 minutes: what AWS checks before the signature.
+        let field = |name: &str| {
+            a.split_once(' ')
+                .map(|x| x.1)
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or("")
+        };
+        let scope: Vec<&str> = field("Credential").split('/').collect();
+        if scope.len() != 5 || scope[2] != self.config.region || scope[3] != service {
+            return Err((
+                403,
+                "SignatureDoesNotMatch",
+                format!(
+                    "Credential should be scoped to a valid region and service {service} in {}: {:?}",
+                    self.config.region,
+                    scope.get(1..).unwrap_or_default()
+                ),
+            ));
+        }
+        if !field("SignedHeaders").split(';').any(|h| h == "host") {
+            return Err((
+                403,
+                "SignatureDoesNotMatch",
+                "the host header must be signed".into(),
+            ));
+        }
+        let skewed = call
+            .header("x-amz-date")
+            .and_then(parse_amz_date)
+            .is_none_or(|t| now_ms().abs_diff(t) > 15 * 60 * 1000);
+        if skewed {
+            return Err((
+                403,
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the current time is too large.".into(),
+            ));
+        }
         if signed.access_key_id != self.config.access_key_id {
             return Err((
                 403,
@@ -475,7 +546,7 @@ impl Handler for AwsState {
         let reply = match route {
             Route::Sqs(op) => {
                 let hash = hex::encode(sha2::Sha256::digest(&call.body));
-                match self.authenticate(&call, &hash) {
+                match self.authenticate(&call, &hash, "sqs") {
                     Ok(()) => sqs::dispatch(self, &op, &call).await,
                     Err((status, code, message)) => sqs::error(status, code, code, &message),
                 }
@@ -513,4 +584,20 @@ fn to_http(r: Reply) -> Response<Full<Bytes>> {
         http::HeaderValue::from_str(&request_id()).expect("hex"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amz_dates_read_back_as_the_generator_writes_them() {
+        for t in [0i64, 1_795_000_000, 951_782_400 /* 2000-02-29 */] {
+            let s = crate::gen::iso(t).replace(['-', ':'], "");
+            assert_eq!(parse_amz_date(&s), Some(t as u64 * 1000), "{s}");
+        }
+        assert_eq!(parse_amz_date("2026-12-03"), None);
+        assert_eq!(parse_amz_date("20261303T000000Z"), None);
+        assert_eq!(parse_amz_date("2026120ЖT00000Z"), None);
+    }
 }

@@ -240,7 +240,7 @@ pub(crate) fn dispatch(state: &AwsState, call: &Call) -> Reply {
             &call.raw_path,
         );
     }
-    if let Err((status, code, message)) = state.authenticate(call, &payload) {
+    if let Err((status, code, message)) = state.authenticate(call, &payload, "s3") {
         return if call.method == "HEAD" {
             head_error(status, code)
         } else {
@@ -362,8 +362,12 @@ fn dechunk(body: &[u8]) -> Result<Vec<u8>, String> {
         if size == 0 {
             return Ok(out); // trailers follow; devstack does not check them
         }
-        if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
-            return Err(format!("a chunk of {size} bytes is cut short"));
+        let end = size
+            .checked_add(2)
+            .filter(|e| *e <= rest.len())
+            .ok_or_else(|| format!("a chunk of {size} bytes is cut short"))?;
+        if &rest[size..end] != b"\r\n" {
+            return Err(format!("a chunk of {size} bytes does not end in CRLF"));
         }
         out.extend_from_slice(&rest[..size]);
         rest = &rest[size + 2..];
@@ -785,6 +789,7 @@ mod tests {
         assert_eq!(dechunk(body).unwrap(), b"hello world");
         assert!(dechunk(b"5\r\nhel").is_err());
         assert!(dechunk(b"zz\r\n").is_err());
+        assert!(dechunk(b"ffffffffffffffff\r\nx").is_err());
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn notice(v: &Value, depth: u8) -> Result<Notice, String> {
         let mut out = Vec::new();
         for k in keys {
             let key = k.as_str().ok_or("an s3ObjectKey that is not a string")?;
-            push(&mut out, bucket, key.to_owned());
+            push(&mut out, bucket, key.to_owned())?;
         }
         return Ok(Notice::Objects(out));
     }
@@ -83,7 +83,7 @@ fn notice(v: &Value, depth: u8) -> Result<Notice, String> {
             let key = r["s3"]["object"]["key"]
                 .as_str()
                 .ok_or("an S3 record without s3.object.key")?;
-            push(&mut out, bucket, form_decode(key));
+            push(&mut out, bucket, form_decode(key))?;
         }
         return Ok(Notice::Objects(out));
     }
@@ -97,7 +97,7 @@ fn notice(v: &Value, depth: u8) -> Result<Notice, String> {
             let key = d["object"]["key"]
                 .as_str()
                 .ok_or("an EventBridge event without detail.object.key")?;
-            push(&mut out, bucket, key.to_owned());
+            push(&mut out, bucket, key.to_owned())?;
         }
         return Ok(Notice::Objects(out));
     }
@@ -107,14 +107,28 @@ fn notice(v: &Value, depth: u8) -> Result<Notice, String> {
     )
 }
 
-fn push(out: &mut Vec<ObjectRef>, bucket: &str, key: String) {
+fn push(out: &mut Vec<ObjectRef>, bucket: &str, key: String) -> Result<(), String> {
+    // A bucket name goes into a Host or a path: only what S3 allows.
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !bucket.starts_with(['.', '-'])
+        && !bucket.contains("..");
+    if !ok {
+        return Err(format!("{bucket:?} is not an S3 bucket name"));
+    }
+    if key.is_empty() || key.len() > 1024 {
+        return Err(format!("an object key of {} bytes", key.len()));
+    }
     if key.contains("/CloudTrail-Digest/") || key.ends_with('/') {
-        return;
+        return Ok(());
     }
     out.push(ObjectRef {
         bucket: bucket.to_owned(),
         key,
     });
+    Ok(())
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` is a space).
@@ -161,16 +175,16 @@ mod tests {
         assert_eq!(parse(&sns).unwrap(), parse(ct).unwrap());
         let sns_s3 = serde_json::json!({"Type": "Notification", "Message": s3}).to_string();
         assert_eq!(parse(&sns_s3).unwrap(), parse(s3).unwrap());
-        let eb = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{"key":"a b.json.gz"}}}"#;
+        let eb = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"bkt"},"object":{"key":"a b.json.gz"}}}"#;
         assert_eq!(
             parse(eb).unwrap(),
-            Notice::Objects(vec![obj("b", "a b.json.gz")])
+            Notice::Objects(vec![obj("bkt", "a b.json.gz")])
         );
         assert_eq!(
             parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#).unwrap(),
             Notice::Test
         );
-        let removed = r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}"#;
+        let removed = r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"bkt"},"object":{"key":"k"}}}]}"#;
         assert_eq!(parse(removed).unwrap(), Notice::Objects(vec![]));
     }
 
@@ -186,6 +200,9 @@ mod tests {
             r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{}}]}"#,
             r#"{"s3ObjectKey":["k"]}"#,
             r#"{"s3Bucket":"b","s3ObjectKey":[1]}"#,
+            r#"{"s3Bucket":"evil.com/x#","s3ObjectKey":["k"]}"#,
+            r#"{"s3Bucket":"Upper","s3ObjectKey":["k"]}"#,
+            r#"{"s3Bucket":"bucket","s3ObjectKey":[""]}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -40,7 +40,9 @@ impl S3Client {
     pub async fn get_object(&self, bucket: &str, key: &str, cap: usize) -> Result<Bytes, AwsError> {
         const OP: &str = "GetObject";
         let encoded: Vec<String> = key.split('/').map(percent_encode).collect();
-        let (host, path) = if self.path_style {
+        // A dotted bucket cannot be a TLS name under `*.s3…`: path style,
+        // as AWS's SDKs do.
+        let (host, path) = if self.path_style || bucket.contains('.') {
             (
                 self.signed.host().to_owned(),
                 format!("/{}/{}", percent_encode(bucket), encoded.join("/")),

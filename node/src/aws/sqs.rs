@@ -99,22 +99,21 @@ impl SqsClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(str::to_owned);
-        // A receive of ten messages of 256 KiB each is the largest answer.
-        let body = crate::net::http::read_body(resp, 4 << 20)
+        // Ten messages of up to 1 MiB, JSON-escaped: well under 64 MiB.
+        let body = crate::net::http::read_body(resp, 64 << 20)
             .await
             .map_err(|e| AwsError::Invalid {
                 op,
                 message: e.to_string(),
             })?;
-        let v: Value = if body.is_empty() {
-            json!({})
+        let parsed = if body.is_empty() {
+            Ok(json!({}))
         } else {
-            serde_json::from_slice(&body).map_err(|e| AwsError::Invalid {
-                op,
-                message: format!("the answer is not JSON: {e}"),
-            })?
+            serde_json::from_slice::<Value>(&body)
         };
         if status != 200 {
+            // Decided by the status: a balancer's HTML 5xx is still a 5xx.
+            let v = parsed.unwrap_or_else(|_| json!({}));
             let shape = v["__type"]
                 .as_str()
                 .unwrap_or("")
@@ -133,7 +132,10 @@ impl SqsClient {
                     .to_owned(),
             });
         }
-        Ok(v)
+        parsed.map_err(|e| AwsError::Invalid {
+            op,
+            message: format!("the answer is not JSON: {e}"),
+        })
     }
 
     /// Up to `max` messages (1..=10), waiting up to `wait` for the first,

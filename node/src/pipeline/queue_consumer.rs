@@ -54,7 +54,14 @@ pub struct QueueSettings {
     pub max_envelope_bytes: usize,
     /// The log content the enricher reads the event from.
     pub event_key: Bytes,
+    /// Buckets objects may come from; empty: any the notifications name.
+    pub buckets: Vec<String>,
 }
+
+/// Receives of one message after which an object that cannot be read for
+/// a reason that does not pass (access denied, wrong region, a bad
+/// signature) is dead-lettered rather than tried again.
+const MAX_RECEIVES: u32 = 5;
 
 /// Counters of one source, over its pollers.
 #[derive(Debug, Default)]
@@ -183,6 +190,9 @@ pub struct QueueConsumer {
     pub stats: Arc<QueueStats>,
     /// The node's stop: ends every part's fence.
     pub stop: CancellationToken,
+    /// The node's lease (a cluster's, or always held): parts carry it, and
+    /// nothing is received while it is lost (the sinks would refuse it all).
+    pub fence: Fence,
     receiving: CancellationToken,
     next_seq: u64,
     in_flight: HashMap<u64, InFlight>,
@@ -195,6 +205,12 @@ struct InFlight {
     /// Every object was read and handed on.
     read: bool,
     failed: bool,
+    /// Its delete or release is on its way (it still holds its credit).
+    settling: bool,
+    /// Told when the parts in flight are all acknowledged: the reader
+    /// reads the next object only then, so a message holds one object's
+    /// bytes at a time.
+    drained: Arc<tokio::sync::Notify>,
     /// The credit the message holds until it settles.
     _credit: OwnedSemaphorePermit,
 }
@@ -210,9 +226,11 @@ impl QueueConsumer {
         sinks: Arc<[SinkHandle]>,
         dead_letters: Recipient<DeadLetters>,
         stats: Arc<QueueStats>,
+        fence: Fence,
         stop: CancellationToken,
     ) -> Self {
         QueueConsumer {
+            fence,
             receiving: stop.child_token(),
             poller,
             settings,
@@ -237,21 +255,24 @@ impl QueueConsumer {
         // Settled once read to the end and every part acknowledged (or
         // given up): a failure is acted on only then, so nothing of the
         // message is still on its way when it becomes visible again.
-        if !(m.read && m.pending == 0) {
+        if !(m.read && m.pending == 0) || m.settling {
             return;
         }
-        let m = self.in_flight.remove(&seq).expect("present");
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let (sqs, stats, stop) = (self.sqs.clone(), self.stats.clone(), self.stop.clone());
         let receipt = m.message.receipt.clone();
         let source = self.settings.name.clone();
         let failed = m.failed;
+        // Back off with each receive: a fault that lasts never spins.
+        let backoff =
+            Duration::from_secs(1 << m.message.receive_count.min(12)).min(self.settings.visibility);
+        if let Some(m) = self.in_flight.get_mut(&seq) {
+            m.settling = true;
+        }
         ctx.spawn(
             async move {
                 if failed {
-                    // Visible again at once: read by whoever polls next.
                     stats.released.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = sqs.change_visibility(&receipt, Duration::ZERO).await {
+                    if let Err(e) = sqs.change_visibility(&receipt, backoff).await {
                         tracing::warn!(%source, error = %e, "releasing a failed message; it reappears after its visibility timeout");
                     }
                     return;
@@ -278,16 +299,21 @@ impl QueueConsumer {
                     }
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |(), act, _| {
+                // Gone from the queue (or released): its credit returns.
+                if act.in_flight.remove(&seq).is_some() {
+                    act.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+            }),
         );
-        // Drop (the credit returns) happens here, with `m`.
-        drop(m);
     }
 
     fn extend(&mut self, ctx: &mut Context<Self>) {
         let receipts: Vec<String> = self
             .in_flight
             .values()
+            .filter(|m| !m.settling)
             .map(|m| m.message.receipt.clone())
             .collect();
         if receipts.is_empty() {
@@ -331,6 +357,7 @@ impl Actor for QueueConsumer {
             stats: self.stats.clone(),
             credits: Arc::new(Semaphore::new(n)),
             me: ctx.address(),
+            fence: self.fence.clone(),
             stop: self.receiving.clone(),
         };
         actix::spawn(receiver.run());
@@ -356,7 +383,9 @@ impl Handler<Received> for QueueConsumer {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let drained = Arc::new(tokio::sync::Notify::new());
         let reader = Reader {
+            drained: drained.clone(),
             seq,
             poller: self.poller,
             message: m.0.clone(),
@@ -367,7 +396,7 @@ impl Handler<Received> for QueueConsumer {
             dead_letters: self.dead_letters.clone(),
             stats: self.stats.clone(),
             me: ctx.address(),
-            fence: Fence::open().until(self.stop.clone()),
+            fence: self.fence.until(self.stop.clone()),
             stop: self.stop.clone(),
         };
         self.in_flight.insert(
@@ -377,6 +406,8 @@ impl Handler<Received> for QueueConsumer {
                 pending: 0,
                 read: false,
                 failed: false,
+                settling: false,
+                drained,
                 _credit: m.1,
             },
         );
@@ -432,6 +463,9 @@ impl Handler<BatchAck> for QueueConsumer {
         if let Some(f) = self.in_flight.get_mut(&m.seq) {
             f.pending = f.pending.saturating_sub(1);
             f.failed |= !m.ok;
+            if f.pending == 0 {
+                f.drained.notify_one();
+            }
         }
         self.settle(m.seq, ctx);
     }
@@ -470,6 +504,7 @@ struct Receiver {
     stats: Arc<QueueStats>,
     credits: Arc<Semaphore>,
     me: Addr<QueueConsumer>,
+    fence: Fence,
     stop: CancellationToken,
 }
 
@@ -481,6 +516,11 @@ impl Receiver {
                 p = self.credits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                 _ = self.stop.cancelled() => return,
             };
+            // Nothing is received while the lease is lost: the sinks would
+            // give every part up.
+            if !self.fence.holds() && !self.fence.regained(&self.stop).await {
+                return;
+            }
             let mut permits = vec![first];
             while permits.len() < 10 {
                 match self.credits.clone().try_acquire_owned() {
@@ -495,6 +535,15 @@ impl Receiver {
             match got {
                 Ok(messages) => {
                     pause = Duration::from_millis(200);
+                    if messages.is_empty() && self.settings.wait.is_zero() {
+                        // A short poll found nothing: do not spin on the queue.
+                        drop(permits);
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = self.stop.cancelled() => return,
+                        }
+                        continue;
+                    }
                     for m in messages {
                         self.stats.received.fetch_add(1, Ordering::Relaxed);
                         if m.receive_count > 1 {
@@ -535,14 +584,16 @@ struct Reader {
     me: Addr<QueueConsumer>,
     fence: Fence,
     stop: CancellationToken,
+    drained: Arc<tokio::sync::Notify>,
 }
 
 /// Why an object is not read.
 enum Unread {
     /// Dead-lettered: the message may go.
     Dead(DeadLetter),
-    /// Try again later (the message becomes visible again).
-    Retry(String),
+    /// Try again later (the message becomes visible again); `lasting`:
+    /// a reason that will not pass by itself (access denied, …).
+    Retry { reason: String, lasting: bool },
 }
 
 impl Reader {
@@ -595,8 +646,28 @@ impl Reader {
                     }
                     continue;
                 }
-                Err(Unread::Retry(reason)) => {
-                    tracing::warn!(source = %self.settings.name, bucket = %o.bucket, key = %o.key, %reason, "object not read; the message will be received again");
+                Err(Unread::Retry { reason, lasting })
+                    if lasting && self.message.receive_count >= MAX_RECEIVES =>
+                {
+                    let cursor = format!("s3://{}/{}", o.bucket, o.key);
+                    let l = self.letter(
+                        &o.bucket,
+                        &o.key,
+                        &cursor,
+                        "object_unreadable",
+                        format!(
+                            "{cursor}: still unreadable after {} receives: {reason}",
+                            self.message.receive_count
+                        ),
+                        Bytes::new(),
+                    );
+                    if !self.dead(vec![l]).await {
+                        return false;
+                    }
+                    continue;
+                }
+                Err(Unread::Retry { reason, .. }) => {
+                    tracing::warn!(source = %self.settings.name, bucket = %o.bucket, key = %o.key, %reason, receives = self.message.receive_count, "object not read; the message will be received again");
                     return false;
                 }
             };
@@ -627,13 +698,26 @@ impl Reader {
     /// GetObject (transient failures retried a few times), then gunzip.
     async fn fetch(&self, o: &ObjectRef) -> Result<LogGroupList, Unread> {
         let cursor = format!("s3://{}/{}", o.bucket, o.key);
+        if !self.settings.buckets.is_empty() && !self.settings.buckets.contains(&o.bucket) {
+            return Err(Unread::Dead(self.letter(
+                &o.bucket,
+                &o.key,
+                &cursor,
+                "foreign_bucket",
+                format!(
+                    "{cursor}: bucket {} is not one of this source's buckets; not read",
+                    o.bucket
+                ),
+                Bytes::new(),
+            )));
+        }
         let mut pause = Duration::from_millis(200);
         let mut attempt = 0;
         let body = loop {
             attempt += 1;
             let r = tokio::select! {
                 r = self.s3.get_object(&o.bucket, &o.key, self.settings.max_object_bytes) => r,
-                _ = self.stop.cancelled() => return Err(Unread::Retry("stopping".into())),
+                _ = self.stop.cancelled() => return Err(Unread::Retry { reason: "stopping".into(), lasting: false }),
             };
             match r {
                 Ok(b) => break b,
@@ -665,7 +749,10 @@ impl Reader {
                 }
                 Err(e) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(Unread::Retry(e.to_string()));
+                    return Err(Unread::Retry {
+                        lasting: !e.transient(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         };
@@ -677,7 +764,10 @@ impl Reader {
         let raw = body.clone();
         let decoded = tokio::task::spawn_blocking(move || decode(&raw, cap))
             .await
-            .map_err(|e| Unread::Retry(format!("decode task: {e}")))?;
+            .map_err(|e| Unread::Retry {
+                reason: format!("decode task: {e}"),
+                lasting: false,
+            })?;
         let json = match decoded {
             Ok(j) => j,
             Err((kind, reason)) => {
@@ -785,7 +875,11 @@ impl Reader {
                 return false;
             }
         }
-        true
+        // One object's bytes at a time per message.
+        tokio::select! {
+            _ = self.drained.notified() => true,
+            _ = self.stop.cancelled() => false,
+        }
     }
 }
 
