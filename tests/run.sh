@@ -6,7 +6,8 @@
 #      tests themselves (one feature set, so nothing is compiled twice);
 #   3. Rust unit, integration and cross-process tests (benches run once as tests);
 #   4. devstack's conformance suite, driven by the official Python SDKs
-#      (aliyun-log-python-sdk for SLS; aliyun-python-sdk-core, -tag, -sts, -ecs, -slb for cloud).
+#      (aliyun-log-python-sdk for SLS; aliyun-python-sdk-core, -tag, -sts, -ecs, -slb for cloud;
+#      boto3 for S3 and SQS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,5 +26,5 @@ cargo build --workspace --all-targets --locked
 echo "==> Rust tests"
 cargo test --workspace --all-targets --locked
 
-echo "==> devstack conformance with the official Python SDKs (SLS, Tag, STS, ECS, SLB)"
+echo "==> devstack conformance with the official Python SDKs (SLS, Tag, STS, ECS, SLB; boto3: S3, SQS)"
 TRAIL_DEVSTACK_BIN="$PWD/target/debug/trail-devstack" "$venv/bin/python" -m pytest tests/conformance -q

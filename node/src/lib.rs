@@ -1,8 +1,9 @@
 //! # trail-node
 //!
-//! A Trail node pulls cloud audit trails (ActionTrail in SLS logstores) shard by
-//! shard, gives every event its business meaning from resource tags, and
-//! delivers it at least once to SLS, Splunk HEC or files. Nodes form a raft
+//! A Trail node pulls cloud audit trails (ActionTrail in SLS logstores, shard
+//! by shard; CloudTrail files from S3 as SQS announces them), gives every
+//! event its business meaning from resource tags, and delivers it at least
+//! once to SLS, Splunk HEC or files. Nodes form a raft
 //! cluster so that losing one host loses nothing.
 //!
 //! ## Layout: floors
