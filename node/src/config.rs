@@ -165,6 +165,35 @@ fn default_shutdown_grace_ms() -> u64 {
 pub enum SourceEntry {
     Sls(SourceConfig),
     S3Sqs(S3SqsSourceConfig),
+    File(FileSourceConfig),
+}
+
+/// `type = "file"`: trail files on this node's disk (backfills; a trail
+/// downloaded to analyse): JSON lines of events or CloudTrail `Records`
+/// documents, either optionally gzip'd. Read in name order, each once; the
+/// checkpoint (file and offset) lives in `node.data_dir`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    #[serde(default = "default_file_name")]
+    pub name: String,
+    /// Paths or globs (`*`, `?`, `**`), e.g. `/data/AWSLogs/**/*.json.gz`.
+    pub paths: Vec<String>,
+    /// New files are looked for this often.
+    #[serde(default = "default_file_rescan_secs")]
+    pub rescan_secs: u64,
+    /// Lines per batch, in bytes.
+    #[serde(default = "default_pull_target_bytes")]
+    pub batch_bytes: usize,
+    #[serde(default = "default_in_flight")]
+    pub in_flight_batches: usize,
+}
+
+fn default_file_name() -> String {
+    "file".into()
+}
+fn default_file_rescan_secs() -> u64 {
+    10
 }
 
 /// `type = "s3_sqs"`: CloudTrail log files in S3, each announced through an
@@ -734,8 +763,16 @@ impl Config {
         self.source.as_ref().or_else(|| {
             self.sources.iter().find_map(|e| match e {
                 SourceEntry::Sls(s) => Some(s),
-                SourceEntry::S3Sqs(_) => None,
+                _ => None,
             })
+        })
+    }
+
+    /// The file sources.
+    pub fn files(&self) -> impl Iterator<Item = &FileSourceConfig> {
+        self.sources.iter().filter_map(|e| match e {
+            SourceEntry::File(f) => Some(f),
+            _ => None,
         })
     }
 
@@ -743,7 +780,7 @@ impl Config {
     pub fn s3_sqs(&self) -> impl Iterator<Item = &S3SqsSourceConfig> {
         self.sources.iter().filter_map(|e| match e {
             SourceEntry::S3Sqs(q) => Some(q),
-            SourceEntry::Sls(_) => None,
+            _ => None,
         })
     }
 
@@ -754,11 +791,20 @@ impl Config {
             return Err(invalid("node.id", "must not be empty"));
         }
         let mut names = std::collections::BTreeSet::new();
-        for (i, q) in self.s3_sqs().enumerate() {
-            if !names.insert(q.name.as_str()) {
+        let named = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                SourceEntry::S3Sqs(q) => Some((i, q.name.as_str())),
+                SourceEntry::File(f) => Some((i, f.name.as_str())),
+                SourceEntry::Sls(_) => None,
+            });
+        for (i, name) in named {
+            if !names.insert(name) {
                 return Err(invalid(
                     format!("sources[{i}].name"),
-                    format!("{:?} names another source too (metrics and logs tell sources apart by name)", q.name),
+                    format!("{:?} names another source too (metrics and logs tell sources apart by name)", name),
                 ));
             }
         }
@@ -771,6 +817,26 @@ impl Config {
             match e {
                 SourceEntry::Sls(s) => sls.push((key, s)),
                 SourceEntry::S3Sqs(q) => validate_s3_sqs(q, &key)?,
+                SourceEntry::File(f) => {
+                    if f.paths.is_empty() || f.paths.iter().any(|p| p.trim().is_empty()) {
+                        return Err(invalid(
+                            format!("{key}.paths"),
+                            "at least one path or glob, none empty",
+                        ));
+                    }
+                    if f.in_flight_batches == 0 {
+                        return Err(invalid(
+                            format!("{key}.in_flight_batches"),
+                            "must be at least 1",
+                        ));
+                    }
+                    if f.batch_bytes < 1024 {
+                        return Err(invalid(
+                            format!("{key}.batch_bytes"),
+                            "must be at least 1024",
+                        ));
+                    }
+                }
             }
         }
         if sls.is_empty() && self.sources.is_empty() {
@@ -1100,6 +1166,21 @@ secret_access_key = "aws-s3cret"
             bad("name = \"org-trail\"", "shiny = 1").contains("shiny"),
             "unknown keys are refused"
         );
+        // Files: paths required; names unique across sources.
+        let file = "\n[[sources]]\ntype = \"file\"\nname = \"org-trail\"\npaths = [\"/data/**/*.json.gz\"]\n";
+        assert!(
+            err(&format!("{GOOD}{S3_SQS}{file}")).starts_with("sources[1].name:"),
+            "a name used twice"
+        );
+        let c: Config =
+            toml::from_str(&format!("{GOOD}{}", file.replace("org-trail", "backfill"))).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.files().next().unwrap().paths, ["/data/**/*.json.gz"]);
+        assert!(err(&format!(
+            "{GOOD}{}",
+            file.replace("\"/data/**/*.json.gz\"", "")
+        ))
+        .starts_with("sources[0].paths:"));
     }
 
     fn err(text: &str) -> String {

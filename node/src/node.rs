@@ -27,6 +27,7 @@ use crate::pipeline::budget::{BudgetMetrics, InFlightBudget};
 use crate::pipeline::checkpoint::{CheckpointStore, StoreError};
 use crate::pipeline::enrich::Enrichment;
 use crate::pipeline::enricher::Enricher;
+use crate::pipeline::file_consumer::{FileConsumer, FileSettings, FileStats};
 use crate::pipeline::queue_consumer::{
     InFlightMessages, QueueConsumer, QueueMetrics, QueueSettings, QueueStats, StopReceiving,
 };
@@ -654,6 +655,29 @@ impl RunningNode {
             }
             None => None,
         };
+        for (i, f) in config.files().enumerate() {
+            let settings = Arc::new(FileSettings {
+                name: f.name.as_str().into(),
+                paths: f.paths.clone(),
+                rescan: Duration::from_secs(f.rescan_secs.max(1)),
+                batch_bytes: f.batch_bytes,
+                in_flight_batches: f.in_flight_batches,
+                max_envelope_bytes: config.enrich.max_envelope_bytes,
+                event_key: bytes::Bytes::from(config.enrich.event_key.clone().into_bytes()),
+            });
+            tracing::info!(source = %f.name, index = i, paths = ?f.paths, "file source");
+            let c = FileConsumer::new(
+                settings,
+                enricher.clone(),
+                sinks.clone(),
+                dead_letters.clone().recipient(),
+                store.clone(),
+                Arc::new(FileStats::default()),
+                fence.clone(),
+                stop.clone(),
+            );
+            FileConsumer::start_in_arbiter(&Arbiter::new().handle(), move |_| c);
+        }
         let queues = start_queue_sources(
             &config,
             &enricher,

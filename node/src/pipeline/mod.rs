@@ -10,6 +10,7 @@
 //! | file | job |
 //! |---|---|
 //! | `shard_consumer.rs` | one actor per shard: credits, pulls, ordered hand-off, checkpoints |
+//! | `file_consumer.rs` | one actor per `file` source: globs, JSON lines or `Records` files (gzip too), checkpoint = file + offset |
 //! | `queue_consumer.rs` | one actor per SQS poller of an `s3_sqs` source: receive, read the objects, delete once delivered |
 //! | `budget.rs` | the node's budget of bytes in flight, shared by every shard |
 //! | `enricher.rs` | the enrichment pool (a `SyncArbiter`: CPU work off the I/O threads) |
@@ -22,6 +23,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod enrich;
 pub mod enricher;
+pub mod file_consumer;
 pub mod queue_consumer;
 pub mod shard_consumer;
 pub mod spawner;

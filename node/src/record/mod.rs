@@ -133,6 +133,8 @@ pub enum SourceKind {
     Sls,
     /// CloudTrail log files in S3, announced through SQS.
     S3,
+    /// Files on local disk (JSON lines or `Records` documents).
+    File,
 }
 
 /// How tags were found for an event.
