@@ -536,14 +536,26 @@ impl Cluster {
             LeaderRequest::AddMember { id, addr },
             Duration::from_secs(60),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.until_seen_here(|v| v.addrs.contains_key(&id)).await;
+        Ok(())
     }
 
     pub async fn remove_member(&self, id: NodeId) -> Result<(), ClusterError> {
         self.to_leader(LeaderRequest::RemoveMember { id }, Duration::from_secs(60))
-            .await
-            .map(|_| ())
+            .await?;
+        self.until_seen_here(|v| !v.addrs.contains_key(&id)).await;
+        Ok(())
+    }
+
+    /// The leader answers once a membership change is committed; this node
+    /// (a follower answering `trailctl`) may not have it in its log yet. Wait
+    /// briefly so the caller's next read here shows what it just did.
+    async fn until_seen_here(&self, seen: impl Fn(&RaftView) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !seen(&self.raft_view()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn member_recorded(&self) -> bool {
