@@ -547,7 +547,7 @@ fn to_json(s: &pb::StatusResponse) -> Value {
             "logstore": x.logstore, "shard": x.shard, "owner": x.owner, "epoch": x.epoch,
             "state": x.state, "checkpoint_age_seconds": x.checkpoint_age_seconds,
             "lag_seconds": x.lag_seconds, "events_per_second": x.events_per_second,
-            "cursor": x.cursor, "standbys": x.standbys,
+            "cursor": x.cursor, "standbys": x.standbys, "partition": x.partition,
         })).collect::<Vec<_>>(),
         "sinks": s.sinks.iter().map(|x| json!({
             "name": x.name, "kind": x.kind, "events": x.events, "bytes": x.bytes,
@@ -661,7 +661,11 @@ fn print_tables(s: &pb::StatusResponse) {
     for x in &s.shards {
         t.add_row(vec![
             x.logstore.clone(),
-            x.shard.to_string(),
+            // A partition of an S3 trail is named by its prefix.
+            match x.partition.as_str() {
+                "" => x.shard.to_string(),
+                p => p.to_owned(),
+            },
             x.owner.clone(),
             x.epoch.to_string(),
             x.state.clone(),

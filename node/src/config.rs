@@ -165,7 +165,73 @@ fn default_shutdown_grace_ms() -> u64 {
 pub enum SourceEntry {
     Sls(SourceConfig),
     S3Sqs(S3SqsSourceConfig),
+    S3(S3SourceConfig),
     File(FileSourceConfig),
+}
+
+/// `type = "s3"`: a CloudTrail trail in S3 read by listing (no SQS). Each
+/// (account, region) prefix is a partition, consumed like a shard: in a
+/// cluster assigned through raft, with epochs, standbys and checkpoints.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3SourceConfig {
+    #[serde(default = "default_s3_name")]
+    pub name: String,
+    pub bucket: String,
+    /// The trail's S3 key prefix, if it has one (`AWSLogs/` is below it).
+    #[serde(default)]
+    pub prefix: String,
+    pub region: String,
+    #[serde(default = "default_s3_endpoint")]
+    pub s3_endpoint: String,
+    /// Connect here instead (devstack, VPC endpoints), keeping the Host.
+    pub address: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretSource>,
+    pub session_token: Option<SecretSource>,
+    /// Where a partition never read starts: `begin` (every file kept), `end`
+    /// (files from now on), or a unix time in seconds.
+    #[serde(default = "default_s3_start")]
+    pub start: String,
+    /// How often an idle partition is listed for new files.
+    #[serde(default = "default_s3_poll_secs")]
+    pub poll_secs: u64,
+    /// Late files (a key sorting before keys already read) are looked for
+    /// this far behind the newest key read…
+    #[serde(default = "default_relist_minutes")]
+    pub relist_minutes: u64,
+    /// …this often. `relist_minutes = 0`: never.
+    #[serde(default = "default_relist_secs")]
+    pub relist_secs: u64,
+    /// New accounts and regions are looked for this often.
+    #[serde(default = "default_discover_secs")]
+    pub discover_secs: u64,
+    /// Objects in flight per partition.
+    #[serde(default = "default_in_flight")]
+    pub in_flight_objects: usize,
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: usize,
+}
+
+fn default_s3_name() -> String {
+    "s3".into()
+}
+fn default_s3_start() -> String {
+    "begin".into()
+}
+fn default_s3_poll_secs() -> u64 {
+    30
+}
+fn default_relist_minutes() -> u64 {
+    120
+}
+fn default_relist_secs() -> u64 {
+    300
+}
+fn default_discover_secs() -> u64 {
+    300
 }
 
 /// `type = "file"`: trail files on this node's disk (backfills; a trail
@@ -649,35 +715,66 @@ fn validate_sls(s: &SourceConfig, key: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn validate_s3_sqs(q: &S3SqsSourceConfig, key: &str) -> Result<(), ConfigError> {
-    let url = url::Url::parse(&q.queue_url)
-        .map_err(|e| invalid(format!("{key}.queue_url"), e.to_string()))?;
-    if url
-        .path_segments()
-        .map_or(0, |p| p.filter(|s| !s.is_empty()).count())
-        != 2
-    {
+fn validate_s3(q: &S3SourceConfig, key: &str) -> Result<(), ConfigError> {
+    if !crate::aws::valid_bucket(&q.bucket) {
         return Err(invalid(
-            format!("{key}.queue_url"),
-            "expected https://sqs.{region}.amazonaws.com/{account}/{queue}",
+            format!("{key}.bucket"),
+            "not a bucket name (3-63 of a-z 0-9 . -)",
         ));
     }
     if q.region.is_empty() {
         return Err(invalid(format!("{key}.region"), "must not be empty"));
     }
-    for (k, v) in [
-        ("sqs_endpoint", &q.sqs_endpoint),
-        ("s3_endpoint", &q.s3_endpoint),
-    ] {
-        crate::aws::AwsEndpoint::parse(v, q.address.as_deref())
-            .map_err(|e| invalid(format!("{key}.{k}"), e))?;
+    if q.prefix.starts_with('/') {
+        return Err(invalid(
+            format!("{key}.prefix"),
+            "the trail's key prefix, without a leading /",
+        ));
     }
-    match (&q.access_key_id, &q.secret_access_key) {
+    crate::aws::AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
+        .map_err(|e| invalid(format!("{key}.s3_endpoint"), e))?;
+    validate_aws_keys(
+        key,
+        &q.access_key_id,
+        &q.secret_access_key,
+        &q.session_token,
+    )?;
+    if q.start != "begin" && q.start != "end" && q.start.parse::<u32>().is_err() {
+        return Err(invalid(
+            format!("{key}.start"),
+            "begin, end or a unix time in seconds",
+        ));
+    }
+    for (k, v) in [
+        ("poll_secs", q.poll_secs),
+        ("relist_secs", q.relist_secs),
+        ("discover_secs", q.discover_secs),
+    ] {
+        if v == 0 {
+            return Err(invalid(format!("{key}.{k}"), "must be at least 1"));
+        }
+    }
+    if q.in_flight_objects == 0 || q.in_flight_objects > 64 {
+        return Err(invalid(
+            format!("{key}.in_flight_objects"),
+            "must be 1..=64",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_aws_keys(
+    key: &str,
+    id: &Option<String>,
+    secret: &Option<SecretSource>,
+    token: &Option<SecretSource>,
+) -> Result<(), ConfigError> {
+    match (id, secret) {
         (Some(_), Some(secret)) => {
             secret.resolve(&format!("{key}.secret_access_key"))?;
         }
         (None, None) => {
-            if q.session_token.is_some() {
+            if token.is_some() {
                 return Err(invalid(
                     format!("{key}.session_token"),
                     "given without access_key_id and secret_access_key (keys from the environment bring AWS_SESSION_TOKEN)",
@@ -703,9 +800,41 @@ fn validate_s3_sqs(q: &S3SqsSourceConfig, key: &str) -> Result<(), ConfigError> 
             ))
         }
     }
-    if let Some(t) = &q.session_token {
+    if let Some(t) = token {
         t.resolve(&format!("{key}.session_token"))?;
     }
+    Ok(())
+}
+
+fn validate_s3_sqs(q: &S3SqsSourceConfig, key: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(&q.queue_url)
+        .map_err(|e| invalid(format!("{key}.queue_url"), e.to_string()))?;
+    if url
+        .path_segments()
+        .map_or(0, |p| p.filter(|s| !s.is_empty()).count())
+        != 2
+    {
+        return Err(invalid(
+            format!("{key}.queue_url"),
+            "expected https://sqs.{region}.amazonaws.com/{account}/{queue}",
+        ));
+    }
+    if q.region.is_empty() {
+        return Err(invalid(format!("{key}.region"), "must not be empty"));
+    }
+    for (k, v) in [
+        ("sqs_endpoint", &q.sqs_endpoint),
+        ("s3_endpoint", &q.s3_endpoint),
+    ] {
+        crate::aws::AwsEndpoint::parse(v, q.address.as_deref())
+            .map_err(|e| invalid(format!("{key}.{k}"), e))?;
+    }
+    validate_aws_keys(
+        key,
+        &q.access_key_id,
+        &q.secret_access_key,
+        &q.session_token,
+    )?;
     if q.pollers == 0 || q.pollers > 64 {
         return Err(invalid(format!("{key}.pollers"), "must be 1..=64"));
     }
@@ -776,12 +905,26 @@ impl Config {
         })
     }
 
-    /// The S3 + SQS sources.
-    pub fn s3_sqs(&self) -> impl Iterator<Item = &S3SqsSourceConfig> {
-        self.sources.iter().filter_map(|e| match e {
-            SourceEntry::S3Sqs(q) => Some(q),
-            _ => None,
-        })
+    /// The S3 + SQS sources, with their key in the config (`sources[i]`).
+    pub fn s3_sqs(&self) -> impl Iterator<Item = (String, &S3SqsSourceConfig)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                SourceEntry::S3Sqs(q) => Some((format!("sources[{i}]"), q)),
+                _ => None,
+            })
+    }
+
+    /// The S3 trails read by listing, with their key in the config.
+    pub fn s3(&self) -> impl Iterator<Item = (String, &S3SourceConfig)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                SourceEntry::S3(q) => Some((format!("sources[{i}]"), q)),
+                _ => None,
+            })
     }
 
     /// Checks every value that parsing cannot; secrets are resolved once here
@@ -797,6 +940,7 @@ impl Config {
             .enumerate()
             .filter_map(|(i, e)| match e {
                 SourceEntry::S3Sqs(q) => Some((i, q.name.as_str())),
+                SourceEntry::S3(q) => Some((i, q.name.as_str())),
                 SourceEntry::File(f) => Some((i, f.name.as_str())),
                 SourceEntry::Sls(_) => None,
             });
@@ -817,6 +961,7 @@ impl Config {
             match e {
                 SourceEntry::Sls(s) => sls.push((key, s)),
                 SourceEntry::S3Sqs(q) => validate_s3_sqs(q, &key)?,
+                SourceEntry::S3(q) => validate_s3(q, &key)?,
                 SourceEntry::File(f) => {
                     if f.paths.is_empty() || f.paths.iter().any(|p| p.trim().is_empty()) {
                         return Err(invalid(
@@ -1130,7 +1275,7 @@ secret_access_key = "aws-s3cret"
         let both: Config = toml::from_str(&format!("{GOOD}{S3_SQS}")).unwrap();
         both.validate().unwrap();
         assert_eq!(both.sls().unwrap().project, "audit");
-        let q: Vec<_> = both.s3_sqs().collect();
+        let q: Vec<_> = both.s3_sqs().map(|(_, q)| q).collect();
         assert_eq!((q.len(), q[0].pollers, q[0].wait_secs), (1, 2, 20));
         assert!(
             !format!("{both:?}").contains("aws-s3cret"),

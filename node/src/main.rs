@@ -169,8 +169,9 @@ async fn run(path: &Path) -> Result<()> {
     let sls = config
         .sls()
         .map(|s| format!("{}/{}", s.project, s.logstore));
-    let s3: Vec<&str> = config.s3_sqs().map(|q| q.name.as_str()).collect();
-    tracing::info!(node = %config.node.id, sls = sls.as_deref().unwrap_or("none"), s3_sqs = ?s3, "starting");
+    let s3_sqs: Vec<&str> = config.s3_sqs().map(|(_, q)| q.name.as_str()).collect();
+    let s3: Vec<&str> = config.s3().map(|(_, q)| q.name.as_str()).collect();
+    tracing::info!(node = %config.node.id, sls = sls.as_deref().unwrap_or("none"), ?s3_sqs, ?s3, "starting");
     let node = RunningNode::start(config)
         .await
         .context("starting the node")?;

@@ -32,7 +32,7 @@ use crate::pipeline::queue_consumer::{
     InFlightMessages, QueueConsumer, QueueMetrics, QueueSettings, QueueStats, StopReceiving,
 };
 use crate::pipeline::shard_consumer::{ConsumerSettings, Progress, ShardConsumer, StopPulling};
-use crate::pipeline::{Consumers, PipelineStats, SourceSettings, Spawner};
+use crate::pipeline::{Consumers, PipelineStats, SourceReader, SourceSettings, Spawner};
 use crate::record::EventEncoder;
 use crate::sink::dead_letter::{DeadLetterSink, DeadLetters, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
@@ -58,6 +58,8 @@ pub enum StartError {
     Sink { key: String, message: String },
     #[error("source: {0}")]
     Source(#[from] SlsError),
+    #[error(transparent)]
+    Spawn(#[from] crate::pipeline::SpawnError),
     #[error("cluster: {0}")]
     Cluster(crate::cluster::ClusterError),
 }
@@ -289,6 +291,132 @@ impl crate::metrics::Collector for SharedQueueMetrics {
 }
 
 /// Starts the pollers of every `s3_sqs` source, each on its own arbiter.
+/// Static keys from the config, else the environment's.
+fn aws_credentials(
+    key: &str,
+    id: &Option<String>,
+    secret: &Option<crate::secret::SecretSource>,
+    token: &Option<crate::secret::SecretSource>,
+) -> Result<crate::aws::AwsCredentials, StartError> {
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(crate::aws::AwsCredentials {
+            access_key_id: id.clone(),
+            secret_access_key: crate::secret::Secret::new(
+                secret
+                    .resolve(&format!("{key}.secret_access_key"))
+                    .map_err(ConfigError::from)?
+                    .expose(),
+            ),
+            session_token: match token {
+                Some(t) => Some(crate::secret::Secret::new(
+                    t.resolve(&format!("{key}.session_token"))
+                        .map_err(ConfigError::from)?
+                        .expose(),
+                )),
+                None => None,
+            },
+        }),
+        _ => crate::aws::AwsCredentials::from_env().ok_or_else(|| StartError::Sink {
+            key: format!("{key}.access_key_id"),
+            message: "no keys in the config or the environment".into(),
+        }),
+    }
+}
+
+/// A spawner per S3 trail read by listing (`type = "s3"`).
+#[allow(clippy::too_many_arguments)]
+fn s3_spawners(
+    config: &Config,
+    store: &CheckpointStore,
+    enricher: &Addr<Enricher>,
+    sinks: &Arc<[SinkHandle]>,
+    dead_letters: &Recipient<DeadLetters>,
+    fence: &Fence,
+    budget: &Arc<InFlightBudget>,
+    node: &RunningNode,
+) -> Result<Vec<Arc<Spawner>>, StartError> {
+    use crate::aws::{s3::S3Client, AwsEndpoint};
+    use crate::pipeline::s3_listing::{ListingSettings, S3Listing};
+    let mut out = Vec::new();
+    for (key, q) in config.s3() {
+        let err = |k: &str, m: String| StartError::Sink {
+            key: format!("{key}.{k}"),
+            message: m,
+        };
+        let credentials = aws_credentials(
+            &key,
+            &q.access_key_id,
+            &q.secret_access_key,
+            &q.session_token,
+        )?;
+        let endpoint = AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
+            .map_err(|m| err("s3_endpoint", m))?;
+        let s3 = S3Client::new(endpoint, credentials, &q.region, q.path_style)
+            .map_err(|e| err("s3_endpoint", e.to_string()))?;
+        let start = match q.start.as_str() {
+            "begin" => CursorPosition::Begin,
+            "end" => CursorPosition::End,
+            t => CursorPosition::Time(t.parse().unwrap_or(0)), // validated
+        };
+        let root = match q.prefix.trim_end_matches('/') {
+            "" => "AWSLogs/".to_owned(),
+            p => format!("{p}/AWSLogs/"),
+        };
+        let poll = Duration::from_secs(q.poll_secs);
+        let listing = Arc::new(S3Listing::new(
+            s3,
+            ListingSettings {
+                name: q.name.clone(),
+                bucket: q.bucket.clone(),
+                root,
+                start,
+                relist_window: Duration::from_secs(q.relist_minutes * 60),
+                relist_every: Duration::from_secs(q.relist_secs),
+                poll,
+                discover_every: Duration::from_secs(q.discover_secs),
+                max_object_bytes: q.max_object_bytes,
+                max_envelope_bytes: config.enrich.max_envelope_bytes,
+                event_key: bytes::Bytes::from(config.enrich.event_key.clone().into_bytes()),
+            },
+        ));
+        tracing::info!(source = %q.name, bucket = %q.bucket, "S3 source (listing; a partition per account and region)");
+        let settings = Arc::new(ConsumerSettings {
+            pull_count: 1,
+            pull_target_bytes: 1 << 20,
+            max_pull_bytes: q.max_object_bytes,
+            in_flight_batches: q.in_flight_objects,
+            compression: Compression::Lz4,
+            empty_backoff_max: poll,
+            checkpoint_interval: Duration::from_secs(1),
+            mirror_group: None,
+            mirror_interval: Duration::from_secs(60),
+            fence: fence.clone(),
+            budget: budget.clone(),
+        });
+        out.push(Arc::new(Spawner {
+            source: SourceSettings {
+                project: listing.project(),
+                logstore: q.name.clone(),
+                start,
+                consumer_group: None,
+            },
+            reader: SourceReader::S3(listing),
+            store: store.clone(),
+            settings,
+            enricher: enricher.clone(),
+            sinks: sinks.clone(),
+            dead_letters: dead_letters.clone(),
+            arbiter: Arbiter::new().handle(),
+            stats: node.stats.clone(),
+            consumers: node.consumers.clone(),
+            stop: node.stop.clone(),
+            listed: Default::default(),
+            local_partitions: Default::default(),
+        }));
+    }
+    Ok(out)
+}
+
 fn start_queue_sources(
     config: &Config,
     enricher: &Addr<Enricher>,
@@ -298,39 +426,19 @@ fn start_queue_sources(
     fence: &Fence,
     stop: CancellationToken,
 ) -> Result<Vec<Addr<QueueConsumer>>, StartError> {
-    use crate::aws::{s3::S3Client, sqs::SqsClient, AwsCredentials, AwsEndpoint};
+    use crate::aws::{s3::S3Client, sqs::SqsClient, AwsEndpoint};
     let mut out = Vec::new();
-    for (i, q) in config.s3_sqs().enumerate() {
-        let key = format!("sources[{i}]");
+    for (key, q) in config.s3_sqs() {
         let err = |k: &str, m: String| StartError::Sink {
             key: format!("{key}.{k}"),
             message: m,
         };
-        let credentials = match (&q.access_key_id, &q.secret_access_key) {
-            (Some(id), Some(secret)) => AwsCredentials {
-                access_key_id: id.clone(),
-                secret_access_key: crate::secret::Secret::new(
-                    secret
-                        .resolve(&format!("{key}.secret_access_key"))
-                        .map_err(ConfigError::from)?
-                        .expose(),
-                ),
-                session_token: match &q.session_token {
-                    Some(t) => Some(crate::secret::Secret::new(
-                        t.resolve(&format!("{key}.session_token"))
-                            .map_err(ConfigError::from)?
-                            .expose(),
-                    )),
-                    None => None,
-                },
-            },
-            _ => AwsCredentials::from_env().ok_or_else(|| {
-                err(
-                    "access_key_id",
-                    "no keys in the config or the environment".into(),
-                )
-            })?,
-        };
+        let credentials = aws_credentials(
+            &key,
+            &q.access_key_id,
+            &q.secret_access_key,
+            &q.session_token,
+        )?;
         let sqs_ep = AwsEndpoint::parse(&q.sqs_endpoint, q.address.as_deref())
             .map_err(|m| err("sqs_endpoint", m))?;
         let s3_ep = AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
@@ -609,7 +717,7 @@ impl RunningNode {
         // Metrics: each component registers its own collectors.
         let mut registry = Registry::default();
         stats.register_metrics(&mut registry);
-        registry.register_collector(Box::new(BudgetMetrics(budget)));
+        registry.register_collector(Box::new(BudgetMetrics(budget.clone())));
         registry.register_collector(Box::new(SharedQueueMetrics(queue_metrics.clone())));
         if let Some(c) = &cluster {
             c.register_metrics(&mut registry);
@@ -697,6 +805,20 @@ impl RunningNode {
             cluster: cluster.clone(),
             stop,
         };
+        let mut spawners = s3_spawners(
+            &config,
+            &store,
+            &enricher,
+            &sinks,
+            &dead_letters.clone().recipient(),
+            &fence,
+            &budget,
+            &node,
+        )?;
+        let s3_rescans: Vec<Duration> = config
+            .s3()
+            .map(|(_, q)| Duration::from_secs(q.discover_secs))
+            .collect();
         let spawner = match (sls, client, settings) {
             (Some(s), Some(client), Some(settings)) => Some(Arc::new(Spawner {
                 source: SourceSettings {
@@ -709,7 +831,7 @@ impl RunningNode {
                     },
                     consumer_group: s.consumer_group.clone(),
                 },
-                client,
+                reader: SourceReader::Sls(client),
                 store,
                 settings,
                 enricher,
@@ -720,6 +842,7 @@ impl RunningNode {
                 consumers: node.consumers.clone(),
                 stop: node.stop.clone(),
                 listed: Default::default(),
+                local_partitions: Default::default(),
             })),
             _ => None,
         };
@@ -728,16 +851,22 @@ impl RunningNode {
                 crate::cluster::share_tags(&c, tags, config.tags.ttl_secs);
             }
             c.join_if_needed().await.map_err(StartError::Cluster)?;
-            // Without an SLS source there are no shards to assign: the
-            // cluster shares the tag cache, every node polls its queues.
+            // Shards (of the SLS source) and partitions (of S3 trails read
+            // by listing) are assigned; without either the cluster shares
+            // the tag cache and every node polls its queues.
             if let Some(spawner) = spawner {
-                Reconciler::start(c, spawner, config.node.id.clone());
+                spawners.insert(0, spawner);
             }
+            Reconciler::start(c, spawners, config.node.id.clone());
             return Ok(node);
         }
         if let (Some(spawner), Some(s)) = (spawner, sls) {
             spawner.rescan().await?;
             spawner.keep_rescanning(Duration::from_secs(s.shard_rescan_secs.max(1)));
+        }
+        for (spawner, every) in spawners.into_iter().zip(s3_rescans) {
+            spawner.rescan().await?;
+            spawner.keep_rescanning(every);
         }
         Ok(node)
     }

@@ -243,3 +243,13 @@ impl Signed {
         &self.authority
     }
 }
+
+/// A bucket name goes into a Host or a path: only what S3 allows.
+pub fn valid_bucket(bucket: &str) -> bool {
+    (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !bucket.starts_with(['.', '-'])
+        && !bucket.contains("..")
+}

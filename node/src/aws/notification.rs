@@ -108,14 +108,7 @@ fn notice(v: &Value, depth: u8) -> Result<Notice, String> {
 }
 
 fn push(out: &mut Vec<ObjectRef>, bucket: &str, key: String) -> Result<(), String> {
-    // A bucket name goes into a Host or a path: only what S3 allows.
-    let ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && !bucket.starts_with(['.', '-'])
-        && !bucket.contains("..");
-    if !ok {
+    if !super::valid_bucket(bucket) {
         return Err(format!("{bucket:?} is not an S3 bucket name"));
     }
     if key.is_empty() || key.len() > 1024 {

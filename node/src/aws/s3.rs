@@ -1,4 +1,4 @@
-//! S3 GetObject, read within a cap.
+//! S3 GetObject (read within a cap) and ListObjectsV2.
 
 use std::time::Duration;
 
@@ -39,20 +39,7 @@ impl S3Client {
     /// says or shows so.
     pub async fn get_object(&self, bucket: &str, key: &str, cap: usize) -> Result<Bytes, AwsError> {
         const OP: &str = "GetObject";
-        let encoded: Vec<String> = key.split('/').map(percent_encode).collect();
-        // A dotted bucket cannot be a TLS name under `*.s3…`: path style,
-        // as AWS's SDKs do.
-        let (host, path) = if self.path_style || bucket.contains('.') {
-            (
-                self.signed.host().to_owned(),
-                format!("/{}/{}", percent_encode(bucket), encoded.join("/")),
-            )
-        } else {
-            (
-                format!("{bucket}.{}", self.signed.host()),
-                format!("/{}", encoded.join("/")),
-            )
-        };
+        let (host, path) = self.locate(bucket, key);
         let resp = self
             .signed
             .send(
@@ -80,6 +67,245 @@ impl S3Client {
                 crate::net::http::BodyError::Read(source) => AwsError::Http { op: OP, source },
             })
     }
+}
+
+impl S3Client {
+    /// The host and path of `key` in `bucket` (`key` empty: the bucket).
+    fn locate(&self, bucket: &str, key: &str) -> (String, String) {
+        let encoded: Vec<String> = key.split('/').map(percent_encode).collect();
+        // A dotted bucket cannot be a TLS name under `*.s3…`: path style,
+        // as AWS's SDKs do.
+        if self.path_style || bucket.contains('.') {
+            let bucket = percent_encode(bucket);
+            let path = match key {
+                "" => format!("/{bucket}"),
+                _ => format!("/{bucket}/{}", encoded.join("/")),
+            };
+            (self.signed.host().to_owned(), path)
+        } else {
+            (
+                format!("{bucket}.{}", self.signed.host()),
+                format!("/{}", encoded.join("/")),
+            )
+        }
+    }
+
+    /// One page of ListObjectsV2 under `prefix`, keys after `start_after`
+    /// (or where `token`, the last page's continuation, left off); with a
+    /// `delimiter`, what lies below it rolls up into common prefixes.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        list: &ListObjects<'_>,
+    ) -> Result<ListPage, AwsError> {
+        const OP: &str = "ListObjectsV2";
+        let (host, path) = self.locate(bucket, "");
+        let mut query: Vec<(String, String)> = vec![
+            ("list-type".into(), "2".into()),
+            ("prefix".into(), list.prefix.into()),
+            ("max-keys".into(), list.max_keys.to_string()),
+        ];
+        if let Some(d) = list.delimiter {
+            query.push(("delimiter".into(), d.into()));
+        }
+        if let Some(a) = list.start_after.filter(|a| !a.is_empty()) {
+            query.push(("start-after".into(), a.into()));
+        }
+        if let Some(t) = list.token {
+            query.push(("continuation-token".into(), t.into()));
+        }
+        let resp = self
+            .signed
+            .send(
+                OP,
+                reqwest::Method::GET,
+                &host,
+                &path,
+                &query,
+                vec![],
+                Bytes::new(),
+                None,
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        // A page of 1,000 keys is ~350 KB of XML.
+        let body = crate::net::http::read_body(resp, 16 << 20)
+            .await
+            .map_err(|e| match e {
+                crate::net::http::BodyError::TooLarge { cap } => AwsError::TooLarge { op: OP, cap },
+                crate::net::http::BodyError::Read(source) => AwsError::Http { op: OP, source },
+            })?;
+        if status != 200 {
+            return Err(s3_error(OP, status, &body));
+        }
+        ListPage::parse(&body).map_err(|reason| AwsError::Status {
+            op: OP,
+            status,
+            code: "MalformedListing".into(),
+            message: reason,
+        })
+    }
+}
+
+/// What a ListObjectsV2 asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ListObjects<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    pub start_after: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub max_keys: u32,
+}
+
+impl<'a> ListObjects<'a> {
+    pub fn under(prefix: &'a str) -> Self {
+        ListObjects {
+            prefix,
+            delimiter: None,
+            start_after: None,
+            token: None,
+            max_keys: 1000,
+        }
+    }
+}
+
+/// An object a listing names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One ListObjectsV2 page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// In key order.
+    pub objects: Vec<ListedObject>,
+    pub prefixes: Vec<String>,
+    /// Set when the listing goes on.
+    pub next_token: Option<String>,
+}
+
+impl ListPage {
+    /// Reads the `ListBucketResult` document: the elements Trail needs,
+    /// entities decoded, anything else ignored.
+    fn parse(body: &[u8]) -> Result<ListPage, String> {
+        let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+        if !text.contains("<ListBucketResult") {
+            return Err("no ListBucketResult element".into());
+        }
+        let mut page = ListPage::default();
+        for c in elements(text, "Contents") {
+            let key = element(c, "Key").ok_or("a Contents without a Key")?;
+            let size = element(c, "Size")
+                .map(|s| s.parse().map_err(|_| format!("Size {s:?}")))
+                .transpose()?
+                .unwrap_or(0);
+            page.objects.push(ListedObject {
+                key: unescape(key)?,
+                size,
+            });
+        }
+        for p in elements(text, "CommonPrefixes") {
+            let prefix = element(p, "Prefix").ok_or("CommonPrefixes without a Prefix")?;
+            page.prefixes.push(unescape(prefix)?);
+        }
+        // `IsTruncated` outside the Contents: the last one in the document
+        // is the result's own (keys are in Contents, never bare).
+        let truncated = top_level(text, "IsTruncated") == Some("true");
+        if truncated {
+            let t = top_level(text, "NextContinuationToken")
+                .ok_or("IsTruncated without a NextContinuationToken")?;
+            page.next_token = Some(unescape(t)?);
+        }
+        Ok(page)
+    }
+}
+
+/// The texts of every `<tag>…</tag>` in `text`, in order.
+fn elements<'t>(text: &'t str, tag: &str) -> impl Iterator<Item = &'t str> + 't {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let i = rest.find(&open)?;
+        let after = &rest[i + open.len()..];
+        let j = after.find(&close)?;
+        rest = &after[j + close.len()..];
+        Some(&after[..j])
+    })
+}
+
+fn element<'t>(text: &'t str, tag: &str) -> Option<&'t str> {
+    elements(text, tag).next()
+}
+
+/// `<tag>` of the result itself, outside `Contents` and `CommonPrefixes`.
+fn top_level<'t>(text: &'t str, tag: &str) -> Option<&'t str> {
+    let mut outer = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next = ["<Contents>", "<CommonPrefixes>"]
+            .iter()
+            .filter_map(|o| rest.find(o).map(|i| (i, *o)))
+            .min();
+        match next {
+            Some((i, o)) => {
+                outer.push_str(&rest[..i]);
+                let close = o.replacen('<', "</", 1);
+                match rest[i..].find(&close) {
+                    Some(j) => rest = &rest[i + j + close.len()..],
+                    None => break,
+                }
+            }
+            None => {
+                outer.push_str(rest);
+                break;
+            }
+        }
+    }
+    let found = element(&outer, tag)?;
+    // Borrow from `text`: the same bytes are there.
+    text.find(&format!("<{tag}>{found}</{tag}>"))
+        .map(|i| &text[i + tag.len() + 2..i + tag.len() + 2 + found.len()])
+}
+
+/// XML character and entity references decoded.
+fn unescape(s: &str) -> Result<String, String> {
+    if !s.contains('&') {
+        return Ok(s.to_owned());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let j = after
+            .find(';')
+            .ok_or_else(|| format!("an unterminated reference in {s:?}"))?;
+        let name = &after[..j];
+        let c = match name {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            n if n.starts_with("#x") => u32::from_str_radix(&n[2..], 16)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| format!("bad reference &{n};"))?,
+            n if n.starts_with('#') => n[1..]
+                .parse()
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| format!("bad reference &{n};"))?,
+            n => return Err(format!("unknown entity &{n};")),
+        };
+        out.push(c);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// An S3 error document's `Code` and `Message`.
@@ -110,6 +336,44 @@ fn s3_error(op: &'static str, status: u16, body: &[u8]) -> AwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_pages_give_keys_prefixes_and_the_token() {
+        let doc = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>AWSLogs/</Prefix>
+<KeyCount>3</KeyCount><MaxKeys>3</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>AWSLogs/a&amp;b.json.gz</Key><LastModified>2026-12-04T00:00:00.000Z</LastModified><Size>12</Size></Contents>
+<Contents><Key>AWSLogs/&#x4e2d;.gz</Key><Size>3</Size></Contents>
+<CommonPrefixes><Prefix>AWSLogs/111122223333/</Prefix></CommonPrefixes>
+<NextContinuationToken>dG9r&amp;</NextContinuationToken></ListBucketResult>"#;
+        let p = ListPage::parse(doc).unwrap();
+        assert_eq!(
+            p.objects,
+            vec![
+                ListedObject {
+                    key: "AWSLogs/a&b.json.gz".into(),
+                    size: 12
+                },
+                ListedObject {
+                    key: "AWSLogs/中.gz".into(),
+                    size: 3
+                }
+            ]
+        );
+        assert_eq!(p.prefixes, vec!["AWSLogs/111122223333/".to_owned()]);
+        assert_eq!(p.next_token.as_deref(), Some("dG9r&"));
+        let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>k</Key></Contents></ListBucketResult>"#;
+        assert_eq!(ListPage::parse(last).unwrap().next_token, None);
+        assert!(ListPage::parse(b"<Error/>").is_err());
+        assert!(ListPage::parse(
+            b"<ListBucketResult><Contents><Key>a&bogus;</Key></Contents></ListBucketResult>"
+        )
+        .is_err());
+        assert!(ListPage::parse(
+            b"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>"
+        )
+        .is_err());
+    }
 
     #[test]
     fn error_documents_give_their_code() {

@@ -31,10 +31,11 @@ use crate::cluster::{
     ShardPhase, ShardSource, ShardState, SourceShards,
 };
 use crate::pipeline::checkpoint::{CheckpointSink, Saved, StoreError};
+use crate::pipeline::s3_listing::S3Listing;
 use crate::pipeline::shard_consumer::{
     EndEpoch, MarkReadOnly, Progress, ShardConsumer, Stop, StopPulling, Unsettled,
 };
-use crate::pipeline::{PipelineStats, Spawner};
+use crate::pipeline::{PipelineStats, SourceReader, Spawner};
 use crate::sls::{Cursor, ShardStatus, SlsClient};
 use crate::tags::TagCache;
 
@@ -90,8 +91,13 @@ struct Running {
 /// Keeps this node's consumers in line with the replicated assignments.
 pub struct Reconciler {
     cluster: Cluster,
-    spawner: Arc<Spawner>,
+    /// One per source with shards (an SLS logstore, S3 trails read by
+    /// listing); their shard numbers never meet (partitions are numbered
+    /// from `PARTITION_BASE`), and they share the node's stats and consumers.
+    spawners: Vec<Arc<Spawner>>,
     running: HashMap<u32, Running>,
+    /// The key of each running shard, for heartbeats.
+    keys: Arc<Mutex<HashMap<u32, ShardKey>>>,
 }
 
 /// Lists the source's shards for the leader.
@@ -120,13 +126,38 @@ impl ShardSource for SlsShards {
                     .into_iter()
                     .map(|s| (s.shard_id, s.status == ShardStatus::ReadOnly))
                     .collect(),
+                partitions: Vec::new(),
+            })
+        })
+    }
+}
+
+/// Lists an S3 trail's partitions for the leader (from the listing's
+/// background discovery: the leader never waits on S3).
+struct S3Partitions {
+    listing: Arc<S3Listing>,
+    logstore: String,
+}
+
+impl ShardSource for S3Partitions {
+    fn list(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<SourceShards, String>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            Ok(SourceShards {
+                project: self.listing.project(),
+                logstore: self.logstore.clone(),
+                shards: Vec::new(),
+                partitions: self.listing.partitions()?,
             })
         })
     }
 }
 
 /// What this node reports with each heartbeat.
-fn live(stats: &PipelineStats, name: &str, project: &str, logstore: &str) -> NodeLive {
+fn live(stats: &PipelineStats, name: &str, keys: &Mutex<HashMap<u32, ShardKey>>) -> NodeLive {
     let now = unix_ms() / 1000;
     let rates = stats.rates.lock().clone();
     let mut errors = 0;
@@ -139,11 +170,11 @@ fn live(stats: &PipelineStats, name: &str, project: &str, logstore: &str) -> Nod
                 s.pull_errors.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed);
             let (state, lag) = s.live_view(now);
             ShardLive {
-                shard: ShardKey {
-                    project: project.into(),
-                    logstore: logstore.into(),
+                shard: keys.lock().get(id).cloned().unwrap_or(ShardKey {
+                    project: String::new(),
+                    logstore: String::new(),
                     shard: *id,
-                },
+                }),
                 epoch: s.epoch.load(Ordering::Relaxed),
                 pulled: s.pulled.load(Ordering::Relaxed),
                 state: state.into(),
@@ -188,29 +219,49 @@ pub fn share_tags(cluster: &Cluster, tags: &TagCache, ttl_secs: u64) {
 impl Reconciler {
     /// Wires the node to the cluster and starts reconciling.
     /// `name` is the node's `[node] id`, reported with every heartbeat.
-    pub fn start(cluster: Cluster, spawner: Arc<Spawner>, name: String) {
-        let s = &spawner.source;
-        cluster.set_shard_source(Arc::new(SlsShards {
-            client: spawner.client.clone(),
-            project: s.project.clone(),
-            logstore: s.logstore.clone(),
-        }));
+    ///
+    /// `spawners` share the node's stats, consumers and stop token.
+    pub fn start(cluster: Cluster, spawners: Vec<Arc<Spawner>>, name: String) {
+        let Some(first) = spawners.first().cloned() else {
+            return;
+        };
+        for spawner in &spawners {
+            let s = &spawner.source;
+            match &spawner.reader {
+                SourceReader::Sls(client) => cluster.add_shard_source(Arc::new(SlsShards {
+                    client: client.clone(),
+                    project: s.project.clone(),
+                    logstore: s.logstore.clone(),
+                })),
+                SourceReader::S3(listing) => cluster.add_shard_source(Arc::new(S3Partitions {
+                    listing: listing.clone(),
+                    logstore: s.logstore.clone(),
+                })),
+            }
+        }
+        let keys: Arc<Mutex<HashMap<u32, ShardKey>>> = Arc::default();
         {
-            let stats = spawner.stats.clone();
-            let (project, logstore) = (s.project.clone(), s.logstore.clone());
-            cluster.set_live_source(move || live(&stats, &name, &project, &logstore));
+            let stats = first.stats.clone();
+            let keys = keys.clone();
+            cluster.set_live_source(move || live(&stats, &name, &keys));
         }
         let r = Reconciler {
             cluster,
-            spawner,
+            spawners,
             running: HashMap::new(),
+            keys,
         };
         actix::spawn(r.run());
     }
 
+    /// The node's stats, consumers and stop token (every spawner shares them).
+    fn node(&self) -> &Spawner {
+        &self.spawners[0]
+    }
+
     async fn run(mut self) {
         let mut rx = self.cluster.assignments();
-        let stop = self.spawner.stop.clone();
+        let stop = self.node().stop.clone();
         loop {
             let a = rx.borrow_and_update().clone();
             self.reconcile(&a).await;
@@ -222,9 +273,15 @@ impl Reconciler {
         }
     }
 
+    /// The spawner of `k`'s source, if this node reads that source.
+    fn spawner_of(&self, k: &ShardKey) -> Option<&Arc<Spawner>> {
+        self.spawners
+            .iter()
+            .find(|sp| k.project == sp.source.project && k.logstore == sp.source.logstore)
+    }
+
     fn mine(&self, k: &ShardKey) -> bool {
-        let s = &self.spawner.source;
-        k.project == s.project && k.logstore == s.logstore
+        self.spawner_of(k).is_some()
     }
 
     fn stop_now(&mut self, shard: u32, why: &str) {
@@ -233,8 +290,9 @@ impl Reconciler {
             r.checkpoints.closed.store(true, Ordering::Relaxed);
             r.stop.cancel();
             r.addr.do_send(Stop);
-            self.spawner.consumers.lock().remove(&shard);
-            self.spawner.stats.shards.lock().remove(&shard);
+            self.node().consumers.lock().remove(&shard);
+            self.node().stats.shards.lock().remove(&shard);
+            self.keys.lock().remove(&shard);
         }
     }
 
@@ -283,8 +341,7 @@ impl Reconciler {
                         r.readonly = true;
                         r.addr.do_send(MarkReadOnly);
                     }
-                    let finished = self
-                        .spawner
+                    let finished = self.spawners[0]
                         .stats
                         .shards
                         .lock()
@@ -321,7 +378,7 @@ impl Reconciler {
                     let cluster = self.cluster.clone();
                     let (shard, epoch, addr) = (k.clone(), r.epoch, r.addr.clone());
                     let checkpoints = r.checkpoints.clone();
-                    let stats = self.spawner.stats.clone();
+                    let stats = self.node().stats.clone();
                     tokio::spawn(async move {
                         hand_over(&cluster, &shard, epoch, &addr, &checkpoints, &stats).await;
                     });
@@ -338,7 +395,11 @@ impl Reconciler {
     /// owner (after a crash, say) starts there too instead of resolving
     /// `end` or a time again and skipping what came in between.
     async fn first_start(&self, k: &ShardKey, s: &ShardState) -> Option<Cursor> {
-        let cursor = match self.spawner.start_cursor(k.shard, false, s.child).await {
+        let spawner = self.spawner_of(k)?;
+        let cursor = match spawner
+            .start_cursor(k.shard, s.partition.as_deref(), false, s.child)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(shard = k.shard, error = %e, "no start cursor yet; will retry");
@@ -378,7 +439,7 @@ impl Reconciler {
     }
 
     fn cursor_time(&self, shard: u32) -> Option<u32> {
-        self.spawner
+        self.node()
             .stats
             .shards
             .lock()
@@ -403,9 +464,14 @@ impl Reconciler {
             epoch,
             closed: AtomicBool::new(false),
         });
-        let stop = self.spawner.stop.child_token();
-        let addr = self.spawner.consumer(
+        let Some(spawner) = self.spawner_of(k).cloned() else {
+            return;
+        };
+        let stop = spawner.stop.child_token();
+        self.keys.lock().insert(k.shard, k.clone());
+        let addr = spawner.consumer(
             k.shard,
+            s.partition.as_deref(),
             readonly,
             start,
             checkpoints.clone(),

@@ -10,7 +10,7 @@ use openraft::ChangeMembers;
 
 use super::forward::{LeaderError, LeaderReply, LeaderRequest};
 use super::scheduler::{capacity, plan, Move, PlanOptions};
-use super::types::{Command, MemberAddr, NodeId};
+use super::types::{Command, MemberAddr, NodeId, ShardKey};
 use super::Cluster;
 use crate::clock::unix_ms;
 
@@ -243,6 +243,62 @@ impl Cluster {
     /// Every node raft replicates to (voters and learners) recorded that it
     /// applies [`Command::Plan`]. A node added but not yet recorded counts
     /// as not reading them.
+    /// Writes what a source listing found that the state lacks: new shards
+    /// (or changed read-only flags), new partitions.
+    async fn record_listing(&self, listing: super::SourceShards) {
+        let known = self.assignments().borrow().clone();
+        let ours = |k: &ShardKey| k.project == listing.project && k.logstore == listing.logstore;
+        let new_partitions: Vec<String> = listing
+            .partitions
+            .iter()
+            .filter(|p| {
+                !known
+                    .shards
+                    .iter()
+                    .any(|(k, s)| ours(k) && s.partition.as_ref() == Some(*p))
+            })
+            .cloned()
+            .collect();
+        if !new_partitions.is_empty() {
+            tracing::info!(
+                project = %listing.project,
+                source = %listing.logstore,
+                new = new_partitions.len(),
+                "new partitions found"
+            );
+            if let Err(e) = self
+                .write_here(Command::Partitions {
+                    project: listing.project.clone(),
+                    logstore: listing.logstore.clone(),
+                    prefixes: new_partitions,
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "recording partitions failed");
+            }
+        }
+        let changed = listing.shards.iter().any(|(id, ro)| {
+            known
+                .shards
+                .iter()
+                .find(|(k, _)| ours(k) && k.shard == *id)
+                .is_none_or(|(_, s)| s.readonly != *ro)
+        });
+        if changed {
+            tracing::info!(shards = listing.shards.len(), "source shards changed");
+            if let Err(e) = self
+                .write_here(Command::Shards {
+                    project: listing.project,
+                    logstore: listing.logstore,
+                    shards: listing.shards,
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "recording shards failed");
+            }
+        }
+    }
+
     fn everyone_reads_plans(&self) -> bool {
         let view = self.raft_view();
         let a = self.assignments().borrow().clone();
@@ -477,42 +533,15 @@ impl Cluster {
             // Shard discovery.
             let rescan = self.inner.settings.shard_rescan;
             if last_listing.is_none_or(|t| t.elapsed() >= rescan) {
-                let source = self.inner.shard_source.lock().clone();
-                if let Some(source) = source {
+                let sources = self.inner.shard_sources.lock().clone();
+                if !sources.is_empty() {
                     last_listing = Some(Instant::now());
+                }
+                for source in sources {
                     match source.list().await {
-                        Ok(listing) => {
-                            let known = self.assignments().borrow().clone();
-                            let changed = listing.shards.iter().any(|(id, ro)| {
-                                known
-                                    .shards
-                                    .iter()
-                                    .find(|(k, _)| {
-                                        k.project == listing.project
-                                            && k.logstore == listing.logstore
-                                            && k.shard == *id
-                                    })
-                                    .is_none_or(|(_, s)| s.readonly != *ro)
-                            });
-                            if changed {
-                                tracing::info!(
-                                    shards = listing.shards.len(),
-                                    "source shards changed"
-                                );
-                                if let Err(e) = self
-                                    .write_here(Command::Shards {
-                                        project: listing.project,
-                                        logstore: listing.logstore,
-                                        shards: listing.shards,
-                                    })
-                                    .await
-                                {
-                                    tracing::warn!(error = %e, "recording shards failed");
-                                }
-                            }
-                        }
+                        Ok(listing) => self.record_listing(listing).await,
                         Err(e) => {
-                            tracing::warn!(error = %e, "listing the source's shards failed; retrying in a second");
+                            tracing::warn!(error = %e, "listing a source's shards failed; retrying in a second");
                             last_listing = Some(Instant::now() - rescan + Duration::from_secs(1));
                         }
                     }

@@ -124,15 +124,19 @@ pub enum ClusterError {
     Join { seeds: Vec<String>, message: String },
 }
 
-/// The shards a source has, as ListShards says: (shard, read-only).
+/// The shards a source has, as ListShards says: (shard, read-only); or,
+/// for an S3 trail read by listing, its partitions (key prefixes), which
+/// the state machine numbers.
 #[derive(Debug, Clone)]
 pub struct SourceShards {
     pub project: String,
     pub logstore: String,
     pub shards: Vec<(u32, bool)>,
+    pub partitions: Vec<String>,
 }
 
-/// Lists the source's shards for the leader (the pipeline's SLS client).
+/// Lists a source's shards for the leader (the pipeline's SLS client, an
+/// S3 listing).
 pub trait ShardSource: Send + Sync + 'static {
     fn list(&self) -> Pin<Box<dyn Future<Output = Result<SourceShards, String>> + Send + '_>>;
 }
@@ -163,7 +167,7 @@ struct Inner {
     lease: Arc<Lease>,
     liveness: Liveness,
     incarnation: u64,
-    shard_source: Mutex<Option<Arc<dyn ShardSource>>>,
+    shard_sources: Mutex<Vec<Arc<dyn ShardSource>>>,
     live_source: Mutex<Option<LiveSource>>,
     /// One membership change at a time (operator's or the leader's own).
     admin: Arc<tokio::sync::Mutex<()>>,
@@ -253,7 +257,7 @@ impl Cluster {
                 lease,
                 liveness: Liveness::new(),
                 incarnation: crate::clock::unix_ms(),
-                shard_source: Mutex::default(),
+                shard_sources: Mutex::default(),
                 live_source: Mutex::default(),
                 admin: Arc::new(tokio::sync::Mutex::new(())),
                 recording: tokio::sync::Mutex::new(()),
@@ -399,8 +403,8 @@ impl Cluster {
         &self.inner.tags
     }
 
-    pub fn set_shard_source(&self, source: Arc<dyn ShardSource>) {
-        *self.inner.shard_source.lock() = Some(source);
+    pub fn add_shard_source(&self, source: Arc<dyn ShardSource>) {
+        self.inner.shard_sources.lock().push(source);
     }
 
     pub fn set_live_source(&self, f: impl Fn() -> NodeLive + Send + Sync + 'static) {

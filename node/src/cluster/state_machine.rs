@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use super::log_store::{io_err, meta_get, StoreResult};
 use super::types::{
-    Assignments, Command, MemberAddr, NodeId, Reply, ShardPhase, TagRecord, TypeConfig,
+    Assignments, Command, MemberAddr, NodeId, Reply, ShardPhase, ShardState, TagRecord, TypeConfig,
 };
 
 /// Called for every tag change applied (`None`: deleted).
@@ -197,6 +197,46 @@ pub(crate) fn apply(
                 if new && listed_before {
                     s.child = true;
                 }
+            }
+            (Reply::ok(), true)
+        }
+        Command::Partitions {
+            project,
+            logstore,
+            prefixes,
+        } => {
+            let mut next = a
+                .shards
+                .iter()
+                .filter(|(_, s)| s.partition.is_some())
+                .map(|(k, _)| k.shard.saturating_add(1))
+                .max()
+                .unwrap_or(super::types::PARTITION_BASE);
+            for prefix in prefixes {
+                let known = a.shards.iter().any(|(k, s)| {
+                    &k.project == project
+                        && &k.logstore == logstore
+                        && s.partition.as_ref() == Some(prefix)
+                });
+                if known {
+                    continue;
+                }
+                if next == u32::MAX {
+                    return (Reply::refused("partition numbers are exhausted"), false);
+                }
+                let key = super::types::ShardKey {
+                    project: project.clone(),
+                    logstore: logstore.clone(),
+                    shard: next,
+                };
+                next += 1;
+                a.shards.insert(
+                    key,
+                    ShardState {
+                        partition: Some(prefix.clone()),
+                        ..ShardState::new()
+                    },
+                );
             }
             (Reply::ok(), true)
         }
@@ -746,6 +786,51 @@ mod tests {
         let s3 = &d.assignments.shards[&key(3)];
         assert_eq!((s3.owner, s3.epoch), (Some(2), 2));
         assert_eq!(d.assignments.shards[&key(0)].phase, ShardPhase::Revoking);
+    }
+
+    #[test]
+    fn partitions_are_numbered_once_from_the_base_over_every_source() {
+        let mut d = Data::default();
+        let parts = |logstore: &str, p: &[&str]| Command::Partitions {
+            project: "s3://trail".into(),
+            logstore: logstore.into(),
+            prefixes: p.iter().map(|s| s.to_string()).collect(),
+        };
+        run(
+            &mut d,
+            Command::Shards {
+                project: "p".into(),
+                logstore: "l".into(),
+                shards: vec![(0, false), (1, false)],
+            },
+        );
+        assert!(run(&mut d, parts("a", &["x/", "y/"])).ok);
+        assert!(run(&mut d, parts("a", &["y/", "z/", "x/"])).ok);
+        assert!(run(&mut d, parts("b", &["x/"])).ok);
+        let numbered: Vec<(String, u32, String)> = d
+            .assignments
+            .shards
+            .iter()
+            .filter_map(|(k, s)| {
+                s.partition
+                    .clone()
+                    .map(|p| (k.logstore.clone(), k.shard, p))
+            })
+            .collect();
+        let b = super::super::types::PARTITION_BASE;
+        assert_eq!(
+            numbered,
+            vec![
+                ("a".into(), b, "x/".into()),
+                ("a".into(), b + 1, "y/".into()),
+                ("a".into(), b + 2, "z/".into()),
+                ("b".into(), b + 3, "x/".into()),
+            ]
+        );
+        // Known partitions keep their number, epoch and checkpoint.
+        let before = d.assignments.clone();
+        assert!(run(&mut d, parts("a", &["z/"])).ok);
+        assert_eq!(d.assignments, before);
     }
 
     #[test]

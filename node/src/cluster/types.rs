@@ -85,6 +85,11 @@ pub struct ShardState {
     /// to the shards a trail had when Trail first saw it).
     #[serde(default)]
     pub child: bool,
+    /// An S3 trail read by listing (`type = "s3"`): the key prefix of this
+    /// partition, e.g. `AWSLogs/111122223333/CloudTrail/eu-west-1/`. The
+    /// checkpoint's cursor is then the partition's listing cursor.
+    #[serde(default)]
+    pub partition: Option<String>,
 }
 
 impl ShardState {
@@ -100,6 +105,7 @@ impl ShardState {
             checkpoint: None,
             assigned_ms: 0,
             child: false,
+            partition: None,
         }
     }
 }
@@ -135,6 +141,8 @@ pub struct MemberState {
     #[serde(default)]
     pub batched_plans: bool,
 }
+
+pub use crate::pipeline::s3_listing::PARTITION_BASE;
 
 /// A resource's tags in the replicated tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +191,16 @@ pub enum Command {
         project: String,
         logstore: String,
         shards: Vec<(u32, bool)>,
+    },
+    /// The partitions (key prefixes) a listing of an S3 trail found: each
+    /// new one becomes a shard, numbered from [`PARTITION_BASE`] upwards in
+    /// the order first seen (one numbering over every source, so numbers
+    /// never repeat). Partitions are never removed: an account that stops
+    /// writing leaves an idle partition.
+    Partitions {
+        project: String,
+        logstore: String,
+        prefixes: Vec<String>,
     },
     /// Gives a shard to `owner` with epoch `expect_epoch + 1`; refused if
     /// the epoch moved meanwhile.
@@ -263,6 +281,7 @@ impl Command {
             Command::Forget { .. } => "forget",
             Command::Leaving { .. } => "leaving",
             Command::Shards { .. } => "shards",
+            Command::Partitions { .. } => "partitions",
             Command::Assign { .. } => "assign",
             Command::Standbys { .. } => "standbys",
             Command::Revoke { .. } => "revoke",

@@ -110,6 +110,7 @@ impl ControlService {
                 events_per_second: rates.get(id).copied().unwrap_or(0.0),
                 cursor: s.committed.lock().clone(),
                 standbys: vec![],
+                partition: String::new(),
             });
         }
         let sinks = self.sinks();
@@ -253,6 +254,7 @@ impl ControlService {
                 events_per_second: reported.map(|r| r.events_per_second).unwrap_or(0.0),
                 cursor: cp.map(|c| c.cursor.clone()).unwrap_or_default(),
                 standbys: s.standbys.iter().map(|n| n.to_string()).collect(),
+                partition: s.partition.clone().unwrap_or_default(),
             });
         }
         let total = a

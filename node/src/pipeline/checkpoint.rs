@@ -240,6 +240,11 @@ impl CheckpointStore {
         format!("{project}/{logstore}/{shard}")
     }
 
+    /// A partition of S3 source `source` (`type = "s3"`), by its prefix.
+    pub fn partition_key(source: &str, prefix: &str) -> String {
+        format!("s3:{source}:{prefix}")
+    }
+
     pub fn get(&self, key: &str) -> Option<Saved> {
         self.map.lock().get(key).cloned()
     }

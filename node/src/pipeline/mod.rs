@@ -12,6 +12,7 @@
 //! | `shard_consumer.rs` | one actor per shard: credits, pulls, ordered hand-off, checkpoints |
 //! | `file_consumer.rs` | one actor per `file` source: globs, JSON lines or `Records` files (gzip too), checkpoint = file + offset |
 //! | `queue_consumer.rs` | one actor per SQS poller of an `s3_sqs` source: receive, read the objects, delete once delivered |
+//! | `s3_listing.rs` | an S3 trail read by listing: partitions (account, region), their cursors, the read loop a `ShardConsumer` runs for one |
 //! | `budget.rs` | the node's budget of bytes in flight, shared by every shard |
 //! | `enricher.rs` | the enrichment pool (a `SyncArbiter`: CPU work off the I/O threads) |
 //! | `enrich.rs` | the pure enrichment step it runs |
@@ -25,9 +26,10 @@ pub mod enrich;
 pub mod enricher;
 pub mod file_consumer;
 pub mod queue_consumer;
+pub mod s3_listing;
 pub mod shard_consumer;
 pub mod spawner;
 pub mod stats;
 
-pub use spawner::{Consumers, SourceSettings, Spawner};
+pub use spawner::{Consumers, SourceReader, SourceSettings, SpawnError, Spawner};
 pub use stats::PipelineStats;

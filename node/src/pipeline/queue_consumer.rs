@@ -886,7 +886,7 @@ impl Reader {
 /// An object's JSON: gunzip'd (one or more gzip members) when it starts
 /// with gzip's magic, as is when it starts as JSON; never more than `cap`
 /// bytes decompressed.
-fn decode(body: &Bytes, cap: usize) -> Result<Bytes, (&'static str, String)> {
+pub(super) fn decode(body: &Bytes, cap: usize) -> Result<Bytes, (&'static str, String)> {
     if body.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity((body.len() * 8).min(cap));
         let mut d = flate2::read::MultiGzDecoder::new(&body[..]).take(cap as u64 + 1);

@@ -34,10 +34,22 @@ use crate::pipeline::budget::{Credit, InFlightBudget, ShardBudget};
 use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracker};
 use crate::pipeline::enrich::EnrichStats;
 use crate::pipeline::enricher::{Enrich, EnrichReply, Enricher};
+use crate::pipeline::s3_listing::S3Listing;
 use crate::record::{DeadLetter, Provenance};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::{Ack, BatchAck, Deliver, SinkHandle};
 use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient, SlsError};
+
+/// What a consumer reads: an SLS shard, or a partition of an S3 trail.
+#[derive(Clone)]
+pub enum ShardReader {
+    Sls(SlsClient),
+    S3 {
+        listing: Arc<S3Listing>,
+        /// The partition's key prefix.
+        partition: Arc<str>,
+    },
+}
 
 /// How a shard is consumed (`[source]` in the config).
 #[derive(Debug, Clone)]
@@ -190,7 +202,7 @@ pub struct ShardConsumer {
     /// Set at start, or later by a shard rescan that finds the shard split or merged.
     readonly: Arc<AtomicBool>,
     pub provenance: Arc<Provenance>,
-    pub client: SlsClient,
+    pub reader: ShardReader,
     pub settings: Arc<ConsumerSettings>,
     pub enricher: Addr<Enricher>,
     pub sinks: Arc<[SinkHandle]>,
@@ -226,7 +238,7 @@ impl ShardConsumer {
         shard: u32,
         readonly: bool,
         provenance: Arc<Provenance>,
-        client: SlsClient,
+        reader: ShardReader,
         settings: Arc<ConsumerSettings>,
         enricher: Addr<Enricher>,
         sinks: Arc<[SinkHandle]>,
@@ -243,7 +255,7 @@ impl ShardConsumer {
             shard,
             readonly: Arc::new(AtomicBool::new(readonly)),
             provenance,
-            client,
+            reader,
             settings,
             enricher,
             sinks,
@@ -267,11 +279,17 @@ impl ShardConsumer {
     }
 
     fn key(&self) -> String {
-        CheckpointStore::key(
-            &self.provenance.project,
-            &self.provenance.logstore,
-            self.shard,
-        )
+        match &self.reader {
+            ShardReader::Sls(_) => CheckpointStore::key(
+                &self.provenance.project,
+                &self.provenance.logstore,
+                self.shard,
+            ),
+            // Partition numbers are local without a cluster: the prefix names it.
+            ShardReader::S3 { partition, .. } => {
+                CheckpointStore::partition_key(&self.provenance.logstore, partition)
+            }
+        }
     }
 
     fn start_loop(&mut self, ctx: &mut Context<Self>) {
@@ -282,7 +300,7 @@ impl ShardConsumer {
             shard: self.shard,
             readonly: self.readonly.clone(),
             provenance: self.provenance.clone(),
-            client: self.client.clone(),
+            reader: self.reader.clone(),
             settings: self.settings.clone(),
             enricher: self.enricher.clone(),
             sinks: self.sinks.clone(),
@@ -326,11 +344,14 @@ impl ShardConsumer {
         let Some(group) = self.settings.mirror_group.clone() else {
             return;
         };
+        let ShardReader::Sls(client) = &self.reader else {
+            return;
+        };
         if self.mirrored.as_ref() == Some(&self.committed) {
             return;
         }
         let cursor = self.committed.clone();
-        let client = self.client.clone();
+        let client = client.clone();
         let p = self.provenance.clone();
         let shard = self.shard;
         ctx.spawn(
@@ -637,29 +658,38 @@ impl Handler<StopPulling> for ShardConsumer {
 }
 
 /// The async side of a consumer: pull, decode, enrich, hand to sinks.
-struct PullLoop {
+pub(super) struct PullLoop {
     generation: u64,
-    shard: u32,
+    pub(super) shard: u32,
     readonly: Arc<AtomicBool>,
-    provenance: Arc<Provenance>,
-    client: SlsClient,
+    pub(super) provenance: Arc<Provenance>,
+    reader: ShardReader,
     settings: Arc<ConsumerSettings>,
-    enricher: Addr<Enricher>,
-    sinks: Arc<[SinkHandle]>,
+    pub(super) enricher: Addr<Enricher>,
+    pub(super) sinks: Arc<[SinkHandle]>,
     dead_letters: Recipient<DeadLetters>,
-    stats: Arc<ShardStats>,
-    credits: Arc<Semaphore>,
-    budget: Arc<ShardBudget>,
-    me: Addr<ShardConsumer>,
-    stop: CancellationToken,
-    next_seq: Arc<AtomicU64>,
+    pub(super) stats: Arc<ShardStats>,
+    pub(super) credits: Arc<Semaphore>,
+    pub(super) budget: Arc<ShardBudget>,
+    pub(super) me: Addr<ShardConsumer>,
+    pub(super) stop: CancellationToken,
+    pub(super) next_seq: Arc<AtomicU64>,
     /// The node's fence, ended with this consumer's epoch: every pull and
     /// every part handed to a sink carries it.
-    fence: Fence,
+    pub(super) fence: Fence,
 }
 
 impl PullLoop {
-    async fn run(self, mut cursor: Cursor) -> Result<(), String> {
+    async fn run(self, cursor: Cursor) -> Result<(), String> {
+        match self.reader.clone() {
+            ShardReader::Sls(client) => self.run_sls(&client, cursor).await,
+            ShardReader::S3 { listing, partition } => {
+                self.run_partition(listing, partition, cursor).await
+            }
+        }
+    }
+
+    async fn run_sls(&self, client: &SlsClient, mut cursor: Cursor) -> Result<(), String> {
         let p = &self.provenance;
         let mut empty_pause = Duration::from_millis(50);
         let mut decode_failures = 0u32;
@@ -687,7 +717,7 @@ impl PullLoop {
             };
             let asked = std::time::Instant::now();
             let resp = tokio::select! {
-                r = self.client.pull_logs(&p.project, &p.logstore, self.shard, &req) => {
+                r = client.pull_logs(&p.project, &p.logstore, self.shard, &req) => {
                     self.stats.pull_latency.observe_duration(asked.elapsed());
                     r
                 }
@@ -904,7 +934,7 @@ impl PullLoop {
     /// holds, as nothing reaches a sink without it — the batch tracked with
     /// its `live` parts to come. False: stop pulling (stopped while fenced,
     /// or the consumer refused an old generation).
-    async fn track(
+    pub(super) async fn track(
         &self,
         dead: Vec<DeadLetter>,
         seq: u64,
@@ -952,7 +982,7 @@ impl PullLoop {
     }
 
     /// Waits while the fence is lost; false if stopped meanwhile.
-    async fn leased(&self) -> bool {
+    pub(super) async fn leased(&self) -> bool {
         if self.fence.holds() {
             return true;
         }
@@ -960,7 +990,7 @@ impl PullLoop {
         self.fence.regained(&self.stop).await
     }
 
-    async fn sleep(&self, d: Duration) {
+    pub(super) async fn sleep(&self, d: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
             _ = self.stop.cancelled() => {}

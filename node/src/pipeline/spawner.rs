@@ -1,10 +1,12 @@
-//! Making shard consumers: one `ShardConsumer` per shard, wired to the
+//! Making shard consumers: one `ShardConsumer` per shard (of an SLS
+//! logstore) or partition (of an S3 trail read by listing), wired to the
 //! enricher pool, the sinks and a checkpoint sink, on the consumers'
-//! arbiter. Without a cluster the [`Spawner`] itself lists the shards and
-//! consumes them all; under a cluster the reconciler (`cluster::assignment`)
-//! asks it for the shards the replicated state assigns this node.
+//! arbiter. A node has a [`Spawner`] per such source. Without a cluster
+//! each spawner lists its shards and consumes them all; under a cluster the
+//! reconciler (`cluster::assignment`) asks it for the shards the replicated
+//! state assigns this node.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +14,13 @@ use actix::prelude::*;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::AwsError;
 use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore};
 use crate::pipeline::enricher::Enricher;
-use crate::pipeline::shard_consumer::{ConsumerSettings, MarkReadOnly, ShardConsumer, ShardStats};
+use crate::pipeline::s3_listing::{S3Listing, PARTITION_BASE};
+use crate::pipeline::shard_consumer::{
+    ConsumerSettings, MarkReadOnly, ShardConsumer, ShardReader, ShardStats,
+};
 use crate::pipeline::stats::PipelineStats;
 use crate::record::{Provenance, SourceKind};
 use crate::sink::dead_letter::DeadLetters;
@@ -24,7 +30,30 @@ use crate::sls::{Cursor, CursorPosition, ShardStatus, SlsClient, SlsError};
 /// The running consumers by shard.
 pub type Consumers = Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>;
 
-/// The logstore this node consumes (`[source]`).
+/// Why a source's shards could not be listed or started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    Sls(#[from] SlsError),
+    #[error("S3 source {source_name}: {error}")]
+    S3 {
+        source_name: String,
+        #[source]
+        error: AwsError,
+    },
+    #[error("shard {shard} of S3 source {source_name} has no partition prefix")]
+    NoPartition { shard: u32, source_name: String },
+}
+
+/// What a spawner's consumers read.
+#[derive(Clone)]
+pub enum SourceReader {
+    Sls(SlsClient),
+    S3(Arc<S3Listing>),
+}
+
+/// The source a spawner consumes: an SLS logstore (`[source]`), or an S3
+/// trail (`project` = `s3://{bucket}`, `logstore` = the source's name).
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
     pub project: String,
@@ -39,7 +68,7 @@ pub struct SourceSettings {
 /// the cluster assigns this node (`cluster::assignment`).
 pub struct Spawner {
     pub source: SourceSettings,
-    pub client: SlsClient,
+    pub reader: SourceReader,
     pub store: CheckpointStore,
     pub settings: Arc<ConsumerSettings>,
     pub enricher: Addr<Enricher>,
@@ -53,13 +82,18 @@ pub struct Spawner {
     /// Set once the shards were listed (without a cluster): shards that
     /// appear later are split or merge children.
     pub listed: std::sync::atomic::AtomicBool,
+    /// Without a cluster: the numbers given to partitions, in the order
+    /// found (checkpoints are kept by prefix, so the numbers need not last).
+    pub local_partitions: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Spawner {
     /// Starts a consumer for `shard` at `start`, saving checkpoints to `store`.
+    #[allow(clippy::too_many_arguments)]
     pub fn consumer(
         &self,
         shard: u32,
+        partition: Option<&str>,
         readonly: bool,
         start: Cursor,
         store: Arc<dyn CheckpointSink>,
@@ -77,13 +111,32 @@ impl Spawner {
             logstore: s.logstore.as_str().into(),
             shard,
             epoch,
-            source: SourceKind::Sls,
+            source: match self.reader {
+                SourceReader::Sls(_) => SourceKind::Sls,
+                SourceReader::S3(_) => SourceKind::S3,
+            },
         });
+        let reader = match (&self.reader, partition) {
+            (SourceReader::S3(listing), Some(p)) => ShardReader::S3 {
+                listing: listing.clone(),
+                partition: p.into(),
+            },
+            (SourceReader::S3(listing), None) => {
+                // A shard of an S3 source always has a partition; a state
+                // without one is from a bug, said loudly, read as nothing.
+                tracing::error!(shard, "an S3 source's shard without a partition prefix");
+                ShardReader::S3 {
+                    listing: listing.clone(),
+                    partition: "\u{0}no-partition/".into(),
+                }
+            }
+            (SourceReader::Sls(client), _) => ShardReader::Sls(client.clone()),
+        };
         let consumer = ShardConsumer::new(
             shard,
             readonly,
             provenance,
-            self.client.clone(),
+            reader,
             self.settings.clone(),
             self.enricher.clone(),
             self.sinks.clone(),
@@ -100,11 +153,24 @@ impl Spawner {
 
     /// Lists the shards and starts a consumer for each new one (no
     /// cluster); a running consumer whose shard turned read-only is told so.
-    pub async fn rescan(&self) -> Result<(), SlsError> {
+    pub async fn rescan(&self) -> Result<(), SpawnError> {
+        let client = match &self.reader {
+            SourceReader::Sls(c) => c,
+            SourceReader::S3(listing) => {
+                let listing = listing.clone();
+                return self
+                    .rescan_partitions(&listing)
+                    .await
+                    .map_err(|error| SpawnError::S3 {
+                        source_name: self.source.logstore.clone(),
+                        error,
+                    });
+            }
+        };
         let s = &self.source;
         // Shards found after the first listing are split or merge children.
         let first_listing = !self.listed.load(std::sync::atomic::Ordering::Relaxed);
-        for shard in self.client.list_shards(&s.project, &s.logstore).await? {
+        for shard in client.list_shards(&s.project, &s.logstore).await? {
             let running = self.consumers.lock().get(&shard.shard_id).cloned();
             if let Some(consumer) = running {
                 if shard.status == ShardStatus::ReadOnly {
@@ -114,11 +180,44 @@ impl Spawner {
             }
             let readonly = shard.status == ShardStatus::ReadOnly;
             let start = self
-                .start_cursor(shard.shard_id, true, !first_listing)
+                .start_cursor(shard.shard_id, None, true, !first_listing)
                 .await?;
             self.consumer(
                 shard.shard_id,
+                None,
                 readonly,
+                start,
+                Arc::new(self.store.clone()),
+                0,
+                self.stop.child_token(),
+            );
+        }
+        self.listed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Without a cluster: finds the trail's partitions and consumes each new one.
+    async fn rescan_partitions(&self, listing: &S3Listing) -> Result<(), AwsError> {
+        for prefix in listing.discover().await? {
+            let shard = {
+                let mut local = self.local_partitions.lock();
+                if local.contains_key(&prefix) {
+                    continue;
+                }
+                let n = PARTITION_BASE + local.len() as u32;
+                local.insert(prefix.clone(), n);
+                n
+            };
+            let start = self
+                .start_cursor(shard, Some(&prefix), true, false)
+                .await
+                .unwrap_or_else(|_| listing.start_cursor(&prefix));
+            tracing::info!(source = %self.source.logstore, partition = %prefix, shard, "consuming a partition");
+            self.consumer(
+                shard,
+                Some(&prefix),
+                false,
                 start,
                 Arc::new(self.store.clone()),
                 0,
@@ -151,13 +250,36 @@ impl Spawner {
     /// or, for a split or merge `child`, its beginning: `source.start`
     /// applies to the shards the trail had when Trail first listed it, and
     /// a child's first events were written before anyone listed it.
+    ///
+    /// A partition starts at its local checkpoint (`local`) or where the
+    /// source's `start` says.
     pub async fn start_cursor(
         &self,
         shard: u32,
+        partition: Option<&str>,
         local: bool,
         child: bool,
-    ) -> Result<Cursor, SlsError> {
+    ) -> Result<Cursor, SpawnError> {
         let s = &self.source;
+        let client = match (&self.reader, partition) {
+            (SourceReader::Sls(c), _) => c,
+            (SourceReader::S3(listing), Some(p)) => {
+                let saved = self
+                    .store
+                    .get(&CheckpointStore::partition_key(&s.logstore, p))
+                    .filter(|_| local);
+                return Ok(match saved {
+                    Some(saved) => Cursor::new(saved.cursor),
+                    None => listing.start_cursor(p),
+                });
+            }
+            (SourceReader::S3(_), None) => {
+                return Err(SpawnError::NoPartition {
+                    shard,
+                    source_name: s.logstore.clone(),
+                })
+            }
+        };
         if let Some(saved) = self
             .store
             .get(&CheckpointStore::key(&s.project, &s.logstore, shard))
@@ -166,8 +288,7 @@ impl Spawner {
             return Ok(Cursor::new(saved.cursor));
         }
         if let Some(group) = &s.consumer_group {
-            match self
-                .client
+            match client
                 .get_checkpoints(&s.project, &s.logstore, group, Some(shard))
                 .await
             {
@@ -190,8 +311,8 @@ impl Spawner {
         } else {
             s.start
         };
-        self.client
+        Ok(client
             .get_cursor(&s.project, &s.logstore, shard, position)
-            .await
+            .await?)
     }
 }
