@@ -1,5 +1,6 @@
 //! S3 GetObject (read within a cap) and ListObjectsV2.
 
+use std::io::Read as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -333,6 +334,33 @@ fn s3_error(op: &'static str, status: u16, body: &[u8]) -> AwsError {
     }
 }
 
+/// An object's JSON: gunzip'd (one or more gzip members) when it starts
+/// with gzip's magic, as is when it starts as JSON; never more than `cap`
+/// bytes decompressed.
+pub fn decode_object(body: &Bytes, cap: usize) -> Result<Bytes, (&'static str, String)> {
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity((body.len() * 8).min(cap));
+        let mut d = flate2::read::MultiGzDecoder::new(&body[..]).take(cap as u64 + 1);
+        d.read_to_end(&mut out)
+            .map_err(|e| ("undecodable_object", format!("gzip: {e}")))?;
+        if out.len() > cap {
+            return Err((
+                "oversize",
+                format!("decompresses past max_envelope_bytes ({cap})"),
+            ));
+        }
+        return Ok(Bytes::from(out));
+    }
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | Some(b'[') if body.len() <= cap => Ok(body.clone()),
+        Some(b'{') | Some(b'[') => Err((
+            "oversize",
+            format!("larger than max_envelope_bytes ({cap})"),
+        )),
+        _ => Err(("undecodable_object", "neither gzip nor JSON".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +411,48 @@ mod tests {
         let e = s3_error("GetObject", 503, b"");
         assert_eq!(e.code(), "503");
         assert!(e.transient());
+    }
+
+    fn gz(b: &[u8]) -> Bytes {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        Bytes::from(e.finish().unwrap())
+    }
+
+    #[test]
+    fn objects_decode_within_the_cap_or_say_why_not() {
+        let json = br#"{"Records":[]}"#;
+        assert_eq!(&decode_object(&gz(json), 100).unwrap()[..], json);
+        assert_eq!(
+            &decode_object(&Bytes::from_static(json), 100).unwrap()[..],
+            json
+        );
+        // Two gzip members concatenated are one stream.
+        let mut two = gz(b"{\"Records\":").to_vec();
+        two.extend_from_slice(&gz(b"[]}"));
+        assert_eq!(&decode_object(&Bytes::from(two), 100).unwrap()[..], json);
+        assert_eq!(
+            decode_object(&gz(&[b' '; 1000]), 100).unwrap_err().0,
+            "oversize"
+        );
+        let mut cut = gz(json).to_vec();
+        cut.truncate(cut.len() - 6);
+        assert_eq!(
+            decode_object(&Bytes::from(cut), 100).unwrap_err().0,
+            "undecodable_object"
+        );
+        assert_eq!(
+            decode_object(&Bytes::from_static(b"PK\x03\x04zip"), 100)
+                .unwrap_err()
+                .0,
+            "undecodable_object"
+        );
+        assert_eq!(
+            decode_object(&Bytes::from_static(b"\x1f\x8bnot gzip"), 100)
+                .unwrap_err()
+                .0,
+            "undecodable_object"
+        );
     }
 }

@@ -18,7 +18,6 @@
 //! message deleted: it never blocks the queue.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use trail_proto::sls::{Log, LogContent, LogGroup, LogGroupList};
 
 use crate::aws::notification::{self, Notice, ObjectRef};
-use crate::aws::s3::S3Client;
+use crate::aws::s3::{decode_object, S3Client};
 use crate::aws::sqs::{Message, SqsClient};
 use crate::aws::AwsError;
 use crate::fence::Fence;
@@ -762,7 +761,7 @@ impl Reader {
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let cap = self.settings.max_envelope_bytes;
         let raw = body.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode(&raw, cap))
+        let decoded = tokio::task::spawn_blocking(move || decode_object(&raw, cap))
             .await
             .map_err(|e| Unread::Retry {
                 reason: format!("decode task: {e}"),
@@ -880,74 +879,5 @@ impl Reader {
             _ = self.drained.notified() => true,
             _ = self.stop.cancelled() => false,
         }
-    }
-}
-
-/// An object's JSON: gunzip'd (one or more gzip members) when it starts
-/// with gzip's magic, as is when it starts as JSON; never more than `cap`
-/// bytes decompressed.
-pub(super) fn decode(body: &Bytes, cap: usize) -> Result<Bytes, (&'static str, String)> {
-    if body.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity((body.len() * 8).min(cap));
-        let mut d = flate2::read::MultiGzDecoder::new(&body[..]).take(cap as u64 + 1);
-        d.read_to_end(&mut out)
-            .map_err(|e| ("undecodable_object", format!("gzip: {e}")))?;
-        if out.len() > cap {
-            return Err((
-                "oversize",
-                format!("decompresses past max_envelope_bytes ({cap})"),
-            ));
-        }
-        return Ok(Bytes::from(out));
-    }
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | Some(b'[') if body.len() <= cap => Ok(body.clone()),
-        Some(b'{') | Some(b'[') => Err((
-            "oversize",
-            format!("larger than max_envelope_bytes ({cap})"),
-        )),
-        _ => Err(("undecodable_object", "neither gzip nor JSON".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write as _;
-
-    fn gz(b: &[u8]) -> Bytes {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(b).unwrap();
-        Bytes::from(e.finish().unwrap())
-    }
-
-    #[test]
-    fn objects_decode_within_the_cap_or_say_why_not() {
-        let json = br#"{"Records":[]}"#;
-        assert_eq!(&decode(&gz(json), 100).unwrap()[..], json);
-        assert_eq!(&decode(&Bytes::from_static(json), 100).unwrap()[..], json);
-        // Two gzip members concatenated are one stream.
-        let mut two = gz(b"{\"Records\":").to_vec();
-        two.extend_from_slice(&gz(b"[]}"));
-        assert_eq!(&decode(&Bytes::from(two), 100).unwrap()[..], json);
-        assert_eq!(decode(&gz(&[b' '; 1000]), 100).unwrap_err().0, "oversize");
-        let mut cut = gz(json).to_vec();
-        cut.truncate(cut.len() - 6);
-        assert_eq!(
-            decode(&Bytes::from(cut), 100).unwrap_err().0,
-            "undecodable_object"
-        );
-        assert_eq!(
-            decode(&Bytes::from_static(b"PK\x03\x04zip"), 100)
-                .unwrap_err()
-                .0,
-            "undecodable_object"
-        );
-        assert_eq!(
-            decode(&Bytes::from_static(b"\x1f\x8bnot gzip"), 100)
-                .unwrap_err()
-                .0,
-            "undecodable_object"
-        );
     }
 }

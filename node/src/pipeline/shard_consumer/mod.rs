@@ -19,6 +19,8 @@
 //! * Checkpoints are saved locally at most every `checkpoint_interval` (and on
 //!   stop), and mirrored to the SLS consumer group every `mirror_interval`.
 
+mod s3;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
