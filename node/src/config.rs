@@ -159,6 +159,10 @@ fn default_shutdown_grace_ms() -> u64 {
     30_000
 }
 
+/// The most SLS logstores one node reads (its consumer numbers are kept
+/// apart by `pipeline::SLS_SOURCE_STRIDE`, below the partitions of S3 trails).
+pub const MAX_SLS_SOURCES: usize = 127;
+
 /// One element of `[[sources]]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -887,14 +891,24 @@ impl Config {
         Ok(c)
     }
 
-    /// The SLS source, as `[source]` or in `[[sources]]` (at most one).
+    /// The first SLS source, as `[source]` or in `[[sources]]`.
     pub fn sls(&self) -> Option<&SourceConfig> {
-        self.source.as_ref().or_else(|| {
-            self.sources.iter().find_map(|e| match e {
-                SourceEntry::Sls(s) => Some(s),
-                _ => None,
-            })
-        })
+        self.sls_sources().next().map(|(_, s)| s)
+    }
+
+    /// Every SLS source with its key in the config (`source`, or
+    /// `sources[i]`): `[source]` first, then `[[sources]]` in order.
+    pub fn sls_sources(&self) -> impl Iterator<Item = (String, &SourceConfig)> {
+        let single = self.source.as_ref().map(|s| ("source".to_owned(), s));
+        single.into_iter().chain(
+            self.sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| match e {
+                    SourceEntry::Sls(s) => Some((format!("sources[{i}]"), s)),
+                    _ => None,
+                }),
+        )
     }
 
     /// The file sources.
@@ -990,14 +1004,38 @@ impl Config {
                 "no source: give [source] (an SLS logstore) or [[sources]]",
             ));
         }
-        if sls.len() > 1 {
+        // Several logstores (one per region or per trail, say): each its own
+        // shards, settings and consumer group; the node numbers their
+        // consumers apart (`pipeline::SLS_SOURCE_STRIDE`).
+        if sls.len() > MAX_SLS_SOURCES {
             return Err(invalid(
-                &sls[1].0,
-                "one SLS source per node for now (a second logstore needs its own node set)",
+                &sls[MAX_SLS_SOURCES].0,
+                format!("a node reads at most {MAX_SLS_SOURCES} SLS logstores"),
             ));
         }
-        for (key, s) in &sls {
+        for (i, (key, s)) in sls.iter().enumerate() {
             validate_sls(s, key)?;
+            if let Some((other, _)) = sls[..i]
+                .iter()
+                .find(|(_, o)| o.project == s.project && o.logstore == s.logstore)
+            {
+                return Err(invalid(
+                    format!("{key}.logstore"),
+                    format!(
+                        "{}/{} is read by {other} already (its shards would be read twice)",
+                        s.project, s.logstore
+                    ),
+                ));
+            }
+            if s.max_in_flight_bytes != sls[0].1.max_in_flight_bytes {
+                return Err(invalid(
+                    format!("{key}.max_in_flight_bytes"),
+                    format!(
+                        "the node has one budget of bytes in flight for all its sources: give every SLS source the same value ({} has {})",
+                        sls[0].0, sls[0].1.max_in_flight_bytes
+                    ),
+                ));
+            }
         }
         if self.tags.prefix.is_empty() {
             return Err(invalid(
@@ -1293,9 +1331,33 @@ secret_access_key = "aws-s3cret"
         c.validate().unwrap();
         assert_eq!(c.sls().unwrap().project, "p");
         // Errors name the key.
+        // Several SLS logstores: each read once, one budget for the node.
+        let two: Config = toml::from_str(&format!("{GOOD}{sls}")).unwrap();
+        two.validate().unwrap();
+        let keys: Vec<(String, String)> = two
+            .sls_sources()
+            .map(|(k, s)| (k, s.logstore.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("source".to_owned(), "actiontrail_main".to_owned()),
+                ("sources[0]".to_owned(), "l".to_owned())
+            ]
+        );
+        assert_eq!(two.sls().unwrap().logstore, "actiontrail_main");
+        let again = sls.replace(
+            "project = \"p\"\nlogstore = \"l\"",
+            "project = \"audit\"\nlogstore = \"actiontrail_main\"",
+        );
         assert!(
-            err(&format!("{GOOD}{sls}")).starts_with("sources[0]:"),
-            "two SLS sources"
+            err(&format!("{GOOD}{again}")).starts_with("sources[0].logstore:"),
+            "the same logstore twice"
+        );
+        let budget = format!("{sls}max_in_flight_bytes = 1048576\n");
+        assert!(
+            err(&format!("{GOOD}{budget}")).starts_with("sources[0].max_in_flight_bytes:"),
+            "two budgets for one node"
         );
         assert!(err(&only).starts_with("sources:"), "no source at all");
         let bad = |from: &str, to: &str| err(&format!("{GOOD}{}", S3_SQS.replace(from, to)));

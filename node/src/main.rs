@@ -166,12 +166,13 @@ async fn setup(args: SetupArgs) -> Result<()> {
 async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     let grace = Duration::from_millis(config.node.shutdown_grace_ms);
-    let sls = config
-        .sls()
-        .map(|s| format!("{}/{}", s.project, s.logstore));
+    let sls: Vec<String> = config
+        .sls_sources()
+        .map(|(_, s)| format!("{}/{}", s.project, s.logstore))
+        .collect();
     let s3_sqs: Vec<&str> = config.s3_sqs().map(|(_, q)| q.name.as_str()).collect();
     let s3: Vec<&str> = config.s3().map(|(_, q)| q.name.as_str()).collect();
-    tracing::info!(node = %config.node.id, sls = sls.as_deref().unwrap_or("none"), ?s3_sqs, ?s3, "starting");
+    tracing::info!(node = %config.node.id, ?sls, ?s3_sqs, ?s3, "starting");
     let node = RunningNode::start(config)
         .await
         .context("starting the node")?;

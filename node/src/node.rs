@@ -32,7 +32,9 @@ use crate::pipeline::queue_consumer::{
     InFlightMessages, QueueConsumer, QueueMetrics, QueueSettings, QueueStats, StopReceiving,
 };
 use crate::pipeline::shard_consumer::{ConsumerSettings, Progress, ShardConsumer, StopPulling};
-use crate::pipeline::{Consumers, PipelineStats, SourceReader, SourceSettings, Spawner};
+use crate::pipeline::{
+    Consumers, PipelineStats, SourceReader, SourceSettings, Spawner, SLS_SOURCE_STRIDE,
+};
 use crate::record::EventEncoder;
 use crate::sink::dead_letter::{DeadLetterSink, DeadLetters, SlsDeadLetters};
 use crate::sink::file::{FileSink, JsonLinesEncoder, RotatingFile};
@@ -135,7 +137,14 @@ async fn start_cluster(
         election_timeout: Duration::from_millis(c.election_timeout_ms),
         commit_interval: Duration::from_millis(c.commit_interval_ms),
         revoke_timeout: Duration::from_millis(c.revoke_timeout_ms),
-        shard_rescan: Duration::from_secs(config.sls().map_or(60, |s| s.shard_rescan_secs).max(1)),
+        shard_rescan: Duration::from_secs(
+            config
+                .sls_sources()
+                .map(|(_, s)| s.shard_rescan_secs)
+                .min()
+                .unwrap_or(60)
+                .max(1),
+        ),
         auto_rebalance: c.auto_rebalance,
         snapshot_logs: c.snapshot_logs,
         token,
@@ -412,6 +421,7 @@ fn s3_spawners(
             stop: node.stop.clone(),
             listed: Default::default(),
             local_partitions: Default::default(),
+            local_base: 0,
         }));
     }
     Ok(out)
@@ -500,18 +510,20 @@ impl RunningNode {
             Some(c) => c.fence(),
             None => Fence::open(),
         };
+        // Every SLS logstore the node reads, each with its own client.
         let sls = config.sls();
-        let client = match sls {
-            Some(s) => Some(sls_client(
+        let mut sls_sources = Vec::new();
+        for (key, s) in config.sls_sources() {
+            let client = sls_client(
                 &s.endpoint,
                 s.address.as_deref(),
                 &s.access_key_id,
                 &s.access_key_secret,
                 s.security_token.as_ref(),
-                "source",
-            )?),
-            None => None,
-        };
+                &key,
+            )?;
+            sls_sources.push((s, client));
+        }
 
         // Dead letters: a file, a logstore, or both.
         let dl = &config.dead_letter;
@@ -687,7 +699,7 @@ impl RunningNode {
         let budget = Arc::new(InFlightBudget::new(
             sls.map_or(32 << 20, |s| s.max_in_flight_bytes),
         ));
-        let settings = sls.map(|s| {
+        let settings = sls_sources.iter().map(|(s, _)| {
             Arc::new(ConsumerSettings {
                 pull_count: s.pull_count,
                 pull_target_bytes: s.pull_target_bytes,
@@ -702,14 +714,16 @@ impl RunningNode {
                 budget: budget.clone(),
             })
         });
-        if let (Some(s), Some(client), Some(group)) =
-            (sls, &client, sls.and_then(|s| s.consumer_group.as_ref()))
-        {
+        let settings: Vec<Arc<ConsumerSettings>> = settings.collect();
+        for (s, client) in &sls_sources {
+            let Some(group) = &s.consumer_group else {
+                continue;
+            };
             if let Err(e) = client
                 .ensure_consumer_group(&s.project, &s.logstore, group, 60)
                 .await
             {
-                tracing::warn!(error = %e, group, "cannot create the SLS consumer group; checkpoints will not be mirrored");
+                tracing::warn!(error = %e, project = %s.project, logstore = %s.logstore, group, "cannot create the SLS consumer group; checkpoints will not be mirrored");
             }
         }
         let queue_metrics = Arc::new(QueueMetrics::default());
@@ -805,7 +819,7 @@ impl RunningNode {
             cluster: cluster.clone(),
             stop,
         };
-        let mut spawners = s3_spawners(
+        let spawners = s3_spawners(
             &config,
             &store,
             &enricher,
@@ -819,52 +833,60 @@ impl RunningNode {
             .s3()
             .map(|(_, q)| Duration::from_secs(q.discover_secs))
             .collect();
-        let spawner = match (sls, client, settings) {
-            (Some(s), Some(client), Some(settings)) => Some(Arc::new(Spawner {
-                source: SourceSettings {
-                    project: s.project.clone(),
-                    logstore: s.logstore.clone(),
-                    start: match s.start.as_str() {
-                        "begin" => CursorPosition::Begin,
-                        "end" => CursorPosition::End,
-                        t => CursorPosition::Time(t.parse().unwrap_or(0)), // validated
+        // One spawner per SLS logstore, numbering its consumers apart.
+        let sls_spawners: Vec<(Arc<Spawner>, Duration)> = sls_sources
+            .into_iter()
+            .zip(settings)
+            .enumerate()
+            .map(|(i, ((s, client), settings))| {
+                let spawner = Arc::new(Spawner {
+                    source: SourceSettings {
+                        project: s.project.clone(),
+                        logstore: s.logstore.clone(),
+                        start: match s.start.as_str() {
+                            "begin" => CursorPosition::Begin,
+                            "end" => CursorPosition::End,
+                            t => CursorPosition::Time(t.parse().unwrap_or(0)), // validated
+                        },
+                        consumer_group: s.consumer_group.clone(),
                     },
-                    consumer_group: s.consumer_group.clone(),
-                },
-                reader: SourceReader::Sls(client),
-                store,
-                settings,
-                enricher,
-                sinks,
-                dead_letters: dead_letters.recipient(),
-                arbiter: Arbiter::new().handle(),
-                stats: node.stats.clone(),
-                consumers: node.consumers.clone(),
-                stop: node.stop.clone(),
-                listed: Default::default(),
-                local_partitions: Default::default(),
-            })),
-            _ => None,
-        };
+                    reader: SourceReader::Sls(client),
+                    store: store.clone(),
+                    settings,
+                    enricher: enricher.clone(),
+                    sinks: sinks.clone(),
+                    dead_letters: dead_letters.clone().recipient(),
+                    arbiter: Arbiter::new().handle(),
+                    stats: node.stats.clone(),
+                    consumers: node.consumers.clone(),
+                    stop: node.stop.clone(),
+                    listed: Default::default(),
+                    local_partitions: Default::default(),
+                    local_base: i as u32 * SLS_SOURCE_STRIDE,
+                });
+                (spawner, Duration::from_secs(s.shard_rescan_secs.max(1)))
+            })
+            .collect();
         if let Some(c) = cluster {
             if let Some(tags) = &tag_cache {
                 crate::cluster::share_tags(&c, tags, config.tags.ttl_secs);
             }
             c.join_if_needed().await.map_err(StartError::Cluster)?;
-            // Shards (of the SLS source) and partitions (of S3 trails read
+            // Shards (of SLS logstores) and partitions (of S3 trails read
             // by listing) are assigned; without either the cluster shares
             // the tag cache and every node polls its queues.
-            if let Some(spawner) = spawner {
-                spawners.insert(0, spawner);
-            }
-            Reconciler::start(c, spawners, config.node.id.clone());
+            let all: Vec<Arc<Spawner>> = sls_spawners
+                .into_iter()
+                .map(|(s, _)| s)
+                .chain(spawners)
+                .collect();
+            Reconciler::start(c, all, config.node.id.clone());
             return Ok(node);
         }
-        if let (Some(spawner), Some(s)) = (spawner, sls) {
-            spawner.rescan().await?;
-            spawner.keep_rescanning(Duration::from_secs(s.shard_rescan_secs.max(1)));
-        }
-        for (spawner, every) in spawners.into_iter().zip(s3_rescans) {
+        for (spawner, every) in sls_spawners
+            .into_iter()
+            .chain(spawners.into_iter().zip(s3_rescans))
+        {
             spawner.rescan().await?;
             spawner.keep_rescanning(every);
         }
@@ -902,7 +924,12 @@ impl RunningNode {
         }
         // The node's token ends every shard's fence (sinks give their parts
         // up), so it is cancelled only after the sinks had their grace.
-        let consumers: Vec<Addr<ShardConsumer>> = self.consumers.lock().values().cloned().collect();
+        let consumers: Vec<Addr<ShardConsumer>> = self
+            .consumers
+            .lock()
+            .values()
+            .map(|c| c.addr.clone())
+            .collect();
         for c in &consumers {
             let _ = c.send(StopPulling).await;
         }
@@ -931,7 +958,12 @@ impl RunningNode {
 
     /// Batches in flight over all shards.
     pub async fn in_flight(&self) -> usize {
-        let consumers: Vec<Addr<ShardConsumer>> = self.consumers.lock().values().cloned().collect();
+        let consumers: Vec<Addr<ShardConsumer>> = self
+            .consumers
+            .lock()
+            .values()
+            .map(|c| c.addr.clone())
+            .collect();
         let mut n = 0;
         for c in consumers {
             n += c.send(Progress).await.map(|(n, _)| n).unwrap_or(0);

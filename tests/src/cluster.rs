@@ -650,7 +650,7 @@ snapshot_logs = {snap}
 
     /// `n` members alive in raft, and as many voters as the cluster keeps
     /// (`cluster.voters`, 3 by default): the last join is complete.
-    fn wait_members(&self, n: usize, timeout: Duration) {
+    pub fn wait_members(&self, n: usize, timeout: Duration) {
         self.wait_for(&format!("{n} live members"), timeout, |s| {
             let joined = s["nodes"]
                 .as_array()
@@ -908,12 +908,23 @@ pub fn duplicates(got: &HashMap<String, u32>) -> u64 {
     got.values().map(|n| u64::from(n.saturating_sub(1))).sum()
 }
 
+/// Which shard an indexed event was read from: `{source}/{shard}` (HEC's
+/// `source` is the logstore, or an S3 trail's name), so the shards of two
+/// logstores, numbered alike, stay apart.
+pub fn shard_of(e: &Value) -> String {
+    format!(
+        "{}/{}",
+        e["source"].as_str().unwrap_or("?"),
+        e["fields"]["shard"].as_str().unwrap_or("?")
+    )
+}
+
 /// Per shard, the hosts (node names) that delivered it, in delivery order,
 /// with consecutive repeats collapsed: `[n1, n3]` = n1 then n3 took over.
 pub fn delivery_runs(events: &[Value]) -> BTreeMap<String, Vec<String>> {
     let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in events {
-        let shard = e["fields"]["shard"].as_str().unwrap_or("?").to_owned();
+        let shard = shard_of(e);
         let host = e["host"].as_str().unwrap_or("?").to_owned();
         let r = runs.entry(shard).or_default();
         if r.last() != Some(&host) {
@@ -967,7 +978,7 @@ pub fn check_history(events: &[Value]) -> Vec<String> {
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     let mut violations: Vec<String> = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        let shard = e["fields"]["shard"].as_str().unwrap_or("?").to_owned();
+        let shard = shard_of(e);
         let Some(epoch) = e["fields"]["epoch"]
             .as_str()
             .and_then(|s| s.parse::<u64>().ok())

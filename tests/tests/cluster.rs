@@ -1278,3 +1278,181 @@ fn hostile_events_through_three_nodes_restart_none_and_lose_nothing_else() {
         "a valid hostile event is delivered, a record of a broken envelope is not ({delivered} hostile delivered)"
     );
 }
+
+/// Two SLS logstores read by one cluster, their shards numbered alike (0
+/// and 1 in each): each shard is its own to the planner and to the nodes
+/// (consumers, checkpoints, status), events say which logstore they came
+/// from, and a SIGKILL of a node owning shards of both moves them all with
+/// nothing lost and no shard delivered by two owners in one epoch.
+#[test]
+fn two_logstores_with_the_same_shard_numbers_are_read_apart_and_survive_a_kill() {
+    use std::collections::{BTreeMap, HashMap};
+    use trail_devstack::gen::Generator;
+    use trail_tests::cluster::{assert_history, sls_client, PROJECT};
+
+    const EU: &str = "trail_eu";
+    let _one = serial();
+    let extra = format!(
+        r#"
+[[sources]]
+type = "sls"
+endpoint = "http://sls.test"
+address = "{{sls}}"
+project = "{PROJECT}"
+logstore = "{EU}"
+access_key_id = "{}"
+access_key_secret = "{}"
+empty_backoff_max_ms = 100
+checkpoint_interval_ms = 200
+shard_rescan_secs = 1
+"#,
+        trail_tests::ACCESS_KEY_ID,
+        trail_tests::ACCESS_KEY_SECRET,
+    );
+    // No node yet: the second logstore exists before anyone lists it.
+    let mut c = LocalCluster::start_extra(
+        "cluster-two-logstores",
+        0,
+        2,
+        Timing::tests(),
+        String::new(),
+    );
+    c.extra = extra.replace("{sls}", &c.sls.addr.to_string());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = sls_client(&c.sls);
+    rt.block_on(client.create_logstore(PROJECT, EU, 1, 2))
+        .unwrap();
+    for id in 1..=3 {
+        c.add_node(id);
+        c.wait_members(id as usize, Duration::from_secs(60));
+    }
+    c.start_stream(RATE, 7);
+    let mut g = Generator::new(99);
+    let write_eu = |g: &mut Generator, groups: usize| {
+        for _ in 0..groups {
+            let lg = trail_tests::actiontrail_group(g, 25);
+            rt.block_on(client.put_logs(
+                PROJECT,
+                EU,
+                &lg,
+                trail_node::sls::PutTarget::LoadBalanced,
+            ))
+            .unwrap();
+        }
+    };
+    write_eu(&mut g, 20);
+
+    // Four shards, two of each logstore, each owned once, all consuming.
+    let consuming = |x: &Value| matches!(x["state"].as_str(), Some("consuming" | "caught_up"));
+    let s = c.wait_for(
+        "both logstores' shards consumed",
+        Duration::from_secs(90),
+        |s| {
+            let list = s["shards"].as_array().unwrap();
+            let keys: BTreeSet<(String, u64)> = list
+                .iter()
+                .map(|x| {
+                    (
+                        x["logstore"].as_str().unwrap_or("").to_owned(),
+                        x["shard"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            list.len() == 4 && keys.len() == 4 && list.iter().all(consuming)
+        },
+    );
+    let keys: BTreeSet<(String, u64)> = s["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["logstore"].as_str().unwrap().to_owned(),
+                x["shard"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, u64)> = [trail_tests::cluster::LOGSTORE, EU]
+        .iter()
+        .flat_map(|l| [0, 1].map(|n| (l.to_string(), n)))
+        .collect();
+    assert_eq!(keys, want, "{s}");
+
+    // Kill the node owning the most shards of the second logstore (and
+    // whatever else it owns).
+    let mut by_owner: BTreeMap<String, usize> = BTreeMap::new();
+    for x in s["shards"].as_array().unwrap() {
+        if x["logstore"] == EU {
+            *by_owner
+                .entry(x["owner"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let victim = by_owner.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    let id: u64 = victim.trim_start_matches('n').parse().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    c.kill(id);
+    write_eu(&mut g, 20);
+    c.wait_for(
+        "every shard of both logstores consumed by the living",
+        Duration::from_secs(60),
+        |s| {
+            let list = s["shards"].as_array().unwrap();
+            list.len() == 4
+                && list
+                    .iter()
+                    .all(|x| x["owner"] != victim.as_str() && consuming(x))
+        },
+    );
+    write_eu(&mut g, 10);
+
+    // Every event of both logstores, each under the logstore it was written to.
+    let got = c.finish();
+    let eu: Vec<String> = rt
+        .block_on(trail_tests::pull_all(&client, PROJECT, EU))
+        .into_iter()
+        .map(|(_, log)| {
+            let v: Value = serde_json::from_slice(&log.contents[0].value).unwrap();
+            v["eventId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(eu.len(), 50 * 25);
+    let events = c.hec_events();
+    let mut source_of: HashMap<String, String> = HashMap::new();
+    for e in &events {
+        source_of.insert(
+            e["event"]["eventId"].as_str().unwrap().to_owned(),
+            e["source"].as_str().unwrap().to_owned(),
+        );
+    }
+    let lost: Vec<&String> = eu
+        .iter()
+        .filter(|id| !source_of.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} events of {EU} never delivered",
+        lost.len()
+    );
+    assert!(
+        eu.iter().all(|id| source_of[id] == EU),
+        "an event of {EU} was labelled with another logstore"
+    );
+    let main = c.source_event_ids();
+    assert!(!main.is_empty() && main.iter().all(|id| got.contains_key(id)));
+    assert!(
+        main.iter()
+            .all(|id| source_of[id] == trail_tests::cluster::LOGSTORE),
+        "an event of the first logstore was labelled with another"
+    );
+    let runs = delivery_runs(&events);
+    assert_eq!(
+        runs.len(),
+        4,
+        "four shards, told apart by logstore: {runs:?}"
+    );
+    assert_history(&events);
+}

@@ -35,7 +35,7 @@ use crate::pipeline::s3_listing::S3Listing;
 use crate::pipeline::shard_consumer::{
     EndEpoch, MarkReadOnly, Progress, ShardConsumer, Stop, StopPulling, Unsettled,
 };
-use crate::pipeline::{PipelineStats, SourceReader, Spawner};
+use crate::pipeline::{PipelineStats, RunningConsumer, SourceReader, Spawner};
 use crate::sls::{Cursor, ShardStatus, SlsClient};
 use crate::tags::TagCache;
 
@@ -280,8 +280,9 @@ impl Reconciler {
             .find(|sp| k.project == sp.source.project && k.logstore == sp.source.logstore)
     }
 
-    fn mine(&self, k: &ShardKey) -> bool {
-        self.spawner_of(k).is_some()
+    /// The node's number for `k`'s consumer, if this node reads its source.
+    fn local(&self, k: &ShardKey) -> Option<u32> {
+        self.spawner_of(k)?.local_id(k.shard)
     }
 
     fn stop_now(&mut self, shard: u32, why: &str) {
@@ -299,8 +300,11 @@ impl Reconciler {
     async fn reconcile(&mut self, a: &Assignments) {
         let me = self.cluster.id();
         for (k, epoch) in self.cluster.committer().take_refused() {
-            if self.running.get(&k.shard).is_some_and(|r| r.epoch == epoch) {
-                self.stop_now(k.shard, "checkpoint refused: fenced");
+            let Some(local) = self.local(&k) else {
+                continue;
+            };
+            if self.running.get(&local).is_some_and(|r| r.epoch == epoch) {
+                self.stop_now(local, "checkpoint refused: fenced");
             }
         }
         // Stop what is no longer ours (or not at this epoch).
@@ -311,7 +315,7 @@ impl Reconciler {
                 let state = a
                     .shards
                     .iter()
-                    .find(|(k, _)| self.mine(k) && k.shard == *shard)
+                    .find(|(k, _)| self.local(k) == Some(*shard))
                     .map(|(_, s)| s);
                 match state {
                     None => Some((*shard, "shard unknown")),
@@ -326,10 +330,13 @@ impl Reconciler {
             self.stop_now(shard, why);
         }
         for (k, s) in &a.shards {
-            if !self.mine(k) || s.owner != Some(me) {
+            if s.owner != Some(me) {
                 continue;
             }
-            match (s.phase, self.running.get_mut(&k.shard)) {
+            let Some(local) = self.local(k) else {
+                continue;
+            };
+            match (s.phase, self.running.get_mut(&local)) {
                 // Only under a valid lease: the assignment is then at least
                 // as new as what the leader had committed.
                 (ShardPhase::Running, None) if self.cluster.lease().valid() => {
@@ -345,14 +352,14 @@ impl Reconciler {
                         .stats
                         .shards
                         .lock()
-                        .get(&k.shard)
+                        .get(&local)
                         .is_some_and(|st| st.finished.load(Ordering::Relaxed) == 1);
                     if finished && !r.finish_sent {
                         r.finish_sent = true;
                         let cluster = self.cluster.clone();
                         let (shard, epoch) = (k.clone(), r.epoch);
                         let addr = r.addr.clone();
-                        let cursor_time = self.cursor_time(k.shard);
+                        let cursor_time = self.cursor_time(local);
                         tokio::spawn(async move {
                             let cursor = addr.send(Progress).await.map(|(_, c)| c).ok();
                             let checkpoint = cursor.map(|cursor| Checkpoint {
@@ -380,7 +387,8 @@ impl Reconciler {
                     let checkpoints = r.checkpoints.clone();
                     let stats = self.node().stats.clone();
                     tokio::spawn(async move {
-                        hand_over(&cluster, &shard, epoch, &addr, &checkpoints, &stats).await;
+                        hand_over(&cluster, &shard, local, epoch, &addr, &checkpoints, &stats)
+                            .await;
                     });
                 }
                 _ => {}
@@ -464,12 +472,11 @@ impl Reconciler {
             epoch,
             closed: AtomicBool::new(false),
         });
-        let Some(spawner) = self.spawner_of(k).cloned() else {
+        let (Some(spawner), Some(local)) = (self.spawner_of(k).cloned(), self.local(k)) else {
             return;
         };
         let stop = spawner.stop.child_token();
-        self.keys.lock().insert(k.shard, k.clone());
-        let addr = spawner.consumer(
+        let addr = match spawner.consumer(
             k.shard,
             s.partition.as_deref(),
             readonly,
@@ -477,9 +484,16 @@ impl Reconciler {
             checkpoints.clone(),
             epoch,
             stop.clone(),
-        );
+        ) {
+            Ok(addr) => addr,
+            Err(e) => {
+                tracing::error!(%k, error = %e, "the shard cannot be consumed here");
+                return;
+            }
+        };
+        self.keys.lock().insert(local, k.clone());
         self.running.insert(
-            k.shard,
+            local,
             Running {
                 addr,
                 epoch,
@@ -496,9 +510,12 @@ impl Reconciler {
 /// A graceful hand-over: stop pulling, let the sinks acknowledge what is in
 /// flight, release the shard with its final cursor (the new owner starts
 /// there), stop.
+/// `local` is the node's number for the shard's consumer.
+#[allow(clippy::too_many_arguments)]
 async fn hand_over(
     cluster: &Cluster,
     shard: &ShardKey,
+    local: u32,
     epoch: u64,
     addr: &Addr<ShardConsumer>,
     checkpoints: &EpochCheckpoints,
@@ -539,7 +556,7 @@ async fn hand_over(
     let cursor_time = stats
         .shards
         .lock()
-        .get(&shard.shard)
+        .get(&local)
         .map(|s| s.checkpoint_time.load(Ordering::Relaxed) as u32)
         .filter(|t| *t > 0);
     let checkpoint = cursor.map(|cursor| Checkpoint {
@@ -584,7 +601,7 @@ async fn end_epoch(addr: &Addr<ShardConsumer>) -> bool {
 /// committed), so the others take them at once and re-read nothing.
 pub async fn release_all(
     cluster: &Cluster,
-    consumers: &Mutex<HashMap<u32, Addr<ShardConsumer>>>,
+    consumers: &Mutex<HashMap<u32, RunningConsumer>>,
     grace: Duration,
 ) {
     let me = cluster.id();
@@ -593,21 +610,22 @@ pub async fn release_all(
         tracing::warn!(error = %e, "could not announce leaving; shards may be given to this node meanwhile");
     }
     let a = cluster.assignments().borrow().clone();
-    let consumers: Vec<(u32, Addr<ShardConsumer>)> = consumers
-        .lock()
-        .iter()
-        .map(|(k, v)| (*k, v.clone()))
-        .collect();
+    let consumers: Vec<RunningConsumer> = consumers.lock().values().cloned().collect();
     let deadline = Instant::now() + grace;
     // Every shard drains at once, against one deadline: a slow sink for one
     // shard must not eat the others' grace.
     let owned: Vec<_> = consumers
         .into_iter()
-        .filter_map(|(shard, addr)| {
+        .filter_map(|c| {
             a.shards
                 .iter()
-                .find(|(k, s)| k.shard == shard && s.owner == Some(me))
-                .map(|(k, s)| (k.clone(), s.clone(), addr))
+                .find(|(k, s)| {
+                    k.shard == c.shard
+                        && *k.logstore == *c.logstore
+                        && *k.project == *c.project
+                        && s.owner == Some(me)
+                })
+                .map(|(k, s)| (k.clone(), s.clone(), c.addr))
         })
         .collect();
     let handed = futures_util::future::join_all(

@@ -95,9 +95,10 @@ impl ControlService {
             let l = s.live_view(now);
             errors += s.pull_errors.load(Relaxed) + s.dead_lettered.load(Relaxed);
             let at = s.committed_at.load(Relaxed);
+            let (logstore, shard) = s.name(*id);
             out_shards.push(pb::Shard {
-                logstore: self.info.logstore.clone(),
-                shard: *id,
+                logstore: logstore.map_or_else(|| self.info.logstore.clone(), |l| l.to_string()),
+                shard,
                 owner: self.info.node_id.clone(),
                 epoch: 0,
                 state: l.0.into(),

@@ -31,5 +31,8 @@ pub mod shard_consumer;
 pub mod spawner;
 pub mod stats;
 
-pub use spawner::{Consumers, SourceReader, SourceSettings, SpawnError, Spawner};
+pub use spawner::{
+    Consumers, RunningConsumer, SourceReader, SourceSettings, SpawnError, Spawner,
+    SLS_SOURCE_STRIDE,
+};
 pub use stats::PipelineStats;

@@ -27,8 +27,27 @@ use crate::sink::dead_letter::DeadLetters;
 use crate::sink::SinkHandle;
 use crate::sls::{Cursor, CursorPosition, ShardStatus, SlsClient, SlsError};
 
-/// The running consumers by shard.
-pub type Consumers = Arc<Mutex<HashMap<u32, Addr<ShardConsumer>>>>;
+/// How a node numbers its consumers (the key of [`Consumers`] and of the
+/// pipeline's per-shard stats): the shards of its first SLS source keep
+/// their own numbers, those of its i-th (from 0) are numbered from
+/// `i × SLS_SOURCE_STRIDE`, and the partitions of S3 trails from
+/// [`PARTITION_BASE`]. SLS numbers a logstore's shards from 0 up, one more
+/// per split or merge, so a logstore never comes near 2²⁴; a node reads
+/// at most 127 SLS logstores (`config` checks).
+pub const SLS_SOURCE_STRIDE: u32 = 1 << 24;
+
+/// A running consumer: the shard it reads and its address.
+#[derive(Clone)]
+pub struct RunningConsumer {
+    pub project: Arc<str>,
+    pub logstore: Arc<str>,
+    /// The shard's own number (an SLS shard id, or a partition's number).
+    pub shard: u32,
+    pub addr: Addr<ShardConsumer>,
+}
+
+/// The running consumers by the node's consumer number.
+pub type Consumers = Arc<Mutex<HashMap<u32, RunningConsumer>>>;
 
 /// Why a source's shards could not be listed or started.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +62,12 @@ pub enum SpawnError {
     },
     #[error("shard {shard} of S3 source {source_name} has no partition prefix")]
     NoPartition { shard: u32, source_name: String },
+    #[error("shard {shard} of {project}/{logstore}: SLS shard ids past {} are not read", SLS_SOURCE_STRIDE - 1)]
+    ShardIdTooLarge {
+        project: String,
+        logstore: String,
+        shard: u32,
+    },
 }
 
 /// What a spawner's consumers read.
@@ -85,10 +110,24 @@ pub struct Spawner {
     /// Without a cluster: the numbers given to partitions, in the order
     /// found (checkpoints are kept by prefix, so the numbers need not last).
     pub local_partitions: Mutex<BTreeMap<String, u32>>,
+    /// Added to an SLS shard's number to make the node's consumer number
+    /// ([`SLS_SOURCE_STRIDE`] × the source's place); 0 for S3 trails.
+    pub local_base: u32,
 }
 
 impl Spawner {
-    /// Starts a consumer for `shard` at `start`, saving checkpoints to `store`.
+    /// The node's number for this source's `shard` (see [`SLS_SOURCE_STRIDE`]);
+    /// `None` for an SLS shard id too large to be given one.
+    pub fn local_id(&self, shard: u32) -> Option<u32> {
+        match self.reader {
+            SourceReader::S3(_) => Some(shard),
+            SourceReader::Sls(_) if shard < SLS_SOURCE_STRIDE => Some(self.local_base + shard),
+            SourceReader::Sls(_) => None,
+        }
+    }
+
+    /// Starts a consumer for `shard` (the source's own number) at `start`,
+    /// saving checkpoints to `store`.
     #[allow(clippy::too_many_arguments)]
     pub fn consumer(
         &self,
@@ -99,13 +138,19 @@ impl Spawner {
         store: Arc<dyn CheckpointSink>,
         epoch: u64,
         stop: CancellationToken,
-    ) -> Addr<ShardConsumer> {
+    ) -> Result<Addr<ShardConsumer>, SpawnError> {
         let s = &self.source;
+        let local = self
+            .local_id(shard)
+            .ok_or_else(|| SpawnError::ShardIdTooLarge {
+                project: s.project.clone(),
+                logstore: s.logstore.clone(),
+                shard,
+            })?;
         let shard_stats = Arc::new(ShardStats::default());
         shard_stats
             .epoch
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
-        self.stats.shards.lock().insert(shard, shard_stats.clone());
         let provenance = Arc::new(Provenance {
             project: s.project.as_str().into(),
             logstore: s.logstore.as_str().into(),
@@ -116,6 +161,8 @@ impl Spawner {
                 SourceReader::S3(_) => SourceKind::S3,
             },
         });
+        *shard_stats.of.lock() = Some(provenance.clone());
+        self.stats.shards.lock().insert(local, shard_stats.clone());
         let reader = match (&self.reader, partition) {
             (SourceReader::S3(listing), Some(p)) => ShardReader::S3 {
                 listing: listing.clone(),
@@ -147,8 +194,16 @@ impl Spawner {
             stop,
         );
         let addr = ShardConsumer::start_in_arbiter(&self.arbiter, move |_| consumer);
-        self.consumers.lock().insert(shard, addr.clone());
-        addr
+        self.consumers.lock().insert(
+            local,
+            RunningConsumer {
+                project: s.project.as_str().into(),
+                logstore: s.logstore.as_str().into(),
+                shard,
+                addr: addr.clone(),
+            },
+        );
+        Ok(addr)
     }
 
     /// Lists the shards and starts a consumer for each new one (no
@@ -171,10 +226,14 @@ impl Spawner {
         // Shards found after the first listing are split or merge children.
         let first_listing = !self.listed.load(std::sync::atomic::Ordering::Relaxed);
         for shard in client.list_shards(&s.project, &s.logstore).await? {
-            let running = self.consumers.lock().get(&shard.shard_id).cloned();
+            let Some(local) = self.local_id(shard.shard_id) else {
+                tracing::error!(project = %s.project, logstore = %s.logstore, shard = shard.shard_id, "an SLS shard id too large to be given a consumer number; not read");
+                continue;
+            };
+            let running = self.consumers.lock().get(&local).cloned();
             if let Some(consumer) = running {
                 if shard.status == ShardStatus::ReadOnly {
-                    consumer.do_send(MarkReadOnly);
+                    consumer.addr.do_send(MarkReadOnly);
                 }
                 continue;
             }
@@ -190,7 +249,7 @@ impl Spawner {
                 Arc::new(self.store.clone()),
                 0,
                 self.stop.child_token(),
-            );
+            )?;
         }
         self.listed
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -214,7 +273,8 @@ impl Spawner {
                 .await
                 .unwrap_or_else(|_| listing.start_cursor(&prefix));
             tracing::info!(source = %self.source.logstore, partition = %prefix, shard, "consuming a partition");
-            self.consumer(
+            // A partition's number is the node's own: it always has one.
+            let _ = self.consumer(
                 shard,
                 Some(&prefix),
                 false,

@@ -95,13 +95,33 @@ struct ShardMetrics {
 impl Collector for ShardMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let shards = self.shards.lock().clone();
+        // Labelled by the shard's own number and its source's logstore (an
+        // S3 trail's name): a node may read several sources.
+        let names: BTreeMap<u32, (String, String)> = shards
+            .iter()
+            .map(|(id, s)| {
+                let (logstore, shard) = s.name(*id);
+                (
+                    *id,
+                    (
+                        logstore.map(|l| l.to_string()).unwrap_or_default(),
+                        shard.to_string(),
+                    ),
+                )
+            })
+            .collect();
         let source = |id: &u32| -> Labels {
+            let (logstore, shard) = names[id].clone();
             vec![
                 ("component_kind", "source".into()),
-                ("shard", id.to_string()),
+                ("logstore", logstore),
+                ("shard", shard),
             ]
         };
-        let shard = |id: &u32| -> Labels { vec![("shard", id.to_string())] };
+        let shard = |id: &u32| -> Labels {
+            let (logstore, shard) = names[id].clone();
+            vec![("logstore", logstore), ("shard", shard)]
+        };
         let sum = |f: fn(&ShardStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             shards.values().map(|s| f(s).load(Relaxed)).sum()
         };

@@ -118,6 +118,10 @@ pub struct ShardStats {
     /// End-to-end delay: the SLS receive time of a batch to the moment every
     /// sink acknowledged it and the checkpoint moved past it, seconds.
     pub delivery_delay: Histogram,
+    /// Which shard of which source these are (the node keys them by its
+    /// own consumer number, see `spawner::SLS_SOURCE_STRIDE`); set when the
+    /// consumer is made.
+    pub of: Mutex<Option<Arc<Provenance>>>,
 }
 
 impl Default for ShardStats {
@@ -148,11 +152,21 @@ impl Default for ShardStats {
             fenced_waits: AtomicU64::default(),
             pull_latency: Histogram::latency(),
             delivery_delay: Histogram::new(DELAY_BUCKETS),
+            of: Mutex::default(),
         }
     }
 }
 
 impl ShardStats {
+    /// The source's logstore (an S3 trail's name) and the shard's own
+    /// number, for status and metric labels; `(None, id)` before it is set.
+    pub fn name(&self, id: u32) -> (Option<Arc<str>>, u32) {
+        match &*self.of.lock() {
+            Some(p) => (Some(p.logstore.clone()), p.shard),
+            None => (None, id),
+        }
+    }
+
     /// State and lag in seconds, as status shows them.
     pub fn live_view(&self, now_secs: u64) -> (&'static str, f64) {
         let caught_up = self.caught_up.load(Ordering::Relaxed) == 1;
