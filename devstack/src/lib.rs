@@ -12,7 +12,7 @@
 //! |---|---|
 //! | [`sls`] | Alibaba Cloud Log Service (SLS): projects, logstores, shards, PutLogs, PullLogs, cursors, consumer groups, faults |
 //! | [`hec`] | Splunk HTTP Event Collector: routes, tokens, channels, batches with per-object errors, gzip, indexer acks, faults |
-//! | [`aws`] | Amazon S3 and SQS as a CloudTrail collector uses them: buckets, objects, listings, event notifications, queues with visibility timeouts, faults |
+//! | [`aws`] | Amazon S3, SQS and STS as a CloudTrail collector uses them: buckets, objects, listings, event notifications, queues with visibility timeouts, roles with external ids, container credentials, faults |
 //! | [`cloud`] | Alibaba Tag / ECS / SLB / STS and AWS resource tagging, from a tags file |
 //! | [`gen`] | realistic ActionTrail events, CloudTrail log files, and the tags of their resources, deterministic by seed |
 //! | [`http`] | the listener they all run on (connection cap, graceful shutdown) |

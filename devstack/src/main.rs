@@ -337,6 +337,24 @@ async fn run_s3(config: S3Config) -> Result<()> {
     for n in &config.notify {
         println!("notify          {n}");
     }
+    for r in &config.roles {
+        // ARN[:EXTERNAL_ID]: the external id is the role's secret-ish part.
+        let arn = r.find(":role/").map_or(r.as_str(), |i| {
+            r[i + 6..].find(':').map_or(r.as_str(), |j| &r[..i + 6 + j])
+        });
+        let x = if arn.len() < r.len() {
+            " (external id required)"
+        } else {
+            ""
+        };
+        println!("role            {arn}{x}  (STS AssumeRole on this listener)");
+    }
+    if config.require_role {
+        println!("require-role    the access key may only write; reads need a role session");
+    }
+    if config.container_token.is_some() {
+        println!("container creds AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{addr}/_devstack/container-credentials AWS_CONTAINER_AUTHORIZATION_TOKEN=…");
+    }
     println!("stats           curl http://{addr}/_devstack/stats");
     println!("example         AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=… aws --endpoint-url http://{addr} s3 ls", config.access_key_id);
     tokio::select! {

@@ -4,7 +4,9 @@ default checksums, SQS's JSON protocol): what a CloudTrail collector does
 with them — buckets and objects, listings with prefixes, delimiters,
 pages and URL-encoded keys, bucket notifications into a queue, and the
 queue's receive / visibility / delete cycle — and the errors the SDK
-turns into codes.
+turns into codes. And STS, as a reader in another account gets in: roles
+with external ids, sessions whose token S3, SQS and STS check, web
+identity, and container credentials as botocore's own providers fetch them.
 """
 
 import gzip
@@ -13,6 +15,7 @@ import os
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -307,3 +310,156 @@ def test_the_generator_delivers_cloudtrail_files_as_aws_does(aws, tmp_path):
     assert sorted(announced) == sorted(keys)
     arns = [r["arn"] for r in json.loads(tags.read_text())["resources"]]
     assert arns and all(a.startswith("arn:aws:") for a in arns)
+
+
+# --- STS: roles with external ids, sessions, container credentials --------
+
+ROLE = "arn:aws:iam::210987654321:role/trail-reader"
+OPEN_ROLE = "arn:aws:iam::210987654321:role/open"
+EXTERNAL_ID = "trail-ext-4f9c2a"
+WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0cmFpbCJ9.c2lnbmF0dXJl"
+CONTAINER_TOKEN = "container-token-for-conformance"
+
+
+@pytest.fixture
+def aws_roles():
+    """devstack whose S3 and SQS let only role sessions read; the key still
+    writes (as CloudTrail does into the bucket)."""
+    a = Aws("--role", f"{ROLE}:{EXTERNAL_ID}", "--role", OPEN_ROLE, "--require-role",
+            "--bucket", "trail", "--queue", "trail-files",
+            "--web-identity-token", WEB_TOKEN, "--container-token", CONTAINER_TOKEN)
+    yield a
+    a.stop()
+
+
+def session_client(aws, service, creds):
+    return boto3.client(
+        service, endpoint_url=aws.endpoint, region_name=REGION,
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+def assume(aws, **kw):
+    return aws.client("sts").assume_role(
+        RoleArn=ROLE, RoleSessionName="conformance", ExternalId=EXTERNAL_ID, **kw)
+
+
+def test_sts_assume_role_with_the_external_id_gives_credentials_that_read_the_bucket(aws_roles):
+    from datetime import datetime, timezone
+    base = aws_roles.client("s3")
+    base.put_object(Bucket="trail", Key="AWSLogs/1/CloudTrail/a.json.gz", Body=b"{}")
+    with pytest.raises(ClientError) as e:
+        base.list_objects_v2(Bucket="trail")
+    assert code(e) == "AccessDenied"
+    sts = aws_roles.client("sts")
+    assert sts.get_caller_identity()["Arn"] == "arn:aws:iam::123456789012:user/devstack"
+    r = assume(aws_roles, DurationSeconds=900)
+    c = r["Credentials"]
+    assert c["AccessKeyId"].startswith("ASIA") and len(c["AccessKeyId"]) == 20
+    assert len(c["SecretAccessKey"]) == 40 and c["SessionToken"]
+    left = (c["Expiration"] - datetime.now(timezone.utc)).total_seconds()
+    assert 880 <= left <= 905, left
+    assert r["AssumedRoleUser"]["Arn"] == "arn:aws:sts::210987654321:assumed-role/trail-reader/conformance"
+    s3 = session_client(aws_roles, "s3", c)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="trail")["Contents"]]
+    assert keys == ["AWSLogs/1/CloudTrail/a.json.gz"]
+    assert s3.get_object(Bucket="trail", Key=keys[0])["Body"].read() == b"{}"
+    sqs = session_client(aws_roles, "sqs", c)
+    url = sqs.get_queue_url(QueueName="trail-files")["QueueUrl"]
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+    who = session_client(aws_roles, "sts", c).get_caller_identity()
+    assert who["Arn"] == r["AssumedRoleUser"]["Arn"] and who["Account"] == "210987654321"
+    stats = aws_roles.admin("GET", "stats")
+    assert stats["answers"]["AssumeRole"]["200"] == 1
+    assert stats["sts_sessions_issued"] == 1 and stats["sts_sessions_live"] == 1
+
+
+def test_sts_a_wrong_or_missing_external_id_is_access_denied(aws_roles):
+    sts = aws_roles.client("sts")
+    for kw in ({"ExternalId": "trail-ext-wrong"}, {}):
+        with pytest.raises(ClientError) as e:
+            sts.assume_role(RoleArn=ROLE, RoleSessionName="conformance", **kw)
+        assert code(e) == "AccessDenied"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # A role that does not exist: the same answer (STS does not tell).
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn="arn:aws:iam::210987654321:role/nope", RoleSessionName="conformance")
+    assert code(e) == "AccessDenied"
+    # A role without an external id takes any caller of the account's key.
+    sts.assume_role(RoleArn=OPEN_ROLE, RoleSessionName="conformance")
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn=OPEN_ROLE, RoleSessionName="conformance", DurationSeconds=7200)
+    assert code(e) == "ValidationError"
+    with pytest.raises(ClientError) as e:
+        aws_roles.client("sts", secret="wrong").assume_role(RoleArn=OPEN_ROLE, RoleSessionName="conformance")
+    assert code(e) == "SignatureDoesNotMatch"
+    assert aws_roles.admin("GET", "stats")["answers"]["AssumeRole"]["AccessDenied"] == 3
+
+
+def test_sts_a_request_signed_with_a_tampered_session_token_is_refused(aws_roles):
+    c = assume(aws_roles)["Credentials"]
+    token = c["SessionToken"]
+    tampered = dict(c, SessionToken=token[:20] + ("A" if token[20] != "A" else "B") + token[21:])
+    with pytest.raises(ClientError) as e:
+        session_client(aws_roles, "s3", tampered).list_objects_v2(Bucket="trail")
+    assert code(e) == "InvalidToken"
+    with pytest.raises(ClientError) as e:
+        session_client(aws_roles, "sqs", tampered).list_queues()
+    assert code(e) == "InvalidClientTokenId"
+    with pytest.raises(ClientError) as e:
+        session_client(aws_roles, "sts", tampered).get_caller_identity()
+    assert code(e) == "InvalidClientTokenId"
+    # The session's key without its token, and with a wrong secret.
+    bare = boto3.client("s3", endpoint_url=aws_roles.endpoint, region_name=REGION,
+                        aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"])
+    with pytest.raises(ClientError) as e:
+        bare.list_objects_v2(Bucket="trail")
+    assert code(e) == "InvalidToken"
+    with pytest.raises(ClientError) as e:
+        session_client(aws_roles, "s3", dict(c, SecretAccessKey="x" * 40)).list_objects_v2(Bucket="trail")
+    assert code(e) == "SignatureDoesNotMatch"
+    # The untouched session still reads.
+    session_client(aws_roles, "s3", c).list_objects_v2(Bucket="trail")
+
+
+def test_sts_botocores_own_assume_role_provider_reads_a_profile_with_an_external_id(aws_roles, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile base]\naws_access_key_id = {AK}\naws_secret_access_key = {SK}\n\n"
+        f"[profile reader]\nrole_arn = {ROLE}\nexternal_id = {EXTERNAL_ID}\nsource_profile = base\n"
+        f"role_session_name = botocore\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_roles.endpoint)
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(k, raising=False)
+    s3 = boto3.Session(profile_name="reader", region_name=REGION).client("s3")
+    assert s3.list_objects_v2(Bucket="trail")["KeyCount"] == 0
+    assert aws_roles.admin("GET", "stats")["answers"]["AssumeRole"]["200"] == 1
+
+
+def test_sts_web_identity_and_container_credentials_as_botocore_fetches_them(aws_roles):
+    from botocore.credentials import ContainerProvider
+    sts = aws_roles.client("sts")
+    r = sts.assume_role_with_web_identity(RoleArn=ROLE, RoleSessionName="pod", WebIdentityToken=WEB_TOKEN)
+    assert r["AssumedRoleUser"]["Arn"].endswith("assumed-role/trail-reader/pod")
+    session_client(aws_roles, "s3", r["Credentials"]).list_objects_v2(Bucket="trail")
+    with pytest.raises(ClientError) as e:
+        sts.assume_role_with_web_identity(RoleArn=ROLE, RoleSessionName="pod", WebIdentityToken="forged.jwt.x")
+    assert code(e) == "InvalidIdentityToken"
+    # botocore's own container provider, pointed at devstack (loopback http).
+    uri = f"{aws_roles.endpoint}/_devstack/container-credentials"
+    creds = ContainerProvider(environ={
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": uri,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": CONTAINER_TOKEN,
+    }).load().get_frozen_credentials()
+    assert creds.access_key.startswith("ASIA") and creds.token
+    session_client(aws_roles, "s3", {"AccessKeyId": creds.access_key, "SecretAccessKey": creds.secret_key,
+                                     "SessionToken": creds.token}).list_objects_v2(Bucket="trail")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(urllib.request.Request(uri, headers={"Authorization": "wrong"}), timeout=10)
+    assert e.value.code == 401
+    assert aws_roles.admin("GET", "stats")["answers"]["ContainerCredentials"] == {"200": 1, "AccessDenied": 1}

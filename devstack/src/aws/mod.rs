@@ -1,13 +1,15 @@
-//! Amazon S3 and SQS, as far as a CloudTrail collector uses them: where AWS
-//! delivers a trail (gzip'd `{"Records":[…]}` objects in a bucket) and how
-//! it announces each file (S3 event notifications or CloudTrail's SNS
-//! messages, into an SQS queue).
+//! Amazon S3, SQS and STS, as far as a CloudTrail collector uses them:
+//! where AWS delivers a trail (gzip'd `{"Records":[…]}` objects in a
+//! bucket), how it announces each file (S3 event notifications or
+//! CloudTrail's SNS messages, into an SQS queue), and how a reader in
+//! another account gets in (STS roles, container credentials).
 //!
 //! | file | job |
 //! |---|---|
-//! | `mod.rs` | config, routing (`X-Amz-Target: AmazonSQS.*` → SQS, else S3), SigV4 on every request, faults, stats, admin |
+//! | `mod.rs` | config, routing (`X-Amz-Target: AmazonSQS.*` → SQS, a form-encoded `Action=` to `/` → STS, else S3), SigV4 on every request (the access key or a live role session with its token), `--require-role`, faults, stats, admin |
 //! | `s3.rs` | buckets and objects: CreateBucket, PutObject (plain or `aws-chunked`), GetObject, HeadObject, DeleteObject, ListObjectsV2 (prefix, delimiter, continuation, `encoding-type=url`), bucket notifications to SQS |
 //! | `sqs.rs` | queues in the JSON 1.0 protocol current SDKs speak: CreateQueue, GetQueueUrl, ListQueues, SendMessage, ReceiveMessage (long polling, visibility timeout, receive counts), DeleteMessage (+Batch), ChangeMessageVisibility, GetQueueAttributes, PurgeQueue |
+//! | `sts.rs` | AssumeRole (SigV4; `--role ARN[:EXTERNAL_ID]`, the external id required when the role has one), AssumeRoleWithWebIdentity (unsigned; `--web-identity-token`), GetCallerIdentity; role sessions (`ASIA…` key, secret, session token, expiry); the container credentials endpoint |
 //! | `client.rs` | a small signed client, for the generator's uploads and tests |
 //!
 //! Addressing: path style (`/{bucket}/{key}`, what SDKs use with a custom
@@ -17,8 +19,22 @@
 //! chunk signatures of `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` bodies are not
 //! checked (the seed signature over the headers is).
 //!
+//! Who may do what: the access key may do everything, unless
+//! `--require-role`: then it keeps only the writes CloudTrail itself does
+//! (CreateBucket, PutObject, bucket notifications, CreateQueue,
+//! GetQueueUrl, SendMessage) and every read is `AccessDenied` to it; role
+//! sessions may do everything while they last.
+//!
+//! Container credentials: with `--container-token T`,
+//! `GET /_devstack/container-credentials` with `Authorization: T` answers a
+//! session of `--container-role` in ECS's JSON shape (`AccessKeyId`,
+//! `SecretAccessKey`, `Token`, `Expiration`, `RoleArn`), for
+//! `AWS_CONTAINER_CREDENTIALS_FULL_URI` (loopback http is what the SDKs
+//! accept).
+//!
 //! Admin (unauthenticated): `GET /_devstack/stats` (requests per operation
-//! and answer, objects, messages visible / in flight / deleted, receives),
+//! and answer — STS's too —, objects, messages visible / in flight /
+//! deleted, receives, STS sessions issued and live),
 //! `PUT /_devstack/faults` (`{"fail_every": N, "fail_status": 503,
 //! "drop_every": N, "latency_ms": N, "ops": ["GetObject", …]}`: every Nth
 //! request of the named operations, all when `ops` is empty, answers
@@ -27,6 +43,7 @@
 pub mod client;
 mod s3;
 mod sqs;
+mod sts;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,6 +102,32 @@ pub struct S3Config {
     /// Largest request body accepted, bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_body_bytes: usize,
+    /// `ARN[:EXTERNAL_ID]` (repeatable): a role STS AssumeRole hands out
+    /// sessions of; with an external id, AssumeRole must carry exactly it.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// S3 and SQS refuse every read by the access key itself
+    /// (AccessDenied): only role sessions read. The key keeps CloudTrail's
+    /// writes.
+    #[arg(long)]
+    pub require_role: bool,
+    /// A role's longest session (a larger DurationSeconds is refused), seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub max_session_secs: u64,
+    /// The one token AssumeRoleWithWebIdentity accepts (absent: none).
+    #[arg(long, env = "DEVSTACK_WEB_IDENTITY_TOKEN", hide_env_values = true)]
+    pub web_identity_token: Option<String>,
+    /// Serve container credentials at `GET /_devstack/container-credentials`
+    /// to requests whose `Authorization` header is this token.
+    #[arg(long, env = "DEVSTACK_CONTAINER_TOKEN", hide_env_values = true)]
+    pub container_token: Option<String>,
+    /// The role container credentials are sessions of (default: the first
+    /// `--role`, else `arn:aws:iam::{account}:role/devstack-task`).
+    #[arg(long)]
+    pub container_role: Option<String>,
+    /// How long container credentials last, seconds (ECS's are hours).
+    #[arg(long, default_value_t = 21_600)]
+    pub container_session_secs: u64,
 }
 
 impl S3Config {
@@ -130,6 +173,9 @@ pub(crate) struct AwsState {
     config: S3Config,
     s3: Mutex<s3::Buckets>,
     sqs: sqs::Queues,
+    /// `--role`, parsed.
+    roles: Vec<sts::Role>,
+    sts: sts::Sessions,
     faults: Mutex<Faults>,
     stats: Mutex<Stats>,
 }
@@ -205,15 +251,28 @@ pub struct S3Server {
 pub enum S3Error {
     #[error("--notify {0:?}: expected BUCKET=QUEUE[:PREFIX]")]
     Notify(String),
+    #[error("{0}")]
+    Role(String),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl S3Server {
     pub async fn start(config: S3Config) -> Result<S3Server, S3Error> {
+        let roles = config
+            .roles
+            .iter()
+            .map(|r| sts::parse_role(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(S3Error::Role)?;
+        if let Some(r) = &config.container_role {
+            sts::parse_role(r).map_err(S3Error::Role)?;
+        }
         let state = Arc::new(AwsState {
             s3: Mutex::new(s3::Buckets::default()),
             sqs: sqs::Queues::default(),
+            roles,
+            sts: sts::Sessions::default(),
             faults: Mutex::default(),
             stats: Mutex::default(),
             config: config.clone(),
@@ -304,8 +363,21 @@ pub(crate) fn request_id() -> String {
 /// Which service a request is for, and its operation name.
 enum Route {
     Sqs(String),
+    Sts(String),
     S3,
 }
+
+/// What the access key may still do under `--require-role`: the writes
+/// CloudTrail itself makes.
+const KEY_WRITES: &[&str] = &[
+    "CreateBucket",
+    "PutObject",
+    "PutBucketNotificationConfiguration",
+    "CreateQueue",
+    "GetQueueUrl",
+    "SendMessage",
+    "SendMessageBatch",
+];
 
 impl AwsState {
     fn stats_json(&self) -> Value {
@@ -325,6 +397,8 @@ impl AwsState {
             "messages_redelivered": s.redelivered,
             "messages_deleted": s.deleted,
             "notifications": s.notifications,
+            "sts_sessions_issued": self.sts.issued(),
+            "sts_sessions_live": self.sts.live(),
             "faults": {
                 "fail_every": faults.fail_every,
                 "drop_every": faults.drop_every,
@@ -364,15 +438,15 @@ impl AwsState {
         None
     }
 
-    /// SigV4 over the request as received. `payload` is what the client
-    /// said it signed as the payload (S3: `x-amz-content-sha256`; others:
-    /// the body's hash).
+    /// SigV4 over the request as received: who signed it. `payload` is
+    /// what the client said it signed as the payload (S3:
+    /// `x-amz-content-sha256`; others: the body's hash).
     fn authenticate(
         &self,
         call: &Call,
         payload: &str,
         service: &str,
-    ) -> Result<(), (u16, &'static str, String)> {
+    ) -> Result<sts::Principal, (u16, &'static str, String)> {
         let Some(a) = call.header("authorization") else {
             return Err((
                 403,
@@ -423,13 +497,12 @@ impl AwsState {
                 "The difference between the request time and the current time is too large.".into(),
             ));
         }
-        if signed.access_key_id != self.config.access_key_id {
-            return Err((
-                403,
-                "InvalidAccessKeyId",
-                "The AWS Access Key Id you provided does not exist in our records.".into(),
-            ));
-        }
+        let (secret, principal) = sts::credential(
+            self,
+            &signed.access_key_id,
+            call.header("x-amz-security-token"),
+            service,
+        )?;
         match auth::verify_sigv4(
             &call.method,
             &call.raw_path,
@@ -437,9 +510,9 @@ impl AwsState {
             &call.headers,
             a,
             payload,
-            &self.config.secret_access_key,
+            &secret,
         ) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(principal),
             Err(auth::AuthError::Mismatch(s)) => Err((
                 403,
                 "SignatureDoesNotMatch",
@@ -447,6 +520,29 @@ impl AwsState {
             )),
             Err(e) => Err((400, "IncompleteSignature", format!("{e:?}"))),
         }
+    }
+
+    /// May `principal` do `op`? Only the access key is ever refused, and
+    /// only under `--require-role`.
+    fn permit(
+        &self,
+        principal: &sts::Principal,
+        op: &str,
+    ) -> Result<(), (u16, &'static str, String)> {
+        if self.config.require_role
+            && *principal == sts::Principal::Key
+            && !KEY_WRITES.contains(&op)
+        {
+            return Err((
+                403,
+                "AccessDenied",
+                format!(
+                    "User: arn:aws:iam::{}:user/devstack is not authorized to perform: {op} (only role sessions may read)",
+                    self.config.account
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn admin(&self, method: &http::Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
@@ -483,6 +579,11 @@ impl Handler for AwsState {
             }
         };
         let raw_path = parts.uri.path().to_owned();
+        if raw_path == "/_devstack/container-credentials" {
+            let (resp, code) = sts::container_credentials(self, &parts.method, &parts.headers);
+            self.count("ContainerCredentials", code);
+            return Ok(resp);
+        }
         if let Some(admin) = raw_path.strip_prefix("/_devstack/") {
             return Ok(self.admin(&parts.method, admin, &body));
         }
@@ -508,10 +609,13 @@ impl Handler for AwsState {
             Some(t) if t.starts_with("AmazonSQS.") => {
                 Route::Sqs(t["AmazonSQS.".len()..].to_owned())
             }
-            _ => Route::S3,
+            _ => match sts::action(&call) {
+                Some(action) => Route::Sts(action),
+                None => Route::S3,
+            },
         };
         let op = match &route {
-            Route::Sqs(op) => op.clone(),
+            Route::Sqs(op) | Route::Sts(op) => op.clone(),
             Route::S3 => s3::operation(self, &call),
         };
         let latency = self.faults.lock().latency_ms;
@@ -529,6 +633,9 @@ impl Handler for AwsState {
                         "AWS.SimpleQueueService.ServiceUnavailable",
                         "devstack fault injection",
                     ),
+                    Route::Sts(_) => {
+                        sts::error(status, "ServiceUnavailable", "devstack fault injection")
+                    }
                     Route::S3 => s3::error(
                         status,
                         "ServiceUnavailable",
@@ -546,11 +653,15 @@ impl Handler for AwsState {
         let reply = match route {
             Route::Sqs(op) => {
                 let hash = hex::encode(sha2::Sha256::digest(&call.body));
-                match self.authenticate(&call, &hash, "sqs") {
+                match self
+                    .authenticate(&call, &hash, "sqs")
+                    .and_then(|who| self.permit(&who, &op))
+                {
                     Ok(()) => sqs::dispatch(self, &op, &call).await,
                     Err((status, code, message)) => sqs::error(status, code, code, &message),
                 }
             }
+            Route::Sts(action) => sts::dispatch(self, &action, &call),
             Route::S3 => s3::dispatch(self, &call),
         };
         self.count(&op, &reply.code);

@@ -240,7 +240,11 @@ pub(crate) fn dispatch(state: &AwsState, call: &Call) -> Reply {
             &call.raw_path,
         );
     }
-    if let Err((status, code, message)) = state.authenticate(call, &payload, "s3") {
+    let op = operation(state, call);
+    let allowed = state
+        .authenticate(call, &payload, "s3")
+        .and_then(|who| state.permit(&who, &op));
+    if let Err((status, code, message)) = allowed {
         return if call.method == "HEAD" {
             head_error(status, code)
         } else {
@@ -249,7 +253,7 @@ pub(crate) fn dispatch(state: &AwsState, call: &Call) -> Reply {
     }
     let (bucket, key) = address(state, call);
     let resource = format!("/{bucket}/{key}");
-    match operation(state, call).as_str() {
+    match op.as_str() {
         "ListBuckets" => list_buckets(state),
         "CreateBucket" => {
             if state.s3.lock().create(&bucket) {
