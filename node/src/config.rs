@@ -192,9 +192,28 @@ pub struct S3SourceConfig {
     pub address: Option<String>,
     #[serde(default)]
     pub path_style: bool,
+    /// Static keys. Without them, credentials come from AWS's default
+    /// chain: `AWS_ACCESS_KEY_ID`… in the environment, the shared
+    /// credentials files, web identity, container credentials, EC2
+    /// instance metadata (see `deploy/trail.toml`).
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<SecretSource>,
     pub session_token: Option<SecretSource>,
+    /// A profile of `~/.aws/credentials` / `~/.aws/config` (else
+    /// `AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
+    /// A role to assume (STS AssumeRole) with those credentials: for a
+    /// bucket and queue in another account.
+    pub role_arn: Option<String>,
+    /// What the role's trust policy requires as `sts:ExternalId`.
+    pub external_id: Option<SecretSource>,
+    #[serde(default = "default_role_session_name")]
+    pub role_session_name: String,
+    /// The role session's length (`DurationSeconds`), 900..=43200.
+    #[serde(default = "default_assume_role_secs")]
+    pub assume_role_secs: u64,
+    #[serde(default = "default_aws_sts_endpoint")]
+    pub sts_endpoint: String,
     /// Where a partition never read starts: `begin` (every file kept), `end`
     /// (files from now on), or a unix time in seconds.
     #[serde(default = "default_s3_start")]
@@ -289,11 +308,28 @@ pub struct S3SqsSourceConfig {
     /// `/{bucket}/{key}` rather than `{bucket}.{host}/{key}`.
     #[serde(default)]
     pub path_style: bool,
-    /// Static keys; when absent, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
-    /// and `AWS_SESSION_TOKEN` from the environment.
+    /// Static keys. Without them, credentials come from AWS's default
+    /// chain: `AWS_ACCESS_KEY_ID`… in the environment, the shared
+    /// credentials files, web identity, container credentials, EC2
+    /// instance metadata (see `deploy/trail.toml`).
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<SecretSource>,
     pub session_token: Option<SecretSource>,
+    /// A profile of `~/.aws/credentials` / `~/.aws/config` (else
+    /// `AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
+    /// A role to assume (STS AssumeRole) with those credentials: for a
+    /// bucket and queue in another account.
+    pub role_arn: Option<String>,
+    /// What the role's trust policy requires as `sts:ExternalId`.
+    pub external_id: Option<SecretSource>,
+    #[serde(default = "default_role_session_name")]
+    pub role_session_name: String,
+    /// The role session's length (`DurationSeconds`), 900..=43200.
+    #[serde(default = "default_assume_role_secs")]
+    pub assume_role_secs: u64,
+    #[serde(default = "default_aws_sts_endpoint")]
+    pub sts_endpoint: String,
     /// Concurrent long polls on this node.
     #[serde(default = "default_pollers")]
     pub pollers: usize,
@@ -326,6 +362,220 @@ fn default_sqs_endpoint() -> String {
 }
 fn default_s3_endpoint() -> String {
     "https://s3.{region}.amazonaws.com".into()
+}
+fn default_aws_sts_endpoint() -> String {
+    "https://sts.{region}.amazonaws.com".into()
+}
+fn default_role_session_name() -> String {
+    "trail".into()
+}
+fn default_assume_role_secs() -> u64 {
+    3600
+}
+
+/// The credential keys both AWS sources share, borrowed from either.
+#[derive(Debug, Clone, Copy)]
+pub struct AwsAuth<'a> {
+    pub access_key_id: Option<&'a str>,
+    pub secret_access_key: Option<&'a SecretSource>,
+    pub session_token: Option<&'a SecretSource>,
+    pub profile: Option<&'a str>,
+    pub role_arn: Option<&'a str>,
+    pub external_id: Option<&'a SecretSource>,
+    pub role_session_name: &'a str,
+    pub assume_role_secs: u64,
+    pub sts_endpoint: &'a str,
+    pub region: &'a str,
+    /// The source's `address`: STS is dialled there too.
+    pub address: Option<&'a str>,
+}
+
+macro_rules! aws_auth {
+    ($q:expr) => {
+        AwsAuth {
+            access_key_id: $q.access_key_id.as_deref(),
+            secret_access_key: $q.secret_access_key.as_ref(),
+            session_token: $q.session_token.as_ref(),
+            profile: $q.profile.as_deref(),
+            role_arn: $q.role_arn.as_deref(),
+            external_id: $q.external_id.as_ref(),
+            role_session_name: &$q.role_session_name,
+            assume_role_secs: $q.assume_role_secs,
+            sts_endpoint: &$q.sts_endpoint,
+            region: &$q.region,
+            address: $q.address.as_deref(),
+        }
+    };
+}
+
+impl S3SourceConfig {
+    pub fn aws_auth(&self) -> AwsAuth<'_> {
+        aws_auth!(self)
+    }
+}
+
+impl S3SqsSourceConfig {
+    pub fn aws_auth(&self) -> AwsAuth<'_> {
+        aws_auth!(self)
+    }
+}
+
+impl AwsAuth<'_> {
+    /// Checks every key, naming it in the error. Whether credentials can
+    /// be found at all is known only at run time (the environment, the
+    /// instance): the node checks that at start.
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        self.settings(key).map(|_| ())
+    }
+
+    /// What `aws::CredentialsProvider` is built from, secrets resolved.
+    pub fn settings(
+        &self,
+        key: &str,
+    ) -> Result<crate::aws::credentials::CredentialsSettings, ConfigError> {
+        use crate::aws::credentials::{AssumeRole, CredentialsSettings};
+        use crate::aws::AwsCredentials;
+        let keys = match (self.access_key_id, self.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                if id.trim().is_empty() {
+                    return Err(invalid(format!("{key}.access_key_id"), "must not be empty"));
+                }
+                Some(AwsCredentials {
+                    access_key_id: id.trim().to_owned(),
+                    secret_access_key: secret.resolve(&format!("{key}.secret_access_key"))?,
+                    session_token: self
+                        .session_token
+                        .map(|t| t.resolve(&format!("{key}.session_token")))
+                        .transpose()?,
+                })
+            }
+            (None, None) => {
+                if self.session_token.is_some() {
+                    return Err(invalid(
+                        format!("{key}.session_token"),
+                        "given without access_key_id and secret_access_key (keys from the environment bring AWS_SESSION_TOKEN)",
+                    ));
+                }
+                None
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    format!("{key}.secret_access_key"),
+                    "missing (access_key_id is set)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    format!("{key}.access_key_id"),
+                    "missing (secret_access_key is set)",
+                ))
+            }
+        };
+        if let Some(p) = self.profile {
+            if keys.is_some() {
+                return Err(invalid(
+                    format!("{key}.profile"),
+                    "given with access_key_id: use one or the other",
+                ));
+            }
+            if p.trim().is_empty() || p.contains([']', '[', '\n', '\r']) {
+                return Err(invalid(format!("{key}.profile"), "not a profile name"));
+            }
+        }
+        let sts_endpoint = crate::aws::AwsEndpoint::parse(self.sts_endpoint, self.address)
+            .map_err(|e| invalid(format!("{key}.sts_endpoint"), e))?;
+        let assume_role = match self.role_arn {
+            Some(arn) => {
+                if !valid_role_arn(arn) {
+                    return Err(invalid(
+                        format!("{key}.role_arn"),
+                        format!("{arn:?} is not a role ARN (arn:aws:iam::123456789012:role/NAME)"),
+                    ));
+                }
+                let external_id = self
+                    .external_id
+                    .map(|x| x.resolve(&format!("{key}.external_id")))
+                    .transpose()?;
+                if let Some(x) = &external_id {
+                    let ok = (2..=1224).contains(&x.expose().len())
+                        && x.expose()
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
+                    if !ok {
+                        return Err(invalid(
+                            format!("{key}.external_id"),
+                            "must be 2..=1224 characters of A-Z a-z 0-9 _ + = , . @ : / -",
+                        ));
+                    }
+                }
+                let name = self.role_session_name;
+                if !(2..=64).contains(&name.len())
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+                {
+                    return Err(invalid(
+                        format!("{key}.role_session_name"),
+                        "must be 2..=64 characters of A-Z a-z 0-9 _ + = , . @ -",
+                    ));
+                }
+                if !(900..=43_200).contains(&self.assume_role_secs) {
+                    return Err(invalid(
+                        format!("{key}.assume_role_secs"),
+                        "must be 900..=43200 (STS's range; the role's maximum session may be lower)",
+                    ));
+                }
+                Some(AssumeRole {
+                    role_arn: arn.to_owned(),
+                    external_id,
+                    role_session_name: name.to_owned(),
+                    duration: std::time::Duration::from_secs(self.assume_role_secs),
+                })
+            }
+            None => {
+                if self.external_id.is_some() {
+                    return Err(invalid(
+                        format!("{key}.external_id"),
+                        "given without role_arn",
+                    ));
+                }
+                None
+            }
+        };
+        Ok(CredentialsSettings {
+            keys,
+            profile: self.profile.map(|p| p.trim().to_owned()),
+            region: self.region.to_owned(),
+            sts_endpoint,
+            assume_role,
+        })
+    }
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`: a 12-digit account, a
+/// name of IAM's characters.
+fn valid_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ["arn", partition, "iam", "", account, resource] = parts[..] else {
+        return false;
+    };
+    let Some(path) = resource.strip_prefix("role/") else {
+        return false;
+    };
+    partition.starts_with("aws")
+        && partition
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-')
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && arn.len() <= 2048
+        && path
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| (1..=64).contains(&n.len()))
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@/-".contains(&b))
 }
 fn default_pollers() -> usize {
     2
@@ -737,12 +987,7 @@ fn validate_s3(q: &S3SourceConfig, key: &str) -> Result<(), ConfigError> {
     }
     crate::aws::AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
         .map_err(|e| invalid(format!("{key}.s3_endpoint"), e))?;
-    validate_aws_keys(
-        key,
-        &q.access_key_id,
-        &q.secret_access_key,
-        &q.session_token,
-    )?;
+    q.aws_auth().validate(key)?;
     if q.start != "begin" && q.start != "end" && q.start.parse::<u32>().is_err() {
         return Err(invalid(
             format!("{key}.start"),
@@ -763,49 +1008,6 @@ fn validate_s3(q: &S3SourceConfig, key: &str) -> Result<(), ConfigError> {
             format!("{key}.in_flight_objects"),
             "must be 1..=64",
         ));
-    }
-    Ok(())
-}
-
-fn validate_aws_keys(
-    key: &str,
-    id: &Option<String>,
-    secret: &Option<SecretSource>,
-    token: &Option<SecretSource>,
-) -> Result<(), ConfigError> {
-    match (id, secret) {
-        (Some(_), Some(secret)) => {
-            secret.resolve(&format!("{key}.secret_access_key"))?;
-        }
-        (None, None) => {
-            if token.is_some() {
-                return Err(invalid(
-                    format!("{key}.session_token"),
-                    "given without access_key_id and secret_access_key (keys from the environment bring AWS_SESSION_TOKEN)",
-                ));
-            }
-            if crate::aws::AwsCredentials::from_env().is_none() {
-                return Err(invalid(
-                    format!("{key}.access_key_id"),
-                    "no keys: set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                ));
-            }
-        }
-        (Some(_), None) => {
-            return Err(invalid(
-                format!("{key}.secret_access_key"),
-                "missing (access_key_id is set)",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(invalid(
-                format!("{key}.access_key_id"),
-                "missing (secret_access_key is set)",
-            ))
-        }
-    }
-    if let Some(t) = token {
-        t.resolve(&format!("{key}.session_token"))?;
     }
     Ok(())
 }
@@ -833,12 +1035,7 @@ fn validate_s3_sqs(q: &S3SqsSourceConfig, key: &str) -> Result<(), ConfigError> 
         crate::aws::AwsEndpoint::parse(v, q.address.as_deref())
             .map_err(|e| invalid(format!("{key}.{k}"), e))?;
     }
-    validate_aws_keys(
-        key,
-        &q.access_key_id,
-        &q.secret_access_key,
-        &q.session_token,
-    )?;
+    q.aws_auth().validate(key)?;
     if q.pollers == 0 || q.pollers > 64 {
         return Err(invalid(format!("{key}.pollers"), "must be 1..=64"));
     }
@@ -1388,6 +1585,87 @@ secret_access_key = "aws-s3cret"
             file.replace("\"/data/**/*.json.gz\"", "")
         ))
         .starts_with("sources[0].paths:"));
+    }
+
+    #[test]
+    fn aws_sources_take_keys_a_profile_or_the_chain_and_a_role_on_top() {
+        let bad = |from: &str, to: &str| err(&format!("{GOOD}{}", S3_SQS.replace(from, to)));
+        let good = |from: &str, to: &str| {
+            let c: Config = toml::from_str(&format!("{GOOD}{}", S3_SQS.replace(from, to))).unwrap();
+            c.validate().unwrap();
+            c
+        };
+        let keys = "access_key_id = \"AKIA\"\nsecret_access_key = \"aws-s3cret\"\n";
+        // No keys at all: the chain's business, at start, not the config's.
+        good(keys, "");
+        good(keys, "profile = \"audit\"\n");
+        assert!(bad("access_key_id = \"AKIA\"\n", "").starts_with("sources[0].access_key_id:"));
+        assert!(bad(keys, "session_token = \"t\"\n").starts_with("sources[0].session_token:"));
+        assert!(
+            bad(keys, &format!("{keys}profile = \"audit\"\n")).starts_with("sources[0].profile:")
+        );
+        // A role, with its external id from the environment or inline.
+        let role = "role_arn = \"arn:aws:iam::210987654321:role/trail/reader\"\nexternal_id = \"ext-1234:/x\"\n";
+        let c = good(keys, &format!("{keys}{role}"));
+        let (key, q) = c.s3_sqs().next().unwrap();
+        let s = q.aws_auth().settings(&key).unwrap();
+        let r = s.assume_role.as_ref().unwrap();
+        assert_eq!(
+            (r.role_session_name.as_str(), r.duration.as_secs()),
+            ("trail", 3600)
+        );
+        assert_eq!(r.external_id.as_ref().unwrap().expose(), "ext-1234:/x");
+        assert!(
+            !format!("{c:?} {s:?}").contains("ext-1234"),
+            "the external id never in Debug"
+        );
+        good(keys, "role_arn = \"arn:aws-cn:iam::210987654321:role/r\"\nassume_role_secs = 43200\nrole_session_name = \"node-1@trail\"\n");
+        for (arn, why) in [
+            ("arn:aws:iam::21098765432:role/r", "11 digits"),
+            ("arn:aws:iam::210987654321:user/r", "a user"),
+            ("arn:aws:s3:::bucket", "not IAM"),
+            ("arn:aws:iam::210987654321:role/", "no name"),
+            ("arn:aws:iam::210987654321:role/a b", "a space"),
+        ] {
+            let e = bad(keys, &format!("{keys}role_arn = \"{arn}\"\n"));
+            assert!(e.starts_with("sources[0].role_arn:"), "{why}: {e}");
+        }
+        let with_role = |extra: &str| bad(keys, &format!("{keys}{role}{extra}"));
+        assert!(with_role("assume_role_secs = 899\n").starts_with("sources[0].assume_role_secs:"));
+        assert!(with_role("assume_role_secs = 43201\n").starts_with("sources[0].assume_role_secs:"));
+        assert!(
+            with_role("role_session_name = \"a b\"\n").starts_with("sources[0].role_session_name:")
+        );
+        assert!(with_role("sts_endpoint = \"sts\"\n").starts_with("sources[0].sts_endpoint:"));
+        let e = bad(
+            keys,
+            &format!(
+                "{keys}role_arn = \"arn:aws:iam::210987654321:role/r\"\nexternal_id = \"x\"\n"
+            ),
+        );
+        assert!(e.starts_with("sources[0].external_id:"), "{e}");
+        let e = bad(keys, &format!("{keys}external_id = \"ext-1234\"\n"));
+        assert!(
+            e.starts_with("sources[0].external_id:") && e.contains("without role_arn"),
+            "{e}"
+        );
+        let e = bad(
+            keys,
+            &format!(
+                "{keys}{}",
+                role.replace(
+                    "\"ext-1234:/x\"",
+                    "{ env = \"TRAIL_SURELY_UNSET_EXTERNAL_ID\" }"
+                )
+            ),
+        );
+        assert!(e.starts_with("sources[0].external_id:"), "{e}");
+        // The listing source takes the same keys.
+        let s3 = "\n[[sources]]\ntype = \"s3\"\nbucket = \"org-trail\"\nregion = \"us-east-1\"\n";
+        let c: Config = toml::from_str(&format!("{GOOD}{s3}{role}")).unwrap();
+        c.validate().unwrap();
+        let e = err(&format!("{GOOD}{s3}role_arn = \"nope\"\n"));
+        assert!(e.starts_with("sources[0].role_arn:"), "{e}");
     }
 
     fn err(text: &str) -> String {

@@ -21,7 +21,7 @@
 //! | 0 | [`metrics`] | histograms and collector helpers over `prometheus-client` |
 //! | 1 | [`event`] | ActionTrail / CloudTrail → `AuditEvent` (borrowed), resources, filters |
 //! | 1 | [`sls`] | the SLS wire protocol: signing, addressing, ListShards, GetCursor, PullLogs, PutLogs, consumer-group checkpoints, body codecs |
-//! | 1 | [`aws`] | the AWS wire protocols of a CloudTrail source: SigV4 requests, S3 GetObject, SQS receive/delete/visibility, the notifications that name new objects |
+//! | 1 | [`aws`] | the AWS wire protocols of a CloudTrail source: SigV4 requests, S3 GetObject, SQS receive/delete/visibility, the notifications that name new objects, credentials (AWS's default chain, STS AssumeRole) |
 //! | 1 | [`record`] | the business-view record: provenance, tags, the view encoders write, dead letters, the shared JSON writer, encoded slabs |
 //! | 2 | [`tags`] | `TagCache` (moka) and its providers (file, Alibaba Cloud, AWS) |
 //! | 2 | [`sink`] | HEC, SLS, file and dead-letter sinks; each folder owns its config, encoder, service and retry |

@@ -299,42 +299,34 @@ impl crate::metrics::Collector for SharedQueueMetrics {
     }
 }
 
-/// Starts the pollers of every `s3_sqs` source, each on its own arbiter.
-/// Static keys from the config, else the environment's.
-fn aws_credentials(
+/// An AWS source's credentials: its keys, else AWS's default chain, with
+/// a role assumed on top when it names one. Loaded once here, so that a
+/// node without any stops at start, saying everything it tried.
+async fn aws_credentials(
     key: &str,
-    id: &Option<String>,
-    secret: &Option<crate::secret::SecretSource>,
-    token: &Option<crate::secret::SecretSource>,
-) -> Result<crate::aws::AwsCredentials, StartError> {
-    match (id, secret) {
-        (Some(id), Some(secret)) => Ok(crate::aws::AwsCredentials {
-            access_key_id: id.clone(),
-            secret_access_key: crate::secret::Secret::new(
-                secret
-                    .resolve(&format!("{key}.secret_access_key"))
-                    .map_err(ConfigError::from)?
-                    .expose(),
-            ),
-            session_token: match token {
-                Some(t) => Some(crate::secret::Secret::new(
-                    t.resolve(&format!("{key}.session_token"))
-                        .map_err(ConfigError::from)?
-                        .expose(),
-                )),
-                None => None,
-            },
-        }),
-        _ => crate::aws::AwsCredentials::from_env().ok_or_else(|| StartError::Sink {
-            key: format!("{key}.access_key_id"),
-            message: "no keys in the config or the environment".into(),
-        }),
-    }
+    auth: crate::config::AwsAuth<'_>,
+) -> Result<crate::aws::CredentialsProvider, StartError> {
+    let failed = |message: String| StartError::Sink {
+        key: key.to_owned(),
+        message,
+    };
+    let provider = crate::aws::CredentialsProvider::new(auth.settings(key)?)
+        .map_err(|e| failed(e.to_string()))?;
+    provider
+        .credentials()
+        .await
+        .map_err(|e| failed(format!("AWS credentials: {e}")))?;
+    tracing::info!(
+        source = key,
+        provider = provider.provider().unwrap_or(""),
+        "AWS credentials"
+    );
+    Ok(provider)
 }
 
 /// A spawner per S3 trail read by listing (`type = "s3"`).
 #[allow(clippy::too_many_arguments)]
-fn s3_spawners(
+async fn s3_spawners(
     config: &Config,
     store: &CheckpointStore,
     enricher: &Addr<Enricher>,
@@ -352,12 +344,7 @@ fn s3_spawners(
             key: format!("{key}.{k}"),
             message: m,
         };
-        let credentials = aws_credentials(
-            &key,
-            &q.access_key_id,
-            &q.secret_access_key,
-            &q.session_token,
-        )?;
+        let credentials = aws_credentials(&key, q.aws_auth()).await?;
         let endpoint = AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
             .map_err(|m| err("s3_endpoint", m))?;
         let s3 = S3Client::new(endpoint, credentials, &q.region, q.path_style)
@@ -427,7 +414,8 @@ fn s3_spawners(
     Ok(out)
 }
 
-fn start_queue_sources(
+/// Starts the pollers of every `s3_sqs` source, each on its own arbiter.
+async fn start_queue_sources(
     config: &Config,
     enricher: &Addr<Enricher>,
     sinks: &Arc<[SinkHandle]>,
@@ -443,12 +431,7 @@ fn start_queue_sources(
             key: format!("{key}.{k}"),
             message: m,
         };
-        let credentials = aws_credentials(
-            &key,
-            &q.access_key_id,
-            &q.secret_access_key,
-            &q.session_token,
-        )?;
+        let credentials = aws_credentials(&key, q.aws_auth()).await?;
         let sqs_ep = AwsEndpoint::parse(&q.sqs_endpoint, q.address.as_deref())
             .map_err(|m| err("sqs_endpoint", m))?;
         let s3_ep = AwsEndpoint::parse(&q.s3_endpoint, q.address.as_deref())
@@ -808,7 +791,8 @@ impl RunningNode {
             &queue_metrics,
             &fence,
             stop.clone(),
-        )?;
+        )
+        .await?;
         let node = RunningNode {
             stats,
             metrics_addr,
@@ -828,7 +812,8 @@ impl RunningNode {
             &fence,
             &budget,
             &node,
-        )?;
+        )
+        .await?;
         let s3_rescans: Vec<Duration> = config
             .s3()
             .map(|(_, q)| Duration::from_secs(q.discover_secs))

@@ -273,6 +273,33 @@ impl TrailNode {
         TrailNode { child }
     }
 
+    /// With `env` set and none of the test's own `AWS_*` variables (keys,
+    /// profiles, container or instance credentials): the node finds only
+    /// the credentials the test gives it.
+    pub fn spawn_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> TrailNode {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(config.with_extension("log"))
+            .expect("node log file");
+        let mut cmd = Command::new(binary("trail-node"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn trail-node");
+        TrailNode { child }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

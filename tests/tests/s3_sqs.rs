@@ -2,7 +2,8 @@
 //! through SQS, read by a real `trail-node` process and delivered to
 //! devstack's HEC receiver, with tags from devstack's AWS
 //! `GetResources`. Every stand-in is a `trail-devstack` process; the node
-//! is killed with SIGKILL mid-stream.
+//! is killed with SIGKILL mid-stream. Credentials come from the config, a
+//! role assumed with an external id, or container credentials.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,12 +11,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use trail_devstack::aws::client::AwsClient;
+use trail_node::aws::credentials::{AssumeRole, CredentialsSettings};
+use trail_node::aws::{AwsEndpoint, CredentialsProvider};
 use trail_tests::{binary, Devstack, TrailNode, HEC_TOKEN};
 
 const AK: &str = "AKIATRAILTESTS000001";
 const SK: &str = "trail/tests/aws/secret/000000000000000000";
 const QUEUE: &str = "trail-files";
 const BUCKET: &str = "org-trail";
+/// The trail's account lets this role read, for whoever names the
+/// external id.
+const ROLE: &str = "arn:aws:iam::210987654321:role/trail-reader";
+const EXTERNAL_ID: &str = "trail-ext-4f9c2a";
+/// What devstack's container credentials endpoint wants in `Authorization`.
+const CONTAINER_TOKEN: &str = "container-token-for-tests";
 
 struct Setup {
     dir: PathBuf,
@@ -114,13 +123,17 @@ async fn setup_with(
             tags_path.to_str().unwrap(),
         ],
     );
-    // What was written, read back with devstack's own client.
+    // What was written, read back (as the role when only it may read).
     let mut records = HashMap::new();
     let list = reqwest::get(format!("http://{}/_devstack/stats", aws.addr))
         .await
         .unwrap();
     assert_eq!(list.status(), 200);
-    for (key, body) in objects(&aws).await {
+    let reader = match aws_args.contains(&"--require-role") {
+        true => role_reader(&aws),
+        false => creds().into(),
+    };
+    for (key, body) in objects(&aws, reader).await {
         let doc: Value = serde_json::from_slice(&gunzip(&body)).unwrap();
         for r in doc["Records"].as_array().unwrap() {
             records.insert(r["eventID"].as_str().unwrap().to_owned(), r.clone());
@@ -147,18 +160,27 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every object of the bucket, through a signed ListObjectsV2 + GetObject
-/// (the test's own minimal reads: path style, no paging past 1,000).
-async fn objects(aws: &Devstack) -> Vec<(String, Vec<u8>)> {
+/// Every object of the bucket, through signed ListObjectsV2 + GetObject.
+async fn objects(aws: &Devstack, reader: CredentialsProvider) -> Vec<(String, Vec<u8>)> {
     let s3 = trail_node::aws::s3::S3Client::new(
-        trail_node::aws::AwsEndpoint::parse(&format!("http://{}", aws.addr), None).unwrap(),
-        creds(),
+        AwsEndpoint::parse(&format!("http://{}", aws.addr), None).unwrap(),
+        reader,
         "us-east-1",
         true,
     )
     .unwrap();
-    let client = devstack_client(aws);
-    let keys = client.list_keys(BUCKET).await.unwrap();
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut list = trail_node::aws::s3::ListObjects::under("");
+        list.token = token.as_deref();
+        let page = s3.list_objects(BUCKET, &list).await.unwrap();
+        keys.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
     let mut out = Vec::new();
     for k in keys {
         let body = s3.get_object(BUCKET, &k, 64 << 20).await.unwrap();
@@ -175,12 +197,37 @@ fn creds() -> trail_node::aws::AwsCredentials {
     }
 }
 
+/// The role, assumed with the test's keys through devstack's STS.
+fn role_reader(aws: &Devstack) -> CredentialsProvider {
+    CredentialsProvider::new(CredentialsSettings {
+        keys: Some(creds()),
+        profile: None,
+        region: "us-east-1".into(),
+        sts_endpoint: AwsEndpoint::parse(&format!("http://{}", aws.addr), None).unwrap(),
+        assume_role: Some(AssumeRole {
+            role_arn: ROLE.into(),
+            external_id: Some(trail_node::secret::Secret::new(EXTERNAL_ID)),
+            role_session_name: "trail-tests".into(),
+            duration: Duration::from_secs(900),
+        }),
+    })
+    .unwrap()
+}
+
 fn devstack_client(aws: &Devstack) -> AwsClient {
     AwsClient::new(&format!("http://{}", aws.addr), AK, SK, "us-east-1")
 }
 
 impl Setup {
+    /// The node's config: the test's keys, then `extra_source`.
     fn config(&self, extra_source: &str) -> PathBuf {
+        let keys =
+            format!("access_key_id = \"{AK}\"\nsecret_access_key = {{ env = \"S3_TEST_SECRET\" }}");
+        self.config_with(&keys, extra_source)
+    }
+
+    /// The node's config with `keys` as the source's credential keys.
+    fn config_with(&self, keys: &str, extra_source: &str) -> PathBuf {
         let path = self.dir.join("trail.toml");
         let text = format!(
             r#"
@@ -197,8 +244,7 @@ sqs_endpoint = "http://sqs.{{region}}.amazonaws.com"
 s3_endpoint = "http://s3.{{region}}.amazonaws.com"
 address = "{aws}"
 path_style = true
-access_key_id = "{AK}"
-secret_access_key = {{ env = "S3_TEST_SECRET" }}
+{keys}
 wait_secs = 1
 {extra_source}
 
@@ -492,5 +538,135 @@ async fn a_hec_outage_longer_than_the_visibility_timeout_sends_each_record_once(
     let after = s.aws_stats().await;
     assert_eq!(after["messages_redelivered"], 0, "{after}");
     assert_eq!(after["messages_deleted"], 6, "{after}");
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+/// Waits for a node that should stop by itself; its log.
+fn failed_start(s: &Setup, node: &mut TrailNode) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.alive() {
+        assert!(Instant::now() < deadline, "the node kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = node.terminate().unwrap();
+    assert!(!status.success(), "{status:?}");
+    std::fs::read_to_string(s.dir.join("trail.log")).unwrap()
+}
+
+/// The bucket and queue belong to another account: the node's own keys
+/// may not read them (devstack `--require-role`), only the role they
+/// assume with the external id the role's trust names. A wrong external
+/// id stops the node at start with STS's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_assumes_a_role_with_its_external_id_delivers_every_record() {
+    let role = format!("{ROLE}:{EXTERNAL_ID}");
+    let s = setup("role", 6, 50, &["--role", &role, "--require-role"]).await;
+    // The premise: the keys alone cannot read the queue.
+    let sqs = trail_node::aws::sqs::SqsClient::new(
+        AwsEndpoint::parse(&format!("http://{}", s.aws.addr), None).unwrap(),
+        creds(),
+        "us-east-1",
+        &queue_url(&s.aws),
+    )
+    .unwrap();
+    let e = sqs
+        .receive(1, Duration::ZERO, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "AccessDenied", "{e}");
+
+    let role_keys = |external_id: &str| {
+        format!(
+            "role_arn = \"{ROLE}\"\nexternal_id = \"{external_id}\"\n\
+             sts_endpoint = \"http://sts.{{region}}.amazonaws.com\"\nassume_role_secs = 900"
+        )
+    };
+    let mut wrong = s.node(&s.config(&role_keys("trail-ext-wrong")));
+    let log = failed_start(&s, &mut wrong);
+    assert!(
+        log.contains("AssumeRole: HTTP 403 AccessDenied"),
+        "the start error says what STS said: {log}"
+    );
+    assert!(!log.contains(SK), "no secret in the log");
+
+    let mut node = s.node(&s.config(&role_keys(EXTERNAL_ID)));
+    let got = s.wait_all(&mut node, Duration::from_secs(120)).await;
+    let stats = s.wait_queue_empty(Duration::from_secs(30)).await;
+    assert_eq!(got.values().filter(|(n, _)| *n > 1).count(), 0);
+    assert_eq!(stats["messages_deleted"], 6, "{stats}");
+    let answers = &stats["answers"];
+    assert!(
+        answers["AssumeRole"]["200"].as_u64() >= Some(2),
+        "{answers}"
+    );
+    assert_eq!(answers["AssumeRole"]["AccessDenied"], 1, "{answers}");
+    assert!(
+        answers["GetObject"].get("AccessDenied").is_none()
+            && answers["ReceiveMessage"]["AccessDenied"] == 1,
+        "only the premise's receive was refused: {answers}"
+    );
+    let log = std::fs::read_to_string(s.dir.join("trail.log")).unwrap();
+    assert!(
+        log.contains(r#"AWS credentials source="sources[0]" provider="assume role""#),
+        "the log says where credentials came from: {log}"
+    );
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+/// No keys in the config or the environment: the node takes container
+/// credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, a loopback http URI
+/// as the SDKs allow, with its authorization token) from devstack, whose
+/// S3 and SQS let only role sessions read. Without them, the node stops at
+/// start listing every place it looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_container_credentials_and_no_keys_delivers_every_record() {
+    let role = format!("{ROLE}:{EXTERNAL_ID}");
+    let s = setup(
+        "container",
+        6,
+        50,
+        &[
+            "--role",
+            &role,
+            "--require-role",
+            "--container-token",
+            CONTAINER_TOKEN,
+        ],
+    )
+    .await;
+    let config = s.config_with("", "");
+    let nowhere = s.dir.join("no-such-aws-dir");
+    let files = [
+        ("HOME", nowhere.to_str().unwrap()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let mut bare = TrailNode::spawn_with_env(&config, &files);
+    let log = failed_start(&s, &mut bare);
+    for link in [
+        "no AWS credentials found",
+        "environment: AWS_ACCESS_KEY_ID not set",
+        "shared files: profile default not in",
+        "web identity: AWS_WEB_IDENTITY_TOKEN_FILE not set",
+        "container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI not set",
+        "instance metadata: AWS_EC2_METADATA_DISABLED=true",
+    ] {
+        assert!(log.contains(link), "{link:?} not in the start error: {log}");
+    }
+
+    let uri = format!("http://{}/_devstack/container-credentials", s.aws.addr);
+    let mut env = files.to_vec();
+    env.extend([
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN),
+    ]);
+    let mut node = TrailNode::spawn_with_env(&config, &env);
+    let got = s.wait_all(&mut node, Duration::from_secs(120)).await;
+    let stats = s.wait_queue_empty(Duration::from_secs(30)).await;
+    assert_eq!(got.values().filter(|(n, _)| *n > 1).count(), 0);
+    assert_eq!(stats["messages_deleted"], 6, "{stats}");
+    assert!(
+        stats["answers"]["ContainerCredentials"]["200"].as_u64() >= Some(1),
+        "{stats}"
+    );
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }

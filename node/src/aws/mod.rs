@@ -1,8 +1,10 @@
 //! The AWS wire protocols a CloudTrail source needs: S3 (GetObject;
 //! ListObjectsV2 comes with the listing source) and SQS (ReceiveMessage, DeleteMessage,
 //! ChangeMessageVisibility, in the JSON 1.0 protocol), signed with SigV4
-//! (`net::sign`, checked against AWS's published vector), and the
-//! notifications that name a trail's new files (`notification`).
+//! (`net::sign`, checked against AWS's published vector), the
+//! notifications that name a trail's new files (`notification`), and where
+//! the credentials come from (`credentials`: static keys, AWS's default
+//! chain, STS AssumeRole).
 //!
 //! Floor 1: imports only `net` and `secret`. The same code reaches AWS
 //! (`https://s3.{region}.amazonaws.com`, virtual-host buckets,
@@ -20,57 +22,24 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `mod.rs` | credentials, endpoints, one signed request, errors |
-//! | `s3.rs` | GetObject within a cap |
+//! | `mod.rs` | endpoints, one signed request, errors |
+//! | `credentials.rs` | static keys → environment → shared files → web identity → container → EC2 instance metadata, STS AssumeRole on top; cached, refreshed before expiry |
+//! | `s3.rs` | GetObject within a cap, ListObjectsV2 |
 //! | `sqs.rs` | ReceiveMessage (long poll), DeleteMessage, ChangeMessageVisibility |
 //! | `notification.rs` | S3 event notifications and CloudTrail's SNS messages → objects |
+//! | `xml.rs` | the element reads S3's and STS's XML answers need |
 
+pub mod credentials;
 pub mod notification;
 pub mod s3;
 pub mod sqs;
+mod xml;
 
 use std::time::{Duration, SystemTime};
 
+pub use credentials::{AwsCredentials, CredentialsError, CredentialsProvider};
+
 use crate::net::sign;
-use crate::secret::Secret;
-
-/// AWS credentials: static keys (with an STS session token when they are
-/// temporary).
-#[derive(Clone)]
-pub struct AwsCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-}
-
-impl std::fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AwsCredentials {
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
-    /// as every AWS tool reads them.
-    pub fn from_env() -> Option<AwsCredentials> {
-        let id = std::env::var("AWS_ACCESS_KEY_ID")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        Some(AwsCredentials {
-            access_key_id: id,
-            secret_access_key: Secret::new(secret),
-            session_token: std::env::var("AWS_SESSION_TOKEN")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Secret::new),
-        })
-    }
-}
 
 /// Where a service is: its endpoint (`{region}` in it is replaced by the
 /// client's region), and optionally the host:port to dial instead (the
@@ -126,10 +95,18 @@ pub enum AwsError {
     Invalid { op: &'static str, message: String },
     #[error("{op}: the answer is larger than the {cap} bytes allowed")]
     TooLarge { op: &'static str, cap: usize },
+    /// No credentials to sign with.
+    #[error("{op}: {source}")]
+    Credentials {
+        op: &'static str,
+        #[source]
+        source: Box<CredentialsError>,
+    },
 }
 
 impl AwsError {
-    /// Worth trying again: connection trouble, throttling, 5xx.
+    /// Worth trying again: connection trouble, throttling, 5xx, no
+    /// credentials to sign with.
     pub fn transient(&self) -> bool {
         match self {
             AwsError::Http { .. } => true,
@@ -140,6 +117,9 @@ impl AwsError {
                     || code == "SlowDown"
                     || code == "RequestTimeout"
             }
+            // The node's trouble, never the object's or the message's:
+            // tried again, never a reason to dead-letter.
+            AwsError::Credentials { .. } => true,
             AwsError::Invalid { .. } | AwsError::TooLarge { .. } => false,
         }
     }
@@ -157,7 +137,9 @@ impl AwsError {
 pub(crate) struct Signed {
     http: reqwest::Client,
     endpoint: AwsEndpoint,
-    credentials: AwsCredentials,
+    /// Asked before every request; `None`: unsigned (STS
+    /// AssumeRoleWithWebIdentity).
+    credentials: Option<CredentialsProvider>,
     region: String,
     service: &'static str,
     scheme: String,
@@ -167,7 +149,7 @@ pub(crate) struct Signed {
 impl Signed {
     pub fn new(
         endpoint: AwsEndpoint,
-        credentials: AwsCredentials,
+        credentials: Option<CredentialsProvider>,
         region: &str,
         service: &'static str,
         request_timeout: Duration,
@@ -185,8 +167,9 @@ impl Signed {
         })
     }
 
-    /// Sends one signed request. `host` is the authority the request is
-    /// for, `path` its percent-encoded path.
+    /// Sends one request, signed with the provider's current credentials.
+    /// `host` is the authority the request is for, `path` its
+    /// percent-encoded path.
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
@@ -205,20 +188,32 @@ impl Signed {
         if self.service == "s3" {
             headers.push(("x-amz-content-sha256".to_owned(), payload.clone()));
         }
-        if let Some(t) = &self.credentials.session_token {
-            headers.push(("x-amz-security-token".to_owned(), t.expose().to_owned()));
-        }
-        let auth = sign::sigv4_authorization(
-            &self.credentials.access_key_id,
-            self.credentials.secret_access_key.expose(),
-            &self.region,
-            self.service,
-            method.as_str(),
-            path,
-            query,
-            &headers,
-            &payload,
-        );
+        let auth = match &self.credentials {
+            Some(provider) => {
+                let c = provider
+                    .credentials()
+                    .await
+                    .map_err(|source| AwsError::Credentials {
+                        op,
+                        source: Box::new(source),
+                    })?;
+                if let Some(t) = &c.session_token {
+                    headers.push(("x-amz-security-token".to_owned(), t.expose().to_owned()));
+                }
+                Some(sign::sigv4_authorization(
+                    &c.access_key_id,
+                    c.secret_access_key.expose(),
+                    &self.region,
+                    self.service,
+                    method.as_str(),
+                    path,
+                    query,
+                    &headers,
+                    &payload,
+                ))
+            }
+            None => None,
+        };
         let authority = self.endpoint.address.as_deref().unwrap_or(host);
         let mut target = format!("{}://{authority}{path}", self.scheme);
         if !query.is_empty() {
@@ -232,8 +227,10 @@ impl Signed {
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        req.header("authorization", auth)
-            .send()
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send()
             .await
             .map_err(|source| AwsError::Http { op, source })
     }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{AwsCredentials, AwsEndpoint, AwsError, Signed};
+use super::xml::{element, elements, unescape};
+use super::{AwsEndpoint, AwsError, CredentialsProvider, Signed};
 use crate::net::sign::percent_encode;
 
 /// Reads a trail's objects.
@@ -18,16 +19,18 @@ pub struct S3Client {
 }
 
 impl S3Client {
+    /// `credentials`: fixed keys (`AwsCredentials`) or a
+    /// [`CredentialsProvider`], asked before every request.
     pub fn new(
         endpoint: AwsEndpoint,
-        credentials: AwsCredentials,
+        credentials: impl Into<CredentialsProvider>,
         region: &str,
         path_style: bool,
     ) -> Result<S3Client, reqwest::Error> {
         Ok(S3Client {
             signed: Signed::new(
                 endpoint,
-                credentials,
+                Some(credentials.into()),
                 region,
                 "s3",
                 Duration::from_secs(120),
@@ -223,24 +226,6 @@ impl ListPage {
     }
 }
 
-/// The texts of every `<tag>…</tag>` in `text`, in order.
-fn elements<'t>(text: &'t str, tag: &str) -> impl Iterator<Item = &'t str> + 't {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        let i = rest.find(&open)?;
-        let after = &rest[i + open.len()..];
-        let j = after.find(&close)?;
-        rest = &after[j + close.len()..];
-        Some(&after[..j])
-    })
-}
-
-fn element<'t>(text: &'t str, tag: &str) -> Option<&'t str> {
-    elements(text, tag).next()
-}
-
 /// `<tag>` of the result itself, outside `Contents` and `CommonPrefixes`.
 fn top_level<'t>(text: &'t str, tag: &str) -> Option<&'t str> {
     let mut outer = String::with_capacity(text.len());
@@ -269,44 +254,6 @@ fn top_level<'t>(text: &'t str, tag: &str) -> Option<&'t str> {
     // Borrow from `text`: the same bytes are there.
     text.find(&format!("<{tag}>{found}</{tag}>"))
         .map(|i| &text[i + tag.len() + 2..i + tag.len() + 2 + found.len()])
-}
-
-/// XML character and entity references decoded.
-fn unescape(s: &str) -> Result<String, String> {
-    if !s.contains('&') {
-        return Ok(s.to_owned());
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let j = after
-            .find(';')
-            .ok_or_else(|| format!("an unterminated reference in {s:?}"))?;
-        let name = &after[..j];
-        let c = match name {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            n if n.starts_with("#x") => u32::from_str_radix(&n[2..], 16)
-                .ok()
-                .and_then(char::from_u32)
-                .ok_or_else(|| format!("bad reference &{n};"))?,
-            n if n.starts_with('#') => n[1..]
-                .parse()
-                .ok()
-                .and_then(char::from_u32)
-                .ok_or_else(|| format!("bad reference &{n};"))?,
-            n => return Err(format!("unknown entity &{n};")),
-        };
-        out.push(c);
-        rest = &after[j + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// An S3 error document's `Code` and `Message`.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AwsCredentials, AwsEndpoint, AwsError, Signed};
+use super::{AwsEndpoint, AwsError, CredentialsProvider, Signed};
 
 /// One queue.
 #[derive(Clone)]
@@ -46,17 +46,19 @@ struct RawMessage {
 }
 
 impl SqsClient {
-    /// `queue_url` as SQS gives it (`https://sqs.{region}.amazonaws.com/{account}/{name}`).
+    /// `queue_url` as SQS gives it (`https://sqs.{region}.amazonaws.com/{account}/{name}`);
+    /// `credentials`: fixed keys (`AwsCredentials`) or a
+    /// [`CredentialsProvider`], asked before every request.
     pub fn new(
         endpoint: AwsEndpoint,
-        credentials: AwsCredentials,
+        credentials: impl Into<CredentialsProvider>,
         region: &str,
         queue_url: &str,
     ) -> Result<SqsClient, reqwest::Error> {
         Ok(SqsClient {
             signed: Signed::new(
                 endpoint,
-                credentials,
+                Some(credentials.into()),
                 region,
                 "sqs",
                 Duration::from_secs(30),
