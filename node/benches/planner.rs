@@ -68,6 +68,7 @@ fn opts(balance: bool) -> PlanOptions {
         now_ms: 1_000,
         revoke_timeout_ms: 10_000,
         revoking_ms: BTreeMap::new(),
+        rates: BTreeMap::new(),
     }
 }
 
@@ -131,5 +132,66 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
+/// Balance by load at the same scale: the steady cluster (counts even)
+/// with a skewed trail (one shard in ten carries fifty times the others'
+/// rate, and as shards are dealt out, ten nodes own only those): the plan time of one
+/// round, and the rounds and moves until the rates are even within an
+/// average shard.
+fn bench_load(c: &mut Criterion) {
+    let everyone: BTreeSet<NodeId> = (1..=NODES).collect();
+    let steady = assigned(NODES);
+    let rates: BTreeMap<ShardKey, f64> = steady
+        .shards
+        .keys()
+        .map(|k| (k.clone(), if k.shard % 10 == 0 { 5_000.0 } else { 100.0 }))
+        .collect();
+    let with_rates = |balance| PlanOptions {
+        rates: rates.clone(),
+        ..opts(balance)
+    };
+    let mut g = c.benchmark_group(format!("planner_{NODES}_nodes_{SHARDS}_shards"));
+    g.sample_size(10);
+    let p = plan(&steady, &everyone, with_rates(true));
+    println!(
+        "rebalance_by_load: {} moves in the first round",
+        p.moves.len()
+    );
+    g.bench_function("rebalance_by_load", |b| {
+        b.iter(|| plan(&steady, &everyone, with_rates(true)))
+    });
+    g.finish();
+    let mut a = steady.clone();
+    let (mut rounds, mut moves) = (0, 0);
+    loop {
+        let p = plan(&a, &everyone, with_rates(true));
+        if p.moves.is_empty() || rounds == 1_000 {
+            break;
+        }
+        rounds += 1;
+        moves += p.moves.len();
+        for m in &p.moves {
+            let s = a.shards.get_mut(&m.shard).unwrap();
+            s.owner = Some(m.to);
+            s.epoch += 1;
+            s.standbys.retain(|n| *n != m.to);
+        }
+    }
+    let load = |n: NodeId| -> f64 {
+        a.shards
+            .iter()
+            .filter(|(_, s)| s.owner == Some(n))
+            .map(|(k, _)| rates[k])
+            .sum()
+    };
+    let (lo, hi) = everyone
+        .iter()
+        .map(|n| load(*n))
+        .fold((f64::MAX, 0.0f64), |(lo, hi), l| (lo.min(l), hi.max(l)));
+    let mean: f64 = rates.values().sum::<f64>() / rates.len() as f64;
+    println!(
+        "rebalance by load to settled: {rounds} plan rounds, {moves} moves; node load {lo:.0}..{hi:.0} events/s (an average shard: {mean:.0})"
+    );
+}
+
+criterion_group!(benches, bench, bench_load);
 criterion_main!(benches);

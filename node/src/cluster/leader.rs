@@ -486,8 +486,32 @@ impl Cluster {
                 now_ms: unix_ms(),
                 revoke_timeout_ms: self.inner.settings.revoke_timeout.as_millis() as u64,
                 revoking_ms: self.inner.liveness.revoking_ms(&a.shards),
+                rates: self.inner.rates.lock().get(),
             },
         )
+    }
+
+    /// Folds the throughput each live owner reported for its shards into
+    /// the leader's smoothed rates (what load-aware balance weighs).
+    fn observe_rates(&self, alive: &BTreeSet<NodeId>, last: &mut Option<Instant>) {
+        let elapsed = last.map_or(Duration::ZERO, |t| t.elapsed());
+        *last = Some(Instant::now());
+        let a = self.assignments().borrow().clone();
+        let table = self
+            .inner
+            .liveness
+            .table(alive.iter().copied(), self.inner.settings.lease);
+        let mut reports: BTreeMap<ShardKey, f64> = BTreeMap::new();
+        for (id, node) in &table {
+            for s in &node.live.shards {
+                // Only the owner's word counts (a node handing the shard
+                // over may still report it for a beat).
+                if a.shards.get(&s.shard).and_then(|x| x.owner) == Some(*id) {
+                    reports.insert(s.shard.clone(), s.events_per_second.max(0.0));
+                }
+            }
+        }
+        self.inner.rates.lock().observe(&reports, elapsed);
     }
 
     /// The leader's loop: liveness, shard discovery, planning.
@@ -499,6 +523,7 @@ impl Cluster {
         let mut last_listing: Option<Instant> = None;
         let mut warned_dead: BTreeMap<NodeId, bool> = BTreeMap::new();
         let mut voter_dead_since: BTreeMap<NodeId, Instant> = BTreeMap::new();
+        let mut last_rates: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -569,6 +594,7 @@ impl Cluster {
                 }
             }
 
+            self.observe_rates(&alive, &mut last_rates);
             let p = self.plan_for(&alive, self.inner.settings.auto_rebalance);
             for m in &p.moves {
                 tracing::info!(shard = %m.shard, from = ?m.from, to = m.to, reason = %m.reason, graceful = m.graceful, "moving shard");

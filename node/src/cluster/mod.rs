@@ -177,6 +177,8 @@ struct Inner {
     /// What the cluster can hold, as this node last planned it as leader
     /// (`None` while it does not lead).
     capacity: Mutex<Option<scheduler::Capacity>>,
+    /// The leader's smoothed throughput per shard, for load-aware balance.
+    rates: Mutex<scheduler::ShardRates>,
     stop: CancellationToken,
 }
 
@@ -250,6 +252,7 @@ impl Cluster {
                 committer: CheckpointCommitter::new(settings.node_id),
                 tags: TagPublisher::default(),
                 capacity: Mutex::default(),
+                rates: Mutex::default(),
                 settings,
                 raft,
                 shared,

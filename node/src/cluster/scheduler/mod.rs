@@ -22,7 +22,7 @@ pub struct Move {
     pub graceful: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Move shards to even out load (auto, on join, or `trailctl rebalance`).
     pub balance: bool,
@@ -36,6 +36,118 @@ pub struct PlanOptions {
     /// the earliest). Revoke timeouts are measured on this, never on the
     /// wall clocks of the leaders that wrote the revoke.
     pub revoking_ms: BTreeMap<ShardKey, u64>,
+    /// Each shard's throughput (events per second, smoothed over minutes
+    /// by the leader: [`ShardRates`]). Balance evens out throughput (each
+    /// shard weighs [`Weights::of`]); without rates every shard weighs the
+    /// same and balance evens out shard counts.
+    pub rates: BTreeMap<ShardKey, f64>,
+}
+
+/// What a shard weighs in balance: `0.1 + 0.9 × rate / mean rate`. An
+/// average shard weighs 1, one five times the mean 4.6, an idle one 0.1
+/// (it still holds a consumer and a slot); a shard without a rate yet
+/// weighs 1. Rates count only where they say something: with fewer than
+/// half the shards rated, or a mean under [`MIN_MEAN_RATE`] (a trickle,
+/// where a few log groups more or less would make the rates noise), every
+/// shard weighs 1 and balance is by count. Moves only, no swaps: a node
+/// may end with more, lighter shards than another; slots bound how many.
+struct Weights {
+    rates: BTreeMap<ShardKey, f64>,
+    mean: f64,
+}
+
+/// Events per second per shard, on average, below which balance ignores
+/// rates.
+pub const MIN_MEAN_RATE: f64 = 20.0;
+
+impl Weights {
+    fn new(a: &Assignments, rates: &BTreeMap<ShardKey, f64>) -> Weights {
+        let active = a
+            .shards
+            .iter()
+            .filter(|(_, s)| s.phase != ShardPhase::Done)
+            .count();
+        let rated: Vec<f64> = a
+            .shards
+            .iter()
+            .filter(|(_, s)| s.phase != ShardPhase::Done)
+            .filter_map(|(k, _)| rates.get(k).map(|r| r.max(0.0)))
+            .collect();
+        let mean = if rated.is_empty() {
+            0.0
+        } else {
+            rated.iter().sum::<f64>() / rated.len() as f64
+        };
+        let telling = rated.len() * 2 >= active && mean >= MIN_MEAN_RATE;
+        Weights {
+            rates: if telling {
+                rates.clone()
+            } else {
+                BTreeMap::new()
+            },
+            mean: if telling { mean } else { 0.0 },
+        }
+    }
+
+    fn of(&self, k: &ShardKey) -> f64 {
+        if self.mean <= f64::EPSILON {
+            return 1.0;
+        }
+        let Some(r) = self.rates.get(k).map(|r| r.max(0.0)) else {
+            return 1.0;
+        };
+        // Capped, so one runaway reading cannot pin a node's whole load.
+        0.1 + 0.9 * (r / self.mean).min(16.0)
+    }
+}
+
+/// The leader's smoothed view of each shard's throughput, from the
+/// `events_per_second` every owner reports with its beats: an exponential
+/// average over [`ShardRates::HORIZON`], so a burst of a few seconds moves
+/// nothing and a shard that turned hot for good is seen within minutes.
+/// A shard's rate is given to the planner only once it was observed for a
+/// whole horizon (a new leader, a shard catching up a backlog at start).
+#[derive(Debug, Default)]
+pub struct ShardRates {
+    /// Shard → (average, how long observed).
+    rates: BTreeMap<ShardKey, (f64, std::time::Duration)>,
+}
+
+impl ShardRates {
+    /// The time constant of the average.
+    pub const HORIZON: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// Folds in one round of reports, `elapsed` after the previous one;
+    /// shards no longer reported are forgotten.
+    pub fn observe(&mut self, reports: &BTreeMap<ShardKey, f64>, elapsed: std::time::Duration) {
+        let a = 1.0 - (-elapsed.as_secs_f64() / Self::HORIZON.as_secs_f64()).exp();
+        self.rates.retain(|k, _| reports.contains_key(k));
+        for (k, x) in reports {
+            let (r, age) = self
+                .rates
+                .entry(k.clone())
+                .or_insert((*x, std::time::Duration::ZERO));
+            *r += (x - *r) * a;
+            *age += elapsed;
+        }
+    }
+
+    /// The rates observed for a whole horizon: what the planner weighs.
+    pub fn get(&self) -> BTreeMap<ShardKey, f64> {
+        self.rates
+            .iter()
+            .filter(|(_, (_, age))| *age >= Self::HORIZON)
+            .map(|(k, (r, _))| (k.clone(), *r))
+            .collect()
+    }
+
+    /// Every average, however young.
+    pub fn all(&self) -> BTreeMap<ShardKey, f64> {
+        self.rates
+            .iter()
+            .map(|(k, (r, _))| (k.clone(), *r))
+            .collect()
+    }
 }
 
 /// The planner's answer: moves (for people) and commands (for raft).
@@ -322,14 +434,36 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
         .filter_map(|k| a.shards.get_key_value(k).map(|(k, _)| k))
         .collect();
 
-    // Balance: graceful moves from the most to the least loaded while they
-    // differ by more than one. A node gives at most one shard per plan
-    // (revokes of earlier rounds may still be draining) and a node that
-    // gives receives none; a node
+    // Balance: graceful moves from the most to the least loaded (by
+    // weight: [`Weights`]) while a move narrows their gap by more than an
+    // average shard — the hysteresis that keeps shards from flapping
+    // (every move lowers the sum of squared loads, so moves end). With
+    // equal weights that is "while they differ by more than one shard".
+    // A node gives at most one shard per plan (revokes of earlier rounds
+    // may still be draining) and a node that gives receives none; a node
     // may receive one from each giver, so a join takes up to one shard
     // from every other node per plan and the planner re-reads the state
-    // between rounds.
+    // between rounds. Slots bound the receiver by count, whatever it weighs.
     if o.balance {
+        let weights = Weights::new(a, &o.rates);
+        let mut weight: BTreeMap<NodeId, f64> = load.owned.keys().map(|n| (*n, 0.0)).collect();
+        for (k, s) in &a.shards {
+            let holder = match s.phase {
+                ShardPhase::Done | ShardPhase::Unassigned => None,
+                ShardPhase::Revoking => s.moving_to,
+                ShardPhase::Running => s.owner,
+            };
+            // Shards planned above (assigns of a death) count for their new owner.
+            let holder = plan
+                .moves
+                .iter()
+                .find(|m| &m.shard == k)
+                .map(|m| m.to)
+                .or(holder);
+            if let Some(w) = holder.and_then(|h| weight.get_mut(&h)) {
+                *w += weights.of(k);
+            }
+        }
         let mut receiving: BTreeSet<NodeId> = BTreeSet::new();
         let mut running: BTreeMap<NodeId, Vec<(&ShardKey, &ShardState)>> = BTreeMap::new();
         for (k, s) in &a.shards {
@@ -340,32 +474,49 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
         let mut guard = a.shards.len();
         loop {
             guard = guard.saturating_sub(1);
-            let Some((&max_n, &max_c)) = load
-                .owned
+            let Some((&max_n, &max_w)) = weight
                 .iter()
                 .filter(|(n, _)| !moving.contains(n) && !receiving.contains(n))
-                .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+                .max_by(|(an, aw), (bn, bw)| aw.total_cmp(bw).then(bn.cmp(an)))
             else {
                 break;
             };
-            let Some(min_n) = load.least_loaded(&[max_n]) else {
+            let Some((&min_n, &min_w)) = weight
+                .iter()
+                .filter(|(n, _)| **n != max_n && load.has_room(**n))
+                .min_by(|(an, aw), (bn, bw)| {
+                    aw.total_cmp(bw)
+                        .then(load.standby.get(an).cmp(&load.standby.get(bn)))
+                        .then(an.cmp(bn))
+                })
+            else {
                 break;
             };
-            if max_c <= load.owned[&min_n] + 1 || guard == 0 || moving.contains(&min_n) {
+            let gap = max_w - min_w;
+            if gap <= 1.0 + 1e-9 || guard == 0 || moving.contains(&min_n) {
                 break;
             }
-            // The shard to move: running on max_n, preferably one whose standby is min_n.
+            // The shard to move: running on max_n, narrowing the gap by
+            // more than an average shard; preferably one whose standby is
+            // min_n, then the one that evens the pair best.
             let candidate = running
                 .get(&max_n)
                 .into_iter()
                 .flatten()
                 .filter(|(k, _)| !planned.contains(k))
-                .max_by_key(|(_, s)| s.standbys.first() == Some(&min_n))
-                .copied();
-            let Some((key, s)) = candidate else {
+                .map(|(k, s)| (*k, *s, weights.of(k)))
+                .filter(|(_, _, w)| (gap - 2.0 * w).abs() < gap - 1.0 - 1e-9)
+                .max_by(|(_, a_s, a_w), (_, b_s, b_w)| {
+                    (a_s.standbys.first() == Some(&min_n))
+                        .cmp(&(b_s.standbys.first() == Some(&min_n)))
+                        .then((gap - 2.0 * b_w).abs().total_cmp(&(gap - 2.0 * a_w).abs()))
+                });
+            let Some((key, s, w)) = candidate else {
                 break;
             };
             load.take(min_n, Some(max_n));
+            *weight.get_mut(&max_n).expect("eligible") -= w;
+            *weight.get_mut(&min_n).expect("eligible") += w;
             moving.insert(max_n);
             receiving.insert(min_n);
             planned.insert(key);
@@ -373,7 +524,11 @@ pub fn plan(a: &Assignments, alive: &BTreeSet<NodeId>, o: PlanOptions) -> Plan {
                 shard: key.clone(),
                 from: Some(max_n),
                 to: min_n,
-                reason: "balance".into(),
+                reason: if weights.mean > f64::EPSILON {
+                    "balance by load".into()
+                } else {
+                    "balance".into()
+                },
                 graceful: true,
             });
             plan.commands.push(Command::Revoke {
@@ -492,6 +647,7 @@ mod tests {
             now_ms: 1_000,
             revoke_timeout_ms: 10_000,
             revoking_ms: BTreeMap::new(),
+            rates: BTreeMap::new(),
         }
     }
 
@@ -730,6 +886,203 @@ mod tests {
             .filter(|(k, s)| s.owner != before.shards[*k].owner)
             .count();
         assert_eq!(moved, 2, "sticky: only what balance needs moves");
+    }
+
+    /// Plans with `rates` until nothing moves (at most `rounds` rounds).
+    fn settle_by_load(
+        a: &mut Assignments,
+        alive: &BTreeSet<NodeId>,
+        rates: &BTreeMap<ShardKey, f64>,
+        rounds: usize,
+    ) -> usize {
+        for round in 0..rounds {
+            let p = plan(
+                a,
+                alive,
+                PlanOptions {
+                    rates: rates.clone(),
+                    ..opts(true)
+                },
+            );
+            if p.commands.is_empty() {
+                return round;
+            }
+            apply(a, &p);
+            release_all(a);
+        }
+        panic!("balance by load does not settle in {rounds} rounds");
+    }
+
+    fn node_rate(a: &Assignments, rates: &BTreeMap<ShardKey, f64>, n: NodeId) -> f64 {
+        a.shards
+            .iter()
+            .filter(|(_, s)| s.owner == Some(n))
+            .map(|(k, _)| rates.get(k).copied().unwrap_or(0.0))
+            .sum()
+    }
+
+    #[test]
+    fn balance_weighs_throughput_and_moves_a_hot_shard_off_a_node_with_even_counts() {
+        let mut a = cluster(&[1, 2], 8);
+        let alive = BTreeSet::from([1, 2]);
+        settle(&mut a, &alive);
+        assert_eq!(owners(&a), BTreeMap::from([(1, 4), (2, 4)]));
+        // Node 1's shards carry the trail; node 2's are nearly idle.
+        let rates: BTreeMap<ShardKey, f64> = a
+            .shards
+            .iter()
+            .map(|(k, s)| (k.clone(), if s.owner == Some(1) { 1000.0 } else { 10.0 }))
+            .collect();
+        let p = plan(
+            &a,
+            &alive,
+            PlanOptions {
+                rates: rates.clone(),
+                ..opts(true)
+            },
+        );
+        assert_eq!(p.moves.len(), 1, "{:?}", p.moves);
+        assert_eq!((p.moves[0].from, p.moves[0].to), (Some(1), 2));
+        assert_eq!(p.moves[0].reason, "balance by load");
+        assert!(p.moves[0].graceful);
+        settle_by_load(&mut a, &alive, &rates, 10);
+        let (r1, r2) = (node_rate(&a, &rates, 1), node_rate(&a, &rates, 2));
+        assert!(
+            (r1 - r2).abs() <= 1000.0 + 1e-6,
+            "within one hot shard of even: {r1} vs {r2}"
+        );
+        // Counts are allowed to part: node 2 now runs more, lighter shards.
+        assert!(owners(&a)[&2] > owners(&a)[&1], "{:?}", owners(&a));
+        // Without rates, the same cluster is balanced by count again only
+        // if counts differ by more than one.
+        let o = owners(&a);
+        let p = plan(&a, &alive, opts(true));
+        assert_eq!(
+            p.moves.is_empty(),
+            o[&2] - o[&1] <= 1,
+            "{:?} {o:?}",
+            p.moves
+        );
+    }
+
+    #[test]
+    fn rates_within_an_average_shard_of_even_move_nothing() {
+        let mut a = cluster(&[1, 2, 3], 9);
+        let alive = BTreeSet::from([1, 2, 3]);
+        settle(&mut a, &alive);
+        // Noisy but even: every shard between 90 and 110 events/s.
+        let rates: BTreeMap<ShardKey, f64> = a
+            .shards
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), 90.0 + (i * 7 % 21) as f64))
+            .collect();
+        let p = plan(
+            &a,
+            &alive,
+            PlanOptions {
+                rates,
+                ..opts(true)
+            },
+        );
+        assert!(p.moves.is_empty(), "hysteresis: {:?}", p.moves);
+    }
+
+    #[test]
+    fn balance_by_load_settles_whatever_the_rates_and_a_settled_plan_is_empty() {
+        // Skewed rates (a few shards carry most of the trail) over uneven
+        // starting points: every round lowers the sum of squared loads, so
+        // planning ends, and a settled cluster plans nothing more.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..40 {
+            let nodes: Vec<NodeId> = (1..=(2 + case % 5) as u64).collect();
+            let shards = 4 + (next() % 40) as u32;
+            let mut a = cluster(&nodes, shards);
+            let alive: BTreeSet<NodeId> = nodes.iter().copied().collect();
+            settle(&mut a, &alive);
+            let rates: BTreeMap<ShardKey, f64> = a
+                .shards
+                .keys()
+                .map(|k| {
+                    let r = next() % 100;
+                    (k.clone(), if r < 10 { 5000.0 } else { r as f64 })
+                })
+                .collect();
+            let rounds = settle_by_load(&mut a, &alive, &rates, 200);
+            assert!(rounds < 200, "case {case}");
+            let again = plan(
+                &a,
+                &alive,
+                PlanOptions {
+                    rates: rates.clone(),
+                    ..opts(true)
+                },
+            );
+            assert!(again.commands.is_empty(), "case {case}: {:?}", again.moves);
+            for n in &nodes {
+                assert!(owners(&a).get(n).copied().unwrap_or(0) <= 8, "slots hold");
+            }
+        }
+    }
+
+    #[test]
+    fn a_trickle_or_too_few_rated_shards_leave_balance_to_counts() {
+        let mut a = cluster(&[1, 2], 8);
+        let alive = BTreeSet::from([1, 2]);
+        settle(&mut a, &alive);
+        let skewed = |hot: f64, cold: f64| -> BTreeMap<ShardKey, f64> {
+            a.shards
+                .iter()
+                .map(|(k, s)| (k.clone(), if s.owner == Some(1) { hot } else { cold }))
+                .collect()
+        };
+        let moves = |rates: BTreeMap<ShardKey, f64>| {
+            plan(
+                &a,
+                &alive,
+                PlanOptions {
+                    rates,
+                    ..opts(true)
+                },
+            )
+            .moves
+            .len()
+        };
+        assert_eq!(moves(skewed(1000.0, 10.0)), 1, "skewed and telling");
+        assert_eq!(moves(skewed(30.0, 1.0)), 0, "a mean under MIN_MEAN_RATE");
+        let mut few = skewed(1000.0, 10.0);
+        let keep: Vec<ShardKey> = few.keys().take(3).cloned().collect();
+        few.retain(|k, _| keep.contains(k));
+        assert_eq!(moves(few), 0, "fewer than half the shards rated");
+    }
+
+    #[test]
+    fn shard_rates_average_over_minutes() {
+        let mut r = ShardRates::default();
+        let k = key(0);
+        let sec = std::time::Duration::from_secs(1);
+        r.observe(&BTreeMap::from([(k.clone(), 100.0)]), sec);
+        assert_eq!(r.all()[&k], 100.0, "the first report is taken as it is");
+        assert!(r.get().is_empty(), "not weighed before a whole horizon");
+        // A 5-second burst barely moves the average...
+        for _ in 0..5 {
+            r.observe(&BTreeMap::from([(k.clone(), 10_000.0)]), sec);
+        }
+        assert!(r.all()[&k] < 600.0, "{}", r.all()[&k]);
+        // ...a change that lasts is taken within minutes.
+        for _ in 0..600 {
+            r.observe(&BTreeMap::from([(k.clone(), 1000.0)]), sec);
+        }
+        assert!((r.get()[&k] - 1000.0).abs() < 30.0, "{}", r.get()[&k]);
+        // A shard no longer reported is forgotten.
+        r.observe(&BTreeMap::new(), sec);
+        assert!(r.all().is_empty());
     }
 
     #[test]
