@@ -21,7 +21,7 @@ import urllib.request
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from conftest import devstack_bin
 
@@ -396,6 +396,21 @@ def test_sts_a_wrong_or_missing_external_id_is_access_denied(aws_roles):
         aws_roles.client("sts", secret="wrong").assume_role(RoleArn=OPEN_ROLE, RoleSessionName="conformance")
     assert code(e) == "SignatureDoesNotMatch"
     assert aws_roles.admin("GET", "stats")["answers"]["AssumeRole"]["AccessDenied"] == 3
+
+
+def test_sts_an_empty_external_id_is_a_validation_error_not_no_external_id(aws_roles):
+    # botocore refuses it before sending; a client that does not validate
+    # sends `ExternalId=` as is, and STS holds it to its minimum length 2.
+    sts = aws_roles.client("sts", parameter_validation=False)
+    for role in (ROLE, OPEN_ROLE):
+        with pytest.raises(ClientError) as e:
+            sts.assume_role(RoleArn=role, RoleSessionName="conformance", ExternalId="")
+        assert code(e) == "ValidationError", role
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "length greater than or equal to 2" in e.value.response["Error"]["Message"]
+    with pytest.raises(ParamValidationError):
+        aws_roles.client("sts").assume_role(RoleArn=ROLE, RoleSessionName="conformance", ExternalId="")
+    assert aws_roles.admin("GET", "stats")["answers"]["AssumeRole"]["ValidationError"] == 2
 
 
 def test_sts_a_request_signed_with_a_tampered_session_token_is_refused(aws_roles):

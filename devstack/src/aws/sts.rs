@@ -230,11 +230,12 @@ impl Params {
 
     /// A parameter given and not empty.
     fn get(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.given(k).filter(|v| !v.is_empty())
+    }
+
+    /// A parameter as given, empty or not.
+    fn given(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 }
 
@@ -360,7 +361,13 @@ fn assume_role(state: &AwsState, principal: &Principal, p: &Params) -> Reply {
             "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
         );
     }
-    let external_id = p.get("ExternalId");
+    // Given empty is not absent: STS holds it to its minimum length.
+    let external_id = p.given("ExternalId");
+    if let Some(x) = external_id.filter(|x| x.len() < 2) {
+        return validation(&format!(
+            "1 validation error detected: Value '{x}' at 'externalId' failed to satisfy constraint: Member must have length greater than or equal to 2"
+        ));
+    }
     if external_id.is_some_and(|x| !valid_external_id(x)) {
         return validation(
             "1 validation error detected: Value at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@:/-]*",
@@ -672,6 +679,53 @@ mod tests {
         ] {
             assert!(parse_role(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_empty_external_id_is_a_validation_error_not_none() {
+        let mut c = super::super::S3Config::on("127.0.0.1:0".parse().unwrap());
+        c.roles = vec![
+            "arn:aws:iam::210987654321:role/reader:ext-1234".into(),
+            "arn:aws:iam::210987654321:role/open".into(),
+        ];
+        let server = super::super::S3Server::start(c).await.unwrap();
+        let ask = |role: &str, external_id: Option<&str>| {
+            let mut p = vec![
+                ("RoleArn".to_owned(), role.to_owned()),
+                ("RoleSessionName".to_owned(), "t".repeat(2)),
+            ];
+            if let Some(x) = external_id {
+                p.push(("ExternalId".to_owned(), x.to_owned()));
+            }
+            assume_role(&server.state, &Principal::Key, &Params(p))
+        };
+        for role in ["reader:ext-1234", "open"] {
+            let arn = format!(
+                "arn:aws:iam::210987654321:role/{}",
+                role.split(':').next().unwrap()
+            );
+            for x in ["", "x"] {
+                let r = ask(&arn, Some(x));
+                assert_eq!(
+                    (r.status, r.code.as_str()),
+                    (400, "ValidationError"),
+                    "{role} {x:?}"
+                );
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                assert!(body.contains("length greater than or equal to 2"), "{body}");
+            }
+        }
+        // Absent: no external id, which the open role takes.
+        assert_eq!(ask("arn:aws:iam::210987654321:role/open", None).status, 200);
+        assert_eq!(
+            ask("arn:aws:iam::210987654321:role/reader", None).code,
+            "AccessDenied"
+        );
+        assert_eq!(
+            ask("arn:aws:iam::210987654321:role/reader", Some("ext-1234")).status,
+            200
+        );
+        server.shutdown().await;
     }
 
     #[tokio::test]
