@@ -209,7 +209,10 @@ pub struct S3SourceConfig {
     pub external_id: Option<SecretSource>,
     #[serde(default = "default_role_session_name")]
     pub role_session_name: String,
-    /// The role session's length (`DurationSeconds`), 900..=43200.
+    /// The role session's length (`DurationSeconds`), 900..=43200, up to
+    /// the role's maximum session; AWS caps role chaining (assuming it with
+    /// temporary credentials: a session token, web identity, container or
+    /// instance credentials) at 3600.
     #[serde(default = "default_assume_role_secs")]
     pub assume_role_secs: u64,
     #[serde(default = "default_aws_sts_endpoint")]
@@ -325,7 +328,10 @@ pub struct S3SqsSourceConfig {
     pub external_id: Option<SecretSource>,
     #[serde(default = "default_role_session_name")]
     pub role_session_name: String,
-    /// The role session's length (`DurationSeconds`), 900..=43200.
+    /// The role session's length (`DurationSeconds`), 900..=43200, up to
+    /// the role's maximum session; AWS caps role chaining (assuming it with
+    /// temporary credentials: a session token, web identity, container or
+    /// instance credentials) at 3600.
     #[serde(default = "default_assume_role_secs")]
     pub assume_role_secs: u64,
     #[serde(default = "default_aws_sts_endpoint")]
@@ -522,7 +528,13 @@ impl AwsAuth<'_> {
                 if !(900..=43_200).contains(&self.assume_role_secs) {
                     return Err(invalid(
                         format!("{key}.assume_role_secs"),
-                        "must be 900..=43200 (STS's range; the role's maximum session may be lower)",
+                        "must be 900..=43200 (STS's range; the role's maximum session may be lower, and AWS caps role chaining, a role assumed with temporary credentials, at 3600)",
+                    ));
+                }
+                if self.session_token.is_some() && self.assume_role_secs > 3600 {
+                    return Err(invalid(
+                        format!("{key}.assume_role_secs"),
+                        "at most 3600 with a session_token: assuming a role with temporary credentials is role chaining, which AWS caps at one hour",
                     ));
                 }
                 Some(AssumeRole {
@@ -1632,7 +1644,24 @@ secret_access_key = "aws-s3cret"
         }
         let with_role = |extra: &str| bad(keys, &format!("{keys}{role}{extra}"));
         assert!(with_role("assume_role_secs = 899\n").starts_with("sources[0].assume_role_secs:"));
-        assert!(with_role("assume_role_secs = 43201\n").starts_with("sources[0].assume_role_secs:"));
+        let e = with_role("assume_role_secs = 43201\n");
+        assert!(
+            e.starts_with("sources[0].assume_role_secs:") && e.contains("role chaining"),
+            "{e}"
+        );
+        // Temporary keys: the role is chained, an hour at most.
+        let e = bad(
+            keys,
+            &format!("{keys}session_token = \"t\"\n{role}assume_role_secs = 3601\n"),
+        );
+        assert!(
+            e.starts_with("sources[0].assume_role_secs:") && e.contains("3600"),
+            "{e}"
+        );
+        good(
+            keys,
+            &format!("{keys}session_token = \"t\"\n{role}assume_role_secs = 3600\n"),
+        );
         assert!(
             with_role("role_session_name = \"a b\"\n").starts_with("sources[0].role_session_name:")
         );

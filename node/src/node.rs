@@ -301,7 +301,12 @@ impl crate::metrics::Collector for SharedQueueMetrics {
 
 /// An AWS source's credentials: its keys, else AWS's default chain, with
 /// a role assumed on top when it names one. Loaded once here, so that a
-/// node without any stops at start, saying everything it tried.
+/// node with none stops at start, saying everything it tried, as does one
+/// whose credentials are set up wrongly or refused (a missing profile, a
+/// role that does not trust it). A source whose credentials are there but
+/// could not be fetched just now (a timeout, STS or the instance metadata
+/// service answering 5xx) starts anyway: its requests ask again, and wait
+/// out the failure as they wait out any other of the node's own.
 async fn aws_credentials(
     key: &str,
     auth: crate::config::AwsAuth<'_>,
@@ -312,15 +317,19 @@ async fn aws_credentials(
     };
     let provider = crate::aws::CredentialsProvider::new(auth.settings(key)?)
         .map_err(|e| failed(e.to_string()))?;
-    provider
-        .credentials()
-        .await
-        .map_err(|e| failed(format!("AWS credentials: {e}")))?;
-    tracing::info!(
-        source = key,
-        provider = provider.provider().unwrap_or(""),
-        "AWS credentials"
-    );
+    match provider.credentials().await {
+        Ok(_) => tracing::info!(
+            source = key,
+            provider = provider.provider().unwrap_or(""),
+            "AWS credentials"
+        ),
+        Err(e) if e.transient() => tracing::warn!(
+            source = key,
+            error = %e,
+            "AWS credentials could not be loaded yet; starting anyway, requests will ask again"
+        ),
+        Err(e) => return Err(failed(format!("AWS credentials: {e}"))),
+    }
     Ok(provider)
 }
 

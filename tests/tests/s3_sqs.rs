@@ -611,6 +611,12 @@ async fn a_node_that_assumes_a_role_with_its_external_id_delivers_every_record()
         "the log says where credentials came from: {log}"
     );
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+    // Both nodes' logs: neither external id, the wrong one nor the right
+    // one, nor the secret, is ever written.
+    let log = std::fs::read_to_string(s.dir.join("trail.log")).unwrap();
+    for secret in [EXTERNAL_ID, "trail-ext-wrong", SK] {
+        assert!(!log.contains(secret), "{secret} in the node's log");
+    }
 }
 
 /// No keys in the config or the environment: the node takes container
@@ -668,5 +674,124 @@ async fn a_node_with_container_credentials_and_no_keys_delivers_every_record() {
         stats["answers"]["ContainerCredentials"]["200"].as_u64() >= Some(1),
         "{stats}"
     );
+    assert_eq!(node.terminate().map(|s| s.success()), Some(true));
+}
+
+/// Devstack's container credentials endpoint behind a relay that answers
+/// 503 until `up`: the credentials service of a node that starts during
+/// an outage.
+async fn flaky_container_endpoint(
+    aws: &Devstack,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let target = format!("http://{}/_devstack/container-credentials", aws.addr);
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let (up, http, target) = (up.clone(), http.clone(), target.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let token = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                let (status, body) = if up.load(std::sync::atomic::Ordering::SeqCst) {
+                    let r = http
+                        .get(&target)
+                        .header("authorization", token)
+                        .send()
+                        .await
+                        .unwrap();
+                    (r.status().as_u16(), r.text().await.unwrap())
+                } else {
+                    (
+                        503,
+                        r#"{"code":"ServiceUnavailable","message":"down"}"#.to_owned(),
+                    )
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/v2/credentials")
+}
+
+/// Credentials that are there but cannot be had just now (the container
+/// credentials endpoint answers 503): the node starts anyway, says so,
+/// and reads every record once the endpoint answers; nothing is
+/// dead-lettered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_credentials_service_is_down_at_start_starts_and_delivers_once_it_is_back() {
+    let role = format!("{ROLE}:{EXTERNAL_ID}");
+    let s = setup(
+        "credentials-outage",
+        4,
+        20,
+        &[
+            "--role",
+            &role,
+            "--require-role",
+            "--container-token",
+            CONTAINER_TOKEN,
+        ],
+    )
+    .await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uri = flaky_container_endpoint(&s.aws, up.clone()).await;
+    let nowhere = s.dir.join("no-such-aws-dir");
+    let env = [
+        ("HOME", nowhere.to_str().unwrap()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN),
+    ];
+    let mut node = TrailNode::spawn_with_env(&s.config_with("", ""), &env);
+    let log_path = s.dir.join("trail.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            node.alive(),
+            "the node stopped: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("AWS credentials could not be loaded yet; starting anyway") {
+            assert!(log.contains("HTTP 503 ServiceUnavailable: down"), "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no warning: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Still running a while later, nothing read yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(node.alive());
+    assert!(s.delivered().await.is_empty());
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = s.wait_all(&mut node, Duration::from_secs(120)).await;
+    let stats = s.wait_queue_empty(Duration::from_secs(30)).await;
+    assert_eq!(got.values().filter(|(n, _)| *n > 1).count(), 0);
+    assert_eq!(stats["messages_deleted"], 4, "{stats}");
+    assert!(s.dead_letters().is_empty(), "{:?}", s.dead_letters());
     assert_eq!(node.terminate().map(|s| s.success()), Some(true));
 }

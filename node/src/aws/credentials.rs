@@ -11,10 +11,14 @@
 //! 2. the shared files: profile `profile` (config), else `AWS_PROFILE`,
 //!    else `default`, in `AWS_SHARED_CREDENTIALS_FILE` (`~/.aws/credentials`),
 //!    then `AWS_CONFIG_FILE` (`~/.aws/config`, `[profile NAME]`): static
-//!    keys only;
+//!    keys only; a profile (the default one too) that names `role_arn` or
+//!    `sso_*`, or `credential_process` / `credential_source` without keys,
+//!    stops the walk pointing to `role_arn` in Trail's config, rather than
+//!    sign as anyone else than AWS's tools would;
 //! 3. web identity (EKS IAM roles for service accounts):
 //!    `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` → STS
-//!    AssumeRoleWithWebIdentity, unsigned;
+//!    AssumeRoleWithWebIdentity, unsigned (the token file without a role
+//!    is skipped, as the SDKs skip it);
 //! 4. container credentials (ECS task roles, EKS Pod Identity):
 //!    `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (on `http://169.254.170.2`) or
 //!    `AWS_CONTAINER_CREDENTIALS_FULL_URI` (https, or http to a loopback
@@ -34,9 +38,16 @@
 //! external id, for buckets and queues in another account.
 //!
 //! Credentials that expire are refreshed when less than [`REFRESH_BEFORE`]
-//! is left (or half their lifetime, when they came with less), one refresh
-//! at a time; a failed refresh keeps the current ones while they are
-//! still valid. No error, log line or `Debug` output carries a secret.
+//! is left (or half their lifetime, when they came with less), one load
+//! at a time, in the background while the current ones still serve; keys
+//! that do not expire (the environment's, a profile's) are loaded again
+//! every [`STATIC_REFRESH`], so that rotated ones are picked up. Nothing is
+//! handed out within [`EXPIRY_MARGIN`] of its expiry. A failed load keeps
+//! the current credentials while they are valid; with none valid, its
+//! error answers every caller for [`RETRY_AFTER`] before the next try.
+//! When AWS refuses credentials (an expired or unknown token) the client
+//! drops them (`CredentialsProvider::invalidate`) and the next request
+//! loads new ones. No error, log line or `Debug` output carries a secret.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +55,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 use serde::Deserialize;
 
 use super::xml::{element, unescape};
@@ -55,9 +66,18 @@ use crate::secret::Secret;
 
 /// Credentials are refreshed when less than this is left.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
-/// After a failed refresh, credentials that are still valid serve this
-/// long before the next attempt.
+/// Credentials this close to their expiry are not handed out (a request
+/// signed with them may reach AWS after it), as the SDKs' caches buffer.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// Keys without an expiry (the environment's, a profile's) are loaded
+/// again this often, as AWS's SDK for Rust does.
+pub const STATIC_REFRESH: Duration = Duration::from_secs(15 * 60);
+/// After a failed load, no new attempt before this; while nothing valid
+/// is cached, its error is the answer until then.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// A load that takes longer than this (every link's own timeouts
+/// included) is given up.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(90);
 /// The STS API version of AssumeRole and AssumeRoleWithWebIdentity.
 const STS_VERSION: &str = "2011-06-15";
 /// ECS's container credentials agent (`…_RELATIVE_URI` is a path on it).
@@ -117,8 +137,9 @@ pub struct AssumeRole {
 }
 
 /// Why there are no credentials. Never holds a secret: answers that carry
-/// credentials are reported by their shape, not their text.
-#[derive(Debug, thiserror::Error)]
+/// credentials are reported by their shape, not their text. Cloned to
+/// every caller that waited for the same load.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialsError {
     /// No link of the default chain had credentials.
     #[error("no AWS credentials found; tried {}", .tried.join("; "))]
@@ -142,7 +163,7 @@ pub enum CredentialsError {
     Sts {
         provider: &'static str,
         #[source]
-        source: Box<AwsError>,
+        source: Arc<AwsError>,
     },
 }
 
@@ -160,6 +181,8 @@ impl CredentialsError {
 /// Credentials as a source hands them out.
 struct Loaded {
     credentials: AwsCredentials,
+    /// `None`: keys that do not expire (the environment's, a profile's);
+    /// loaded again every [`STATIC_REFRESH`] all the same.
     expires: Option<SystemTime>,
     /// Which link or service gave them (for logs and errors).
     provider: &'static str,
@@ -172,38 +195,68 @@ trait Load: Send + Sync {
 
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// One load under way, its answer shared by everyone who waits for it.
+type Loading = Shared<BoxFuture<'static, Result<Arc<AwsCredentials>, CredentialsError>>>;
+
 /// A source's credentials: fixed, or loaded from the chain or STS and
 /// refreshed before they expire. Cheap to clone and to ask: a request
-/// takes the cached credentials unless they are due for a refresh.
+/// takes the cached credentials while they are valid; a refresh runs in
+/// the background while they still serve, and when none are valid every
+/// caller waits for the same single load.
 #[derive(Clone)]
 pub struct CredentialsProvider {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// `None`: fixed credentials, always in `cached`.
-    source: Option<Box<dyn Load>>,
-    cached: parking_lot::Mutex<Option<Cached>>,
-    /// Held while loading: one refresh at a time.
-    refresh: tokio::sync::Mutex<()>,
+    /// `None`: fixed credentials, always in `state.cached`.
+    source: Option<Arc<dyn Load>>,
+    state: parking_lot::Mutex<State>,
     now: Clock,
+}
+
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    /// The last load failed: no new attempt before `retry_at`, and until
+    /// then its error is every caller's answer while nothing valid is
+    /// cached (callers do not queue up for loads that each time out).
+    failed: Option<Failed>,
+    /// The load under way (numbered, so that only it clears itself).
+    loading: Option<(u64, Loading)>,
+    loads: u64,
 }
 
 struct Cached {
     credentials: Arc<AwsCredentials>,
     expires: Option<SystemTime>,
     refresh_at: Option<SystemTime>,
-    /// After a failed refresh: no new attempt before this.
-    retry_at: Option<SystemTime>,
     provider: &'static str,
+}
+
+impl Cached {
+    /// Still good to sign with: not within [`EXPIRY_MARGIN`] of expiring.
+    fn valid(&self, now: SystemTime) -> bool {
+        self.expires.is_none_or(|e| now + EXPIRY_MARGIN < e)
+    }
+
+    fn due(&self, now: SystemTime) -> bool {
+        self.refresh_at.is_some_and(|t| now >= t)
+    }
+}
+
+struct Failed {
+    error: CredentialsError,
+    retry_at: SystemTime,
 }
 
 impl std::fmt::Debug for CredentialsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cached = self.inner.cached.lock();
+        let state = self.inner.state.lock();
+        let cached = state.cached.as_ref();
         f.debug_struct("CredentialsProvider")
-            .field("provider", &cached.as_ref().map(|c| c.provider))
-            .field("expires", &cached.as_ref().and_then(|c| c.expires))
+            .field("provider", &cached.map(|c| c.provider))
+            .field("expires", &cached.and_then(|c| c.expires))
             .finish_non_exhaustive()
     }
 }
@@ -220,14 +273,15 @@ impl CredentialsProvider {
         CredentialsProvider {
             inner: Arc::new(Inner {
                 source: None,
-                cached: parking_lot::Mutex::new(Some(Cached {
-                    credentials: Arc::new(credentials),
-                    expires: None,
-                    refresh_at: None,
-                    retry_at: None,
-                    provider: "config",
-                })),
-                refresh: tokio::sync::Mutex::new(()),
+                state: parking_lot::Mutex::new(State {
+                    cached: Some(Cached {
+                        credentials: Arc::new(credentials),
+                        expires: None,
+                        refresh_at: None,
+                        provider: "config",
+                    }),
+                    ..State::default()
+                }),
                 now: Arc::new(SystemTime::now),
             }),
         }
@@ -267,40 +321,155 @@ impl CredentialsProvider {
     fn from_load(source: impl Load + 'static) -> CredentialsProvider {
         CredentialsProvider {
             inner: Arc::new(Inner {
-                source: Some(Box::new(source)),
-                cached: parking_lot::Mutex::new(None),
-                refresh: tokio::sync::Mutex::new(()),
+                source: Some(Arc::new(source)),
+                state: parking_lot::Mutex::new(State::default()),
                 now: Arc::new(SystemTime::now),
             }),
         }
     }
 
-    /// Credentials to sign a request with: the cached ones, or fresh ones
-    /// when they are due (loaded by one caller while the others wait).
+    /// Credentials to sign a request with. Valid cached ones at once (and
+    /// when they are due, a refresh starts in the background while they
+    /// keep serving); otherwise the one load under way, shared with every
+    /// other caller; within [`RETRY_AFTER`] of a failed load with nothing
+    /// valid cached, that load's error at once.
     pub async fn credentials(&self) -> Result<Arc<AwsCredentials>, CredentialsError> {
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let _one = self.inner.refresh.lock().await;
-        // Refreshed while this caller waited?
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let Some(source) = &self.inner.source else {
-            unreachable!("fixed credentials are always current");
+        let wait = {
+            let now = (self.inner.now)();
+            let mut state = self.inner.state.lock();
+            let resting = state.failed.as_ref().is_some_and(|f| now < f.retry_at);
+            if let Some(c) = state.cached.as_ref().filter(|c| c.valid(now)) {
+                let credentials = c.credentials.clone();
+                if c.due(now) && !resting && state.loading.is_none() {
+                    // It runs as a task of its own: nobody needs to wait.
+                    let _background = Inner::start(&self.inner, &mut state);
+                }
+                return Ok(credentials);
+            }
+            if let Some(f) = state.failed.as_ref().filter(|_| resting) {
+                return Err(f.error.clone());
+            }
+            match &state.loading {
+                Some((_, l)) => l.clone(),
+                None => Inner::start(&self.inner, &mut state),
+            }
         };
-        let loaded = source.load().await;
-        let now = (self.inner.now)();
-        let mut cached = self.inner.cached.lock();
+        wait.await
+    }
+
+    /// Drops `credentials` if they are the cached ones (AWS refused them),
+    /// so that the next request loads new ones. True when they were;
+    /// fixed credentials are never dropped.
+    pub(crate) fn invalidate(&self, credentials: &Arc<AwsCredentials>) -> bool {
+        if self.inner.source.is_none() {
+            return false;
+        }
+        let mut state = self.inner.state.lock();
+        let current = state
+            .cached
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.credentials, credentials));
+        if current {
+            state.cached = None;
+        }
+        current
+    }
+
+    /// Whether these credentials are loaded again (false: fixed keys).
+    pub(crate) fn refreshable(&self) -> bool {
+        self.inner.source.is_some()
+    }
+
+    /// Which link or service the current credentials came from
+    /// (`config`, `environment`, `profile`, `web identity`, `container`,
+    /// `instance metadata`, `assume role`), once loaded.
+    pub fn provider(&self) -> Option<&'static str> {
+        self.inner.state.lock().cached.as_ref().map(|c| c.provider)
+    }
+}
+
+impl Inner {
+    /// Starts a load as a task of its own (it finishes, and settles the
+    /// cache, whoever waits for it or stops waiting).
+    fn start(inner: &Arc<Inner>, state: &mut State) -> Loading {
+        state.loads += 1;
+        let id = state.loads;
+        let task = tokio::spawn({
+            let inner = inner.clone();
+            async move {
+                let source = inner.source.clone().expect("only loaded credentials load");
+                let loaded = match tokio::time::timeout(LOAD_TIMEOUT, source.load()).await {
+                    Ok(l) => l,
+                    Err(_) => Err(CredentialsError::Fetch {
+                        provider: "credentials",
+                        message: format!("no answer within {} s", LOAD_TIMEOUT.as_secs()),
+                        transient: true,
+                    }),
+                };
+                inner.settle(id, loaded)
+            }
+        });
+        let weak = Arc::downgrade(inner);
+        let loading = async move {
+            match task.await {
+                Ok(r) => r,
+                // The runtime that ran it stopped: not settled, so clear it.
+                Err(e) => {
+                    if let Some(inner) = weak.upgrade() {
+                        let mut state = inner.state.lock();
+                        if state.loading.as_ref().is_some_and(|(i, _)| *i == id) {
+                            state.loading = None;
+                        }
+                    }
+                    Err(CredentialsError::Fetch {
+                        provider: "credentials",
+                        message: format!("the load stopped: {e}"),
+                        transient: true,
+                    })
+                }
+            }
+        }
+        .boxed()
+        .shared();
+        state.loading = Some((id, loading.clone()));
+        loading
+    }
+
+    /// Takes a load's outcome into the cache.
+    fn settle(
+        &self,
+        id: u64,
+        loaded: Result<Loaded, CredentialsError>,
+    ) -> Result<Arc<AwsCredentials>, CredentialsError> {
+        let now = (self.now)();
+        let mut state = self.state.lock();
+        if state.loading.as_ref().is_some_and(|(i, _)| *i == id) {
+            state.loading = None;
+        }
+        // Credentials that are expired, or about to, by this node's clock
+        // are never handed out: AWS would refuse them, or the clock is off.
+        let loaded = loaded.and_then(|l| match l.expires {
+            Some(e) if now + EXPIRY_MARGIN >= e => Err(CredentialsError::Fetch {
+                provider: l.provider,
+                message: format!(
+                    "the credentials it gave expire at {}, and this node's clock reads {} (is it right?)",
+                    sign::iso8601(e),
+                    sign::iso8601(now)
+                ),
+                transient: true,
+            }),
+            _ => Ok(l),
+        });
         match loaded {
             Ok(l) => {
-                let refresh_at = l.expires.map(|e| {
-                    let left = e.duration_since(now).unwrap_or_default();
-                    // Never due again at once: expired-looking credentials
-                    // (a skewed clock) are not fetched on every request.
-                    (e - REFRESH_BEFORE.min(left / 2)).max(now + RETRY_AFTER)
-                });
-                match cached.as_ref() {
+                let refresh_at = match l.expires {
+                    Some(e) => {
+                        let left = e.duration_since(now).unwrap_or_default();
+                        e - REFRESH_BEFORE.min(left / 2)
+                    }
+                    None => now + STATIC_REFRESH,
+                };
+                match state.cached.as_ref() {
                     // The chain answered from another link than before.
                     Some(c) if c.provider != l.provider => {
                         tracing::info!(from = c.provider, to = l.provider, expires = ?l.expires.map(sign::iso8601), "AWS credentials now come from elsewhere");
@@ -310,41 +479,31 @@ impl CredentialsProvider {
                     }
                 }
                 let credentials = Arc::new(l.credentials);
-                *cached = Some(Cached {
+                state.cached = Some(Cached {
                     credentials: credentials.clone(),
                     expires: l.expires,
-                    refresh_at,
-                    retry_at: None,
+                    refresh_at: Some(refresh_at),
                     provider: l.provider,
                 });
+                state.failed = None;
                 Ok(credentials)
             }
-            Err(e) => match cached.as_mut() {
-                Some(c) if c.expires.is_none_or(|x| now < x) => {
-                    tracing::warn!(error = %e, provider = c.provider, "refreshing AWS credentials failed; the current ones serve until they expire");
-                    c.retry_at = Some(now + RETRY_AFTER);
-                    Ok(c.credentials.clone())
+            Err(e) => {
+                match state.cached.as_ref().filter(|c| c.valid(now)) {
+                    Some(c) => {
+                        tracing::warn!(error = %e, provider = c.provider, "refreshing AWS credentials failed; the current ones serve until they expire");
+                    }
+                    None => {
+                        tracing::warn!(error = %e, "loading AWS credentials failed");
+                    }
                 }
-                _ => Err(e),
-            },
+                state.failed = Some(Failed {
+                    error: e.clone(),
+                    retry_at: now + RETRY_AFTER,
+                });
+                Err(e)
+            }
         }
-    }
-
-    /// The cached credentials, unless they are due for a refresh.
-    fn current(&self) -> Option<Arc<AwsCredentials>> {
-        let now = (self.inner.now)();
-        let cached = self.inner.cached.lock();
-        let c = cached.as_ref()?;
-        let fresh = c.refresh_at.is_none_or(|t| now < t);
-        let waiting = c.retry_at.is_some_and(|t| now < t) && c.expires.is_none_or(|e| now < e);
-        (fresh || waiting).then(|| c.credentials.clone())
-    }
-
-    /// Which link or service the current credentials came from
-    /// (`config`, `environment`, `profile`, `web identity`, `container`,
-    /// `instance metadata`, `assume role`), once loaded.
-    pub fn provider(&self) -> Option<&'static str> {
-        self.inner.cached.lock().as_ref().map(|c| c.provider)
     }
 }
 
@@ -452,7 +611,7 @@ impl Chain {
         if let Some(l) = note("environment", self.environment()?) {
             return Ok(l);
         }
-        if let Some(l) = note("shared files", self.shared_files()?) {
+        if let Some(l) = note("shared files", self.shared_files().await?) {
             return Ok(l);
         }
         if let Some(l) = note("web identity", self.web_identity().await?) {
@@ -507,7 +666,7 @@ impl Chain {
         }))
     }
 
-    fn shared_files(&self) -> Result<Found, CredentialsError> {
+    async fn shared_files(&self) -> Result<Found, CredentialsError> {
         const P: &str = "profile";
         let explicit = self
             .profile
@@ -519,28 +678,47 @@ impl Chain {
             .env
             .path("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
         let config_file = self.env.path("AWS_CONFIG_FILE", ".aws/config");
+        let invalid = |message: String| CredentialsError::Invalid {
+            provider: P,
+            message,
+        };
         // The credentials file names profiles bare; the config file as
         // `[profile NAME]`, except `[default]`.
         let mut looked = Vec::new();
-        let mut without_keys = None;
+        let mut found = Vec::new();
         for (file, section) in [
             (&credentials_file, name.clone()),
             (&config_file, format!("profile {name}")),
         ] {
             let Some(file) = file else { continue };
-            let Some(profiles) = read_profiles(file)? else {
+            let Some(mut profiles) = read_profiles(file).await? else {
                 looked.push(format!("{} (no such file)", file.display()));
                 continue;
             };
-            let found = profiles.get(&section).or_else(|| {
+            let props = profiles.remove(&section).or_else(|| {
                 (name == "default")
-                    .then(|| profiles.get("default"))
+                    .then(|| profiles.remove("default"))
                     .flatten()
             });
-            let Some(props) = found else {
-                looked.push(file.display().to_string());
-                continue;
-            };
+            match props {
+                Some(props) => found.push((file.display().to_string(), props)),
+                None => looked.push(file.display().to_string()),
+            }
+        }
+        // A role or SSO in the profile is what AWS's tools would sign
+        // with, keys or not: never those keys, nor another link, in its place.
+        for (file, props) in &found {
+            let indirect = props
+                .keys()
+                .filter(|k| k.as_str() == "role_arn" || k.starts_with("sso_"))
+                .min();
+            if let Some(k) = indirect {
+                return Err(invalid(format!(
+                    "profile {name:?} in {file} sets {k}: AWS's tools would sign as that role or SSO session, which Trail does not take from a profile; set role_arn (and external_id) in Trail's config instead, with static keys (or another credential source) to assume it with"
+                )));
+            }
+        }
+        for (file, props) in &found {
             match profile_keys(props) {
                 Ok(Some(c)) => {
                     return Ok(Found::Yes(Loaded {
@@ -549,21 +727,23 @@ impl Chain {
                         provider: P,
                     }))
                 }
-                Ok(None) => {
-                    without_keys = Some(file.display().to_string());
-                    looked.push(format!("{} (no keys in it)", file.display()));
-                }
-                Err(m) => {
-                    return Err(CredentialsError::Invalid {
-                        provider: P,
-                        message: format!("profile {name:?} in {}: {m}", file.display()),
-                    })
-                }
+                Ok(None) => looked.push(format!("{file} (no keys in it)")),
+                Err(m) => return Err(invalid(format!("profile {name:?} in {file}: {m}"))),
+            }
+        }
+        for (file, props) in &found {
+            let other = ["credential_process", "credential_source"]
+                .into_iter()
+                .find(|k| props.contains_key(*k));
+            if let Some(k) = other {
+                return Err(invalid(format!(
+                    "profile {name:?} in {file} has {k} and no aws_access_key_id and aws_secret_access_key: Trail reads static keys from profiles; for a role, set role_arn in Trail's config"
+                )));
             }
         }
         if explicit.is_some() {
-            let message = match without_keys {
-                Some(file) => format!(
+            let message = match found.first() {
+                Some((file, _)) => format!(
                     "profile {name:?} in {file} has no aws_access_key_id and aws_secret_access_key (Trail reads static keys from profiles; for a role, set role_arn in Trail's config)"
                 ),
                 None if looked.is_empty() => {
@@ -571,10 +751,7 @@ impl Chain {
                 }
                 None => format!("profile {name:?} is not in {}", looked.join(" or ")),
             };
-            return Err(CredentialsError::Invalid {
-                provider: P,
-                message,
-            });
+            return Err(invalid(message));
         }
         Ok(Found::No(match looked.is_empty() {
             true => "no home directory to find ~/.aws in".into(),
@@ -587,25 +764,26 @@ impl Chain {
         let Some(token_file) = self.env.var("AWS_WEB_IDENTITY_TOKEN_FILE") else {
             return Ok(Found::No("AWS_WEB_IDENTITY_TOKEN_FILE not set".into()));
         };
+        // Without a role the token is of no use: the next link, as the
+        // SDKs go on.
         let Some(role_arn) = self.env.var("AWS_ROLE_ARN") else {
-            return Err(CredentialsError::Invalid {
-                provider: P,
-                message: "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not".into(),
-            });
+            return Ok(Found::No(
+                "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not".into(),
+            ));
         };
         let session = self
             .env
             .var("AWS_ROLE_SESSION_NAME")
             .unwrap_or_else(|| format!("trail-{}", unix_millis()));
         // Read every time: the token file is rotated under the process.
-        let token = read_small(Path::new(&token_file))
-            .map_err(|m| CredentialsError::Fetch {
-                provider: P,
-                message: format!("AWS_WEB_IDENTITY_TOKEN_FILE {token_file}: {m}"),
-                transient: true,
-            })?
-            .trim()
-            .to_owned();
+        let token =
+            read_token(Path::new(&token_file))
+                .await
+                .map_err(|m| CredentialsError::Fetch {
+                    provider: P,
+                    message: format!("AWS_WEB_IDENTITY_TOKEN_FILE {token_file}: {m}"),
+                    transient: true,
+                })?;
         let (credentials, expires) = sts_credentials(
             &self.sts,
             "AssumeRoleWithWebIdentity",
@@ -618,7 +796,7 @@ impl Chain {
         .await
         .map_err(|e| CredentialsError::Sts {
             provider: P,
-            source: Box::new(e),
+            source: Arc::new(e),
         })?;
         Ok(Found::Yes(Loaded {
             credentials,
@@ -650,22 +828,20 @@ impl Chain {
             ));
         };
         // The token file first (EKS rotates it), read on every fetch.
-        let token = match (
-            self.env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
-            self.env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
-        ) {
-            (Some(file), _) => Some(
-                read_small(Path::new(&file))
-                    .map_err(|m| CredentialsError::Fetch {
+        let token =
+            match (
+                self.env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+                self.env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            ) {
+                (Some(file), _) => Some(read_token(Path::new(&file)).await.map_err(|m| {
+                    CredentialsError::Fetch {
                         provider: P,
                         message: format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {file}: {m}"),
                         transient: true,
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, token) => token,
-        };
+                    }
+                })?),
+                (None, token) => token,
+            };
         if token.as_deref().is_some_and(|t| t.contains(['\r', '\n'])) {
             return Err(invalid(
                 "the authorization token holds a line break (refused, as the SDKs do)".into(),
@@ -839,7 +1015,7 @@ impl RoleSession {
                 AwsError::Credentials { source, .. } => *source,
                 e => CredentialsError::Sts {
                     provider: "assume role",
-                    source: Box::new(e),
+                    source: Arc::new(e),
                 },
             })?;
         Ok(Loaded {
@@ -873,7 +1049,7 @@ async fn sts_credentials(
         "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
     )];
     let host = sts.host().to_owned();
-    let resp = sts
+    let sent = sts
         .send(
             op,
             reqwest::Method::POST,
@@ -885,15 +1061,17 @@ async fn sts_credentials(
             None,
         )
         .await?;
-    let status = resp.status().as_u16();
-    let body = read_body(resp, MAX_ANSWER_BYTES)
+    let status = sent.response.status().as_u16();
+    let body = read_body(sent.response, MAX_ANSWER_BYTES)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge { cap } => AwsError::TooLarge { op, cap },
             BodyError::Read(source) => AwsError::Http { op, source },
         })?;
     if status != 200 {
-        return Err(sts_error(op, status, &body));
+        // An expired base session (AssumeRole signed with temporary
+        // credentials) drops it from its provider.
+        return Err(sts.judge(sent.signer.as_ref(), sts_error(op, status, &body)));
     }
     parse_sts_credentials(op, &body).map_err(|message| AwsError::Invalid { op, message })
 }
@@ -916,7 +1094,7 @@ fn parse_sts_credentials(op: &str, body: &[u8]) -> Result<(AwsCredentials, Syste
             .ok_or_else(|| format!("Credentials has no {tag}"))
     };
     let expiration = field("Expiration")?;
-    let expires = sign::parse_iso8601(&expiration)
+    let expires = parse_rfc3339(&expiration)
         .ok_or_else(|| format!("Credentials/Expiration {expiration:?} is not a time"))?;
     Ok((
         AwsCredentials {
@@ -1067,11 +1245,75 @@ async fn read_text(
 }
 
 fn expiration(provider: &'static str, s: &str) -> Result<SystemTime, CredentialsError> {
-    sign::parse_iso8601(s.trim()).ok_or_else(|| CredentialsError::Fetch {
+    parse_rfc3339(s.trim()).ok_or_else(|| CredentialsError::Fetch {
         provider,
         message: format!("Expiration {s:?} is not a time"),
         transient: false,
     })
+}
+
+/// An `Expiration` as STS, ECS, EKS and EC2 write it: an RFC 3339
+/// date-time, strictly (`2026-12-08T02:20:33Z`, fractions of a second
+/// allowed, `Z` or a `±hh:mm` offset, which is applied); anything else,
+/// month 13 or a `/` for a `-`, is not a time.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let d = b.get(from..from + len)?;
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| d.iter().fold(0, |n, c| n * 10 + i64::from(c - b'0')))
+    };
+    let at = |i: usize, want: &[u8]| b.get(i).is_some_and(|c| want.contains(c));
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (h, mi, se) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let separators = at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":");
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !separators || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        i += 1;
+        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        i += digits;
+    }
+    let offset = match &b[i..] {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && at(i + 3, b":") => {
+            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // Local time minus its offset is UTC.
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` as the SDKs accept it: https to
@@ -1098,47 +1340,107 @@ fn check_container_uri(uri: &str) -> Result<(), String> {
     }
 }
 
-/// A small file (a token, a credentials file): its text, or why not.
-fn read_small(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_FILE_BYTES {
+/// A small file (a token, a credentials file): its text, `None` when it
+/// does not exist, or why not. Read through a cap whatever the file is
+/// (`/proc`, a device: their length says nothing), and never a FIFO or a
+/// socket, whose open or read would block.
+fn read_small(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read as _;
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+        Ok(m) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::FileTypeExt as _;
+                let t = m.file_type();
+                if t.is_fifo() || t.is_socket() {
+                    return Err("not a regular file".into());
+                }
+            }
+            if m.is_dir() {
+                return Err("a directory, not a file".into());
+            }
+        }
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
     }
-    std::fs::read_to_string(path).map_err(|e| e.to_string())
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| "not UTF-8".into())
+}
+
+/// [`read_small`] on a blocking thread, off the runtime's workers.
+async fn read_small_async(path: &Path) -> Result<Option<String>, String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || read_small(&path))
+        .await
+        .map_err(|e| format!("reading: {e}"))?
+}
+
+/// A token file's text, trimmed.
+async fn read_token(path: &Path) -> Result<String, String> {
+    match read_small_async(path).await? {
+        Some(t) => Ok(t.trim().to_owned()),
+        None => Err("no such file".into()),
+    }
 }
 
 /// Section → property → value; `None` when the file does not exist.
 type Profiles = HashMap<String, HashMap<String, String>>;
 
-fn read_profiles(path: &Path) -> Result<Option<Profiles>, CredentialsError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = read_small(path).map_err(|m| CredentialsError::Invalid {
-        provider: "profile",
-        message: format!("{}: {m}", path.display()),
-    })?;
-    Ok(Some(parse_profiles(&text)))
+async fn read_profiles(path: &Path) -> Result<Option<Profiles>, CredentialsError> {
+    let text = read_small_async(path)
+        .await
+        .map_err(|m| CredentialsError::Invalid {
+            provider: "profile",
+            message: format!("{}: {m}", path.display()),
+        })?;
+    Ok(text.map(|t| parse_profiles(&t)))
 }
 
-/// The shared credentials / config file format, as AWS's SDKs read it:
-/// `[section]` lines (a comment may follow the `]`), `name = value`
-/// properties (names case-insensitive; a `#` or `;` after whitespace starts
-/// a comment), whole-line `#` and `;` comments, and indented continuation
-/// lines (sub-properties such as `s3 =`, which no credential uses: skipped).
-/// A section given twice is merged, later values winning.
+/// The shared credentials / config file format, as AWS's SDKs read it
+/// (botocore's configparser): `[section]` lines (a comment may follow the
+/// `]`), `name = value` properties (names case-insensitive; a `#` or `;`
+/// after whitespace starts a comment), whole-line `#` and `;` comments. A
+/// line indented deeper than the property before it continues that
+/// property: the lines of a nested block after `name =` with nothing on
+/// it (`s3 =` then `  max_concurrent_requests = 20`, which no credential
+/// uses: skipped), else more lines of its value. An indented property with
+/// no property before it in its section (right after the header) is a
+/// property like any other. A section given twice is merged, later values
+/// winning.
 fn parse_profiles(text: &str) -> Profiles {
     let mut out: Profiles = HashMap::new();
     let mut section: Option<String> = None;
+    // The property a deeper-indented line continues: its name, its line's
+    // indent, and whether it opened a nested block.
+    let mut property: Option<(String, usize, bool)> = None;
     for raw in text.trim_start_matches('\u{feff}').lines() {
         let line = raw.trim_end();
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
             continue;
         }
-        if line.starts_with([' ', '\t']) {
-            continue; // a continuation or sub-property
+        let indent = line.len() - trimmed.len();
+        if let (Some(s), Some((name, at, nested))) = (&section, &property) {
+            if indent > *at {
+                if !nested {
+                    if let Some(v) = out.get_mut(s).and_then(|p| p.get_mut(name)) {
+                        v.push('\n');
+                        v.push_str(strip_comment(trimmed).trim());
+                    }
+                }
+                continue;
+            }
         }
+        property = None;
         if let Some(rest) = trimmed.strip_prefix('[') {
             section = rest.split_once(']').map(|(name, _)| {
                 // `[ profile  dev ]` is `profile dev`.
@@ -1151,10 +1453,12 @@ fn parse_profiles(text: &str) -> Profiles {
         let (Some(s), Some((name, value))) = (&section, trimmed.split_once('=')) else {
             continue;
         };
+        let name = name.trim().to_ascii_lowercase();
         let value = strip_comment(value).trim();
+        property = Some((name.clone(), indent, value.is_empty()));
         out.entry(s.clone())
             .or_default()
-            .insert(name.trim().to_ascii_lowercase(), value.to_owned());
+            .insert(name, value.to_owned());
     }
     out
 }
@@ -1301,6 +1605,19 @@ mod tests {
         );
         assert!(!dev.contains_key("max_concurrent_requests"));
         assert_eq!(dev["region"], "eu-west-1");
+        // Indentation as configparser reads it: a property indented right
+        // after its header is a property; a deeper line after `name =`
+        // with nothing on it is a nested block's, after a value more of
+        // that value.
+        let p = parse_profiles(
+            "[cont]\n  aws_access_key_id = AKIAINDENTED\n  aws_secret_access_key = abc\n    def\n  s3 =\n    addressing_style = path\n\n    # a comment\n      deeper = x\nregion = r\n",
+        );
+        let c = &p["cont"];
+        assert_eq!(c["aws_access_key_id"], "AKIAINDENTED");
+        assert_eq!(c["aws_secret_access_key"], "abc\ndef");
+        assert_eq!(c["s3"], "");
+        assert!(!c.contains_key("addressing_style") && !c.contains_key("deeper"));
+        assert_eq!(c["region"], "r");
         let c = profile_keys(dev).unwrap().unwrap();
         assert_eq!(c.session_token.unwrap().expose(), "tok");
         assert!(
@@ -1403,19 +1720,38 @@ mod tests {
         ] {
             assert!(e.contains(link), "{link:?} missing from: {e}");
         }
+        // A token file without a role: skipped, as the SDKs skip it, on
+        // to the next link (here: none).
         let e = chain(
             None,
             env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token")]),
         )
         .await
         .unwrap_err();
-        assert!(e.contains("AWS_ROLE_ARN is not"), "{e}");
+        assert!(
+            e.starts_with("no AWS credentials found")
+                && e.contains(
+                    "web identity: AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not; container:"
+                ),
+            "{e}"
+        );
     }
 
     /// A loopback HTTP server answering `route(method, path, headers)`,
     /// one request per connection.
     async fn serve(
         route: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicU64>) {
+        serve_with(move |m, p, h| {
+            let (status, body) = route(m, p, h);
+            (status, String::new(), body)
+        })
+        .await
+    }
+
+    /// [`serve`] whose route adds header lines (`name: value\r\n`…).
+    async fn serve_with(
+        route: impl Fn(&str, &str, &str) -> (u16, String, String) + Send + Sync + 'static,
     ) -> (String, Arc<AtomicU64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1438,12 +1774,28 @@ mod tests {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let head = String::from_utf8_lossy(&buf).into_owned();
+                    // The body too, so that closing leaves nothing unread.
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length = head
+                        .to_ascii_lowercase()
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + length {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
                     let mut first = head.lines().next().unwrap_or("").split(' ');
                     let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-                    let (status, body) = route(method, path, &head.to_ascii_lowercase());
+                    let (status, headers, body) = route(method, path, &head.to_ascii_lowercase());
                     let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = conn.write_all(resp.as_bytes()).await;
@@ -1584,19 +1936,23 @@ mod tests {
         );
     }
 
-    /// Credentials from a counter, expiring `lifetime` after "now".
+    /// Credentials from a counter, expiring `lifetime` after "now" (never,
+    /// with `None`); every attempt counted, failed ones too.
     struct Fake {
-        loads: Arc<AtomicU64>,
+        attempts: Arc<AtomicU64>,
+        ok: AtomicU64,
         fail: Arc<std::sync::atomic::AtomicBool>,
         clock: Arc<AtomicU64>,
-        lifetime: Duration,
+        lifetime: Option<Duration>,
+        delay: Duration,
     }
 
     impl Load for Fake {
         fn load(&self) -> BoxFuture<'_, Result<Loaded, CredentialsError>> {
             Box::pin(async move {
-                // Slow enough for callers to pile up behind the refresh.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.attempts.fetch_add(1, Ordering::SeqCst);
+                // Slow enough for callers to pile up behind the load.
+                tokio::time::sleep(self.delay).await;
                 if self.fail.load(Ordering::SeqCst) {
                     return Err(CredentialsError::Fetch {
                         provider: "fake",
@@ -1604,81 +1960,708 @@ mod tests {
                         transient: true,
                     });
                 }
-                let n = self.loads.fetch_add(1, Ordering::SeqCst) + 1;
+                let n = self.ok.fetch_add(1, Ordering::SeqCst) + 1;
                 let now = UNIX_EPOCH + Duration::from_secs(self.clock.load(Ordering::SeqCst));
                 Ok(Loaded {
                     credentials: keys(&format!("ASIA{n}")),
-                    expires: Some(now + self.lifetime),
+                    expires: self.lifetime.map(|l| now + l),
                     provider: "fake",
                 })
             })
         }
     }
 
-    fn fake(
-        lifetime: Duration,
-    ) -> (
-        CredentialsProvider,
-        Arc<AtomicU64>,
-        Arc<AtomicU64>,
-        Arc<std::sync::atomic::AtomicBool>,
-    ) {
-        let loads = Arc::new(AtomicU64::new(0));
-        let clock = Arc::new(AtomicU64::new(1_800_000_000));
+    const T0: u64 = 1_800_000_000;
+
+    struct Faked {
+        p: CredentialsProvider,
+        attempts: Arc<AtomicU64>,
+        clock: Arc<AtomicU64>,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Faked {
+        fn at(&self, secs: u64) {
+            self.clock.store(T0 + secs, Ordering::SeqCst);
+        }
+
+        fn attempts(&self) -> u64 {
+            self.attempts.load(Ordering::SeqCst)
+        }
+
+        /// The key handed out now (waiting for a load when one is due).
+        async fn ask(&self) -> String {
+            self.p.credentials().await.unwrap().access_key_id.clone()
+        }
+
+        /// `n` callers at once.
+        async fn many(&self, n: usize) -> Vec<Result<String, String>> {
+            futures_util::future::join_all((0..n).map(|_| async {
+                self.p
+                    .credentials()
+                    .await
+                    .map(|c| c.access_key_id.clone())
+                    .map_err(|e| e.to_string())
+            }))
+            .await
+        }
+
+        /// Until no load is under way (a background refresh has settled).
+        async fn settled(&self) {
+            settled(&self.p).await;
+        }
+    }
+
+    async fn settled(p: &CredentialsProvider) {
+        for _ in 0..500 {
+            if p.inner.state.lock().loading.is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("a load never settled");
+    }
+
+    fn fake_with(lifetime: Option<Duration>, delay: Duration) -> Faked {
+        let attempts = Arc::new(AtomicU64::new(0));
+        let clock = Arc::new(AtomicU64::new(T0));
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut p = CredentialsProvider::from_load(Fake {
-            loads: loads.clone(),
+            attempts: attempts.clone(),
+            ok: AtomicU64::new(0),
             fail: fail.clone(),
             clock: clock.clone(),
             lifetime,
+            delay,
         });
         let c = clock.clone();
         Arc::get_mut(&mut p.inner).unwrap().now =
             Arc::new(move || UNIX_EPOCH + Duration::from_secs(c.load(Ordering::SeqCst)));
-        (p, loads, clock, fail)
+        Faked {
+            p,
+            attempts,
+            clock,
+            fail,
+        }
+    }
+
+    fn fake(lifetime: Duration) -> Faked {
+        fake_with(Some(lifetime), Duration::from_millis(20))
     }
 
     #[tokio::test]
-    async fn credentials_are_cached_and_refreshed_before_they_expire_once_at_a_time() {
-        let (p, loads, clock, fail) = fake(Duration::from_secs(3600));
-        let ask = |p: &CredentialsProvider| {
-            let p = p.clone();
-            async move { p.credentials().await.unwrap().access_key_id.clone() }
+    async fn credentials_are_cached_and_refreshed_in_the_background_one_load_at_a_time() {
+        let f = fake(Duration::from_secs(3600));
+        let all = |v: Vec<Result<String, String>>, want: &str| {
+            assert!(v.iter().all(|k| k.as_deref() == Ok(want)), "{v:?}");
         };
         // Twenty at once: one load.
-        let all = futures_util::future::join_all((0..20).map(|_| ask(&p))).await;
-        assert!(all.iter().all(|k| k == "ASIA1"));
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        all(f.many(20).await, "ASIA1");
+        assert_eq!(f.attempts(), 1);
         // Cached until five minutes before expiry…
-        clock.fetch_add(3600 - 301, Ordering::SeqCst);
-        assert_eq!(ask(&p).await, "ASIA1");
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
-        // …then refreshed, once for everyone asking.
-        clock.fetch_add(2, Ordering::SeqCst);
-        let all = futures_util::future::join_all((0..20).map(|_| ask(&p))).await;
-        assert!(all.iter().all(|k| k == "ASIA2"), "{all:?}");
-        assert_eq!(loads.load(Ordering::SeqCst), 2);
-        // A failed refresh keeps the current credentials while they last,
-        // and is not tried again on every request.
-        clock.fetch_add(3600 - 200, Ordering::SeqCst);
-        fail.store(true, Ordering::SeqCst);
-        assert_eq!(ask(&p).await, "ASIA2");
-        assert_eq!(ask(&p).await, "ASIA2");
-        // Expired and still failing: an error.
-        clock.fetch_add(300, Ordering::SeqCst);
-        let e = p.credentials().await.unwrap_err();
-        assert!(e.transient() && e.to_string() == "fake: down", "{e}");
-        fail.store(false, Ordering::SeqCst);
-        assert_eq!(ask(&p).await, "ASIA3");
-        // Short-lived credentials are refreshed at half their life, not on
-        // every request.
-        let (p, loads, clock, _) = fake(Duration::from_secs(120));
-        assert_eq!(ask(&p).await, "ASIA1");
-        clock.fetch_add(59, Ordering::SeqCst);
-        assert_eq!(ask(&p).await, "ASIA1");
-        clock.fetch_add(2, Ordering::SeqCst);
-        assert_eq!(ask(&p).await, "ASIA2");
-        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        f.at(3299);
+        assert_eq!(f.ask().await, "ASIA1");
+        f.settled().await;
+        assert_eq!(f.attempts(), 1);
+        // …then refreshed once, in the background, while the current ones
+        // (still valid) keep serving everyone asking.
+        f.at(3300);
+        all(f.many(20).await, "ASIA1");
+        f.settled().await;
+        assert_eq!(f.attempts(), 2);
+        assert_eq!(f.ask().await, "ASIA2");
+        // A failed refresh keeps the current credentials while they are
+        // valid, and is not tried again on every request: once per
+        // RETRY_AFTER.
+        f.fail.store(true, Ordering::SeqCst);
+        f.at(3300 + 3300);
+        assert_eq!(f.ask().await, "ASIA2");
+        f.settled().await;
+        assert_eq!(f.attempts(), 3);
+        for _ in 0..10 {
+            assert_eq!(f.ask().await, "ASIA2");
+            f.settled().await;
+        }
+        assert_eq!(f.attempts(), 3, "tried again within RETRY_AFTER");
+        f.at(6600 + RETRY_AFTER.as_secs());
+        assert_eq!(f.ask().await, "ASIA2");
+        f.settled().await;
+        assert_eq!(f.attempts(), 4);
+        // They expire at 6900: served until EXPIRY_MARGIN before…
+        f.at(6900 - EXPIRY_MARGIN.as_secs() - 1);
+        assert_eq!(f.ask().await, "ASIA2");
+        f.settled().await;
+        assert_eq!(f.attempts(), 5);
+        // …never at the margin: the failed load's error, at once, to every
+        // caller, without another attempt before RETRY_AFTER.
+        f.at(6900 - EXPIRY_MARGIN.as_secs());
+        let v = f.many(64).await;
+        assert!(
+            v.iter()
+                .all(|r| r.as_ref().err().map(String::as_str) == Some("fake: down")),
+            "{v:?}"
+        );
+        assert_eq!(f.attempts(), 5);
+        let e = f.p.credentials().await.unwrap_err();
+        assert!(e.transient(), "{e}");
+        // Then one load for all who wait, its error shared.
+        f.at(6889 + RETRY_AFTER.as_secs());
+        let v = f.many(64).await;
+        assert!(
+            v.iter()
+                .all(|r| r.as_ref().err().map(String::as_str) == Some("fake: down")),
+            "{v:?}"
+        );
+        assert_eq!(f.attempts(), 6);
+        f.fail.store(false, Ordering::SeqCst);
+        f.at(6889 + 2 * RETRY_AFTER.as_secs());
+        assert_eq!(f.ask().await, "ASIA3");
+        assert_eq!(f.attempts(), 7);
+
+        // Short-lived credentials are refreshed at half their life.
+        let f = fake(Duration::from_secs(120));
+        assert_eq!(f.ask().await, "ASIA1");
+        f.at(59);
+        assert_eq!(f.ask().await, "ASIA1");
+        f.settled().await;
+        f.at(60);
+        assert_eq!(f.ask().await, "ASIA1");
+        f.settled().await;
+        assert_eq!(f.ask().await, "ASIA2");
+        assert_eq!(f.attempts(), 2);
+    }
+
+    #[tokio::test]
+    async fn credentials_at_their_expiry_margin_are_never_handed_out() {
+        // Fifteen seconds of life: five of them to serve.
+        let f = fake(Duration::from_secs(15));
+        assert_eq!(f.ask().await, "ASIA1");
+        f.at(4);
+        assert_eq!(f.ask().await, "ASIA1");
+        f.at(5);
+        assert_eq!(f.ask().await, "ASIA2", "served at the expiry margin");
+        // Credentials that come expired, or within the margin, by this
+        // node's clock (a skewed clock): an error, never the credentials.
+        for life in [EXPIRY_MARGIN, Duration::ZERO] {
+            let f = fake(life);
+            let e = f.p.credentials().await.unwrap_err();
+            assert!(
+                e.transient() && e.to_string().contains("is it right?"),
+                "{e}"
+            );
+            assert!(!e.to_string().contains("ASIA"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_shared_by_every_waiter_not_run_again_by_each() {
+        // A load that takes a while and fails (an STS timeout).
+        let f = fake_with(Some(Duration::from_secs(3600)), Duration::from_millis(300));
+        f.fail.store(true, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let v = f.many(64).await;
+        assert!(v.iter().all(|r| r.is_err()), "{v:?}");
+        assert_eq!(f.attempts(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_without_expiry_are_loaded_again_every_fifteen_minutes() {
+        let f = fake_with(None, Duration::from_millis(1));
+        assert_eq!(f.ask().await, "ASIA1");
+        f.at(STATIC_REFRESH.as_secs() - 1);
+        assert_eq!(f.ask().await, "ASIA1");
+        f.settled().await;
+        assert_eq!(f.attempts(), 1);
+        f.at(STATIC_REFRESH.as_secs());
+        f.ask().await;
+        f.settled().await;
+        assert_eq!(f.ask().await, "ASIA2");
+        // Keys that do not expire keep serving through failed reloads.
+        f.fail.store(true, Ordering::SeqCst);
+        f.at(10 * 86_400);
+        assert_eq!(f.ask().await, "ASIA2");
+        f.settled().await;
+        assert_eq!(f.attempts(), 3);
+
+        // A profile's keys rotated in its file are picked up.
+        let dir = temp_dir("rotate");
+        let file = dir.join("credentials");
+        let write = |id: &str| {
+            std::fs::write(
+                &file,
+                format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = s\n"),
+            )
+            .unwrap()
+        };
+        write("AKIAOLD");
+        let mut p = CredentialsProvider::with_env(
+            settings(None),
+            env(&[("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap())]),
+        )
+        .unwrap();
+        let clock = Arc::new(AtomicU64::new(T0));
+        let c = clock.clone();
+        Arc::get_mut(&mut p.inner).unwrap().now =
+            Arc::new(move || UNIX_EPOCH + Duration::from_secs(c.load(Ordering::SeqCst)));
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "AKIAOLD");
+        write("AKIANEW");
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "AKIAOLD");
+        clock.store(T0 + STATIC_REFRESH.as_secs(), Ordering::SeqCst);
+        p.credentials().await.unwrap();
+        settled(&p).await;
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "AKIANEW");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A loopback server answering every request with `status`, `headers`
+    /// and `body`; what each request's `x-amz-date` said, and when it came.
+    async fn answering(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (String, Arc<parking_lot::Mutex<Vec<(String, SystemTime)>>>) {
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let body = body.to_owned();
+        let (base, _) = serve_with(move |_, _, head| {
+            let date = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-amz-date: "))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            log.lock().push((date, SystemTime::now()));
+            (status, extra.clone(), body.clone())
+        })
+        .await;
+        (base, seen)
+    }
+
+    fn s3_client(base: &str, p: impl Into<CredentialsProvider>) -> crate::aws::s3::S3Client {
+        crate::aws::s3::S3Client::new(
+            AwsEndpoint::parse(base, None).unwrap(),
+            p,
+            "us-east-1",
+            true,
+        )
+        .unwrap()
+    }
+
+    fn sqs_client(base: &str, p: impl Into<CredentialsProvider>) -> crate::aws::sqs::SqsClient {
+        crate::aws::sqs::SqsClient::new(
+            AwsEndpoint::parse(base, None).unwrap(),
+            p,
+            "us-east-1",
+            &format!("{base}/123456789012/q"),
+        )
+        .unwrap()
+    }
+
+    const S3_EXPIRED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>";
+
+    #[tokio::test]
+    async fn credentials_aws_refuses_are_dropped_and_the_error_is_the_nodes_not_the_objects() {
+        // S3: 400 ExpiredToken for loaded credentials: transient, and the
+        // next request loads new ones.
+        let f = fake(Duration::from_secs(3600));
+        let (s3, _) = answering(400, &[], S3_EXPIRED).await;
+        assert_eq!(f.ask().await, "ASIA1");
+        let e = s3_client(&s3, f.p.clone())
+            .get_object("b", "k", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, AwsError::Refused { code, .. } if code == "ExpiredToken") && e.transient(),
+            "{e:?}"
+        );
+        assert_eq!(f.ask().await, "ASIA2");
+        assert_eq!(f.attempts(), 2);
+        // A refusal of credentials already replaced drops nothing.
+        let old = Arc::new(keys("ASIA1"));
+        assert!(!f.p.invalidate(&old));
+        assert_eq!(f.ask().await, "ASIA2");
+        // ListObjectsV2 and S3's InvalidToken alike.
+        let (s3, _) = answering(
+            400,
+            &[],
+            "<Error><Code>InvalidToken</Code><Message>The provided token is malformed or otherwise invalid.</Message></Error>",
+        )
+        .await;
+        let e = s3_client(&s3, f.p.clone())
+            .list_objects("b", &crate::aws::s3::ListObjects::under(""))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, AwsError::Refused { .. }) && e.transient(),
+            "{e:?}"
+        );
+        assert_eq!(f.ask().await, "ASIA3");
+
+        // SQS, JSON protocol: the query-compatible code, else `__type`.
+        let coral = |shape: &str| {
+            format!(
+                r#"{{"__type":"com.amazon.coral.service#{shape}","message":"The security token included in the request is expired"}}"#
+            )
+        };
+        for (status, headers, body, code) in [
+            (
+                400,
+                vec![],
+                coral("ExpiredTokenException"),
+                "ExpiredTokenException",
+            ),
+            (
+                403,
+                vec![("x-amzn-query-error", "InvalidClientTokenId;Sender")],
+                coral("UnrecognizedClientException"),
+                "InvalidClientTokenId",
+            ),
+            (
+                403,
+                vec![],
+                coral("UnrecognizedClientException:http://internal.amazon.com/coral/"),
+                "UnrecognizedClientException",
+            ),
+        ] {
+            let before = f.attempts();
+            let (sqs, _) = answering(status, &headers, &body).await;
+            let e = sqs_client(&sqs, f.p.clone())
+                .receive(1, Duration::ZERO, Duration::from_secs(30))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, AwsError::Refused { code: c, .. } if c == code) && e.transient(),
+                "{code}: {e:?}"
+            );
+            f.ask().await;
+            assert_eq!(f.attempts(), before + 1, "{code}: loaded again");
+        }
+        // SQS's own errors stay what they were.
+        let (sqs, _) = answering(
+            400,
+            &[("x-amzn-query-error", "AWS.SimpleQueueService.NonExistentQueue;Sender")],
+            r#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"The specified queue does not exist."}"#,
+        )
+        .await;
+        let e = sqs_client(&sqs, f.p.clone()).delete("r").await.unwrap_err();
+        assert!(
+            matches!(&e, AwsError::Status { code, .. } if code == "AWS.SimpleQueueService.NonExistentQueue")
+                && !e.transient(),
+            "{e:?}"
+        );
+
+        // Fixed keys with a session token (temporary, from the config):
+        // the node's trouble too, though nothing can be reloaded.
+        let fixed = CredentialsProvider::fixed(keys("ASIAFIXED"));
+        let (s3, _) = answering(400, &[], S3_EXPIRED).await;
+        let e = s3_client(&s3, fixed.clone())
+            .get_object("b", "k", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, AwsError::Refused { .. }) && e.transient(),
+            "{e:?}"
+        );
+        assert_eq!(
+            fixed.credentials().await.unwrap().access_key_id,
+            "ASIAFIXED"
+        );
+        // A long-term key that AWS does not know: the config's, as it was.
+        let long_term = AwsCredentials {
+            session_token: None,
+            ..keys("AKIAFIXED")
+        };
+        let (s3, _) = answering(
+            403,
+            &[],
+            "<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>",
+        )
+        .await;
+        let e = s3_client(&s3, long_term)
+            .get_object("b", "k", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, AwsError::Status { .. }) && !e.transient(),
+            "{e:?}"
+        );
+        // A request AWS finds dated wrongly: this node's clock, not the object.
+        let (s3, _) = answering(
+            403,
+            &[],
+            "<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>",
+        )
+        .await;
+        let e = s3_client(&s3, f.p.clone())
+            .get_object("b", "k", 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, AwsError::Status { .. }) && e.transient(),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_is_dated_when_it_is_signed_not_before_waiting_for_credentials() {
+        // Loading credentials takes three seconds.
+        let f = fake_with(Some(Duration::from_secs(3600)), Duration::from_secs(3));
+        // The fake's clock is for expiry only: make it the real one.
+        f.clock.store(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            Ordering::SeqCst,
+        );
+        let (s3, seen) = answering(404, &[], "<Error><Code>NoSuchKey</Code></Error>").await;
+        let e = s3_client(&s3, f.p.clone())
+            .get_object("b", "k", 100)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "NoSuchKey");
+        let (date, came) = seen.lock()[0].clone();
+        let iso = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &date[0..4],
+            &date[4..6],
+            &date[6..8],
+            &date[9..11],
+            &date[11..13],
+            &date[13..15]
+        );
+        let dated = parse_rfc3339(&iso).unwrap();
+        let late = came.duration_since(dated).unwrap_or_default();
+        // Dated to the second: under two seconds late is dated after the
+        // wait; before it would be three or more.
+        assert!(
+            late < Duration::from_secs(2),
+            "dated {late:?} before it was sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_answers_that_do_not_parse_are_described_never_quoted() {
+        let bad = format!(
+            r#"{{"AccessKeyId":"ASIAX","SecretAccessKey":"{SECRET}","Token":7,"Expiration":"x"}}"#
+        );
+        let busy =
+            format!(r#"{{"code":"InternalError","message":"busy","SecretAccessKey":"{SECRET}"}}"#);
+        let (base, _) = serve(move |_, path, _| match path {
+            "/bad" => (200, bad.clone()),
+            _ => (500, busy.clone()),
+        })
+        .await;
+        for (path, want, transient) in [
+            (
+                "/bad",
+                "the answer is not credentials JSON (Data at line 1 column",
+                false,
+            ),
+            ("/busy", "HTTP 500 InternalError: busy", true),
+        ] {
+            let uri = format!("{base}{path}");
+            let p = CredentialsProvider::with_env(
+                settings(None),
+                env(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)]),
+            )
+            .unwrap();
+            let e = p.credentials().await.unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(text.contains(want), "{text}");
+            assert_eq!(e.transient(), transient, "{text}");
+            assert!(!text.contains(SECRET) && !text.contains("ASIAX"), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn profiles_that_name_a_role_sso_or_a_process_stop_the_chain_with_a_pointer() {
+        let dir = temp_dir("indirect");
+        let config = dir.join("config");
+        let creds = dir.join("credentials");
+        let files = |c: &str, k: &str| {
+            std::fs::write(&config, c).unwrap();
+            std::fs::write(&creds, k).unwrap();
+        };
+        let token = dir.join("token");
+        std::fs::write(&token, "jwt").unwrap();
+        // Web identity would answer next: it must not get the chance.
+        let e = || {
+            env(&[
+                ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+                ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+                ("AWS_ROLE_ARN", "arn:aws:iam::210987654321:role/web"),
+            ])
+        };
+        // The default profile, a role from another profile's keys.
+        files(
+            "[default]\nrole_arn = arn:aws:iam::210987654321:role/r\nsource_profile = base\n",
+            "[base]\naws_access_key_id = AKIABASE\naws_secret_access_key = s\n",
+        );
+        let m = chain(None, e()).await.unwrap_err();
+        assert!(
+            m.contains("profile \"default\"")
+                && m.contains("sets role_arn")
+                && m.contains("set role_arn (and external_id) in Trail's config"),
+            "{m}"
+        );
+        // A role beside keys: AWS's tools take the role, so no keys either.
+        files(
+            "[profile dev]\nrole_arn = arn:aws:iam::210987654321:role/r\nsource_profile = dev\n",
+            "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = s\n",
+        );
+        let m = chain(Some("dev"), e()).await.unwrap_err();
+        assert!(
+            m.contains("profile \"dev\"") && m.contains("role_arn"),
+            "{m}"
+        );
+        // SSO.
+        files(
+            "[default]\nsso_session = corp\nsso_account_id = 210987654321\nsso_role_name = r\n",
+            "",
+        );
+        let m = chain(None, e()).await.unwrap_err();
+        assert!(m.contains("sets sso_account_id"), "{m}");
+        // A process, or a credential source, and no keys.
+        for k in [
+            "credential_process = /bin/creds",
+            "credential_source = Ec2InstanceMetadata",
+        ] {
+            files(&format!("[default]\n{k}\n"), "");
+            let m = chain(None, e()).await.unwrap_err();
+            assert!(
+                m.contains(k.split(' ').next().unwrap())
+                    && m.contains("role_arn in Trail's config"),
+                "{m}"
+            );
+        }
+        // A process beside static keys: the keys, as botocore reads the
+        // credentials file first.
+        files(
+            "[default]\ncredential_process = /bin/creds\n",
+            "[default]\naws_access_key_id = AKIAKEYS\naws_secret_access_key = s\n",
+        );
+        assert_eq!(chain(None, e()).await.unwrap().0, "AKIAKEYS");
+        // Keys indented right after their header are keys.
+        files(
+            "",
+            "[default]\n  aws_access_key_id = AKIAINDENTED\n  aws_secret_access_key = s\n",
+        );
+        assert_eq!(chain(None, e()).await.unwrap().0, "AKIAINDENTED");
+        // A default profile with nothing of the kind: on down the chain.
+        files("[default]\nregion = eu-west-1\n", "");
+        let bare = env(&[
+            ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+            ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+        ]);
+        let m = chain(None, bare).await.unwrap_err();
+        assert!(
+            m.starts_with("no AWS credentials found") && m.contains("(no keys in it)"),
+            "{m}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_are_read_within_their_cap_whatever_they_are() {
+        let dir = temp_dir("files");
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        for (file, want) in [
+            // A device whose length says 0 and that never ends.
+            ("/dev/zero", "larger than"),
+            (fifo.to_str().unwrap(), "not a regular file"),
+            (big.to_str().unwrap(), "larger than"),
+        ] {
+            let got = tokio::time::timeout(
+                Duration::from_secs(10),
+                chain(None, env(&[("AWS_SHARED_CREDENTIALS_FILE", file)])),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{file}: still reading"))
+            .unwrap_err();
+            assert!(got.contains(want), "{file}: {got}");
+            let token = tokio::time::timeout(
+                Duration::from_secs(10),
+                chain(
+                    None,
+                    env(&[
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", file),
+                        ("AWS_ROLE_ARN", "arn:aws:iam::210987654321:role/web"),
+                    ]),
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{file}: still reading"))
+            .unwrap_err();
+            assert!(token.contains(want), "{file}: {token}");
+        }
+        // Within the cap, /proc's zero-length files read whole.
+        assert!(read_small(Path::new("/proc/self/status"))
+            .unwrap()
+            .unwrap()
+            .contains("Pid:"));
+        assert_eq!(read_small(&dir.join("none")).unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expirations_are_strict_rfc3339() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_573_306_481);
+        for ok in [
+            "2019-11-09T13:34:41Z",
+            "2019-11-09T13:34:41.359Z",
+            "2019-11-09t13:34:41z",
+            "2019-11-09T15:34:41+02:00",
+            "2019-11-09T11:04:41.5-02:30",
+            "2019-11-09T13:34:41+00:00",
+        ] {
+            assert_eq!(parse_rfc3339(ok), Some(t), "{ok}");
+        }
+        assert_eq!(
+            parse_rfc3339("2020-02-29T00:00:00Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_582_934_400))
+        );
+        for bad in [
+            "2019-13-09T13:34:41Z",
+            "2019-00-09T13:34:41Z",
+            "2019-11-31T13:34:41Z",
+            "2019-02-29T13:34:41Z",
+            "2019/11/09T13:34:41Z",
+            "2019-11-09 13:34:41Z",
+            "2019-11-09T13-34-41Z",
+            "2019-11-09T24:00:00Z",
+            "2019-11-09T13:60:00Z",
+            "2019-11-09T13:34:41",
+            "2019-11-09T13:34:41.Z",
+            "2019-11-09T13:34:41+0200",
+            "2019-11-09T13:34:41+24:00",
+            "2019-11-09T13:34:41Zjunk",
+            "+019-11-09T13:34:41Z",
+            "2019-11-09T13:34:4Z",
+            "soon",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        // What the signer's lenient reader (Alibaba's tags) would take.
+        assert!(sign::parse_iso8601("2019-13-09T13:34:41Z").is_some());
     }
 
     #[test]
@@ -1772,19 +2755,6 @@ mod tests {
             !text.contains(SECRET) && !text.contains("session-token"),
             "{text}"
         );
-        // A credentials answer that does not parse is not quoted back.
-        let Err(e) = serde_json::from_str::<ContainerAnswer>(&format!(
-            r#"{{"AccessKeyId":"A","SecretAccessKey":"{SECRET}","Token":7,"Expiration":"x"}}"#
-        )) else {
-            panic!("a number is not a token");
-        };
-        let described = format!(
-            "{:?} at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        );
-        assert!(!described.contains(SECRET));
     }
 
     /// The devstack S3/SQS/STS server with a role that needs an external id.

@@ -35,6 +35,7 @@ pub mod s3;
 pub mod sqs;
 mod xml;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use credentials::{AwsCredentials, CredentialsError, CredentialsProvider};
@@ -95,6 +96,17 @@ pub enum AwsError {
     Invalid { op: &'static str, message: String },
     #[error("{op}: the answer is larger than the {cap} bytes allowed")]
     TooLarge { op: &'static str, cap: usize },
+    /// The service refused the credentials the request was signed with
+    /// (expired or unknown session token, a key rotated away): temporary
+    /// or refreshable credentials, so the node's trouble, not the
+    /// object's; the provider loads new ones before the next request.
+    #[error("{op}: HTTP {status} {code}: {message}")]
+    Refused {
+        op: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// No credentials to sign with.
     #[error("{op}: {source}")]
     Credentials {
@@ -105,8 +117,9 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    /// Worth trying again: connection trouble, throttling, 5xx, no
-    /// credentials to sign with.
+    /// Worth trying again: connection trouble, throttling, 5xx, a request
+    /// signed at a time AWS does not accept (this node's clock), no
+    /// credentials to sign with or credentials AWS refused.
     pub fn transient(&self) -> bool {
         match self {
             AwsError::Http { .. } => true,
@@ -116,20 +129,52 @@ impl AwsError {
                     || code.contains("Throttl")
                     || code == "SlowDown"
                     || code == "RequestTimeout"
+                    || CLOCK_CODES.contains(&code.as_str())
             }
             // The node's trouble, never the object's or the message's:
             // tried again, never a reason to dead-letter.
-            AwsError::Credentials { .. } => true,
+            AwsError::Credentials { .. } | AwsError::Refused { .. } => true,
             AwsError::Invalid { .. } | AwsError::TooLarge { .. } => false,
         }
     }
 
     pub fn code(&self) -> &str {
         match self {
-            AwsError::Status { code, .. } => code,
+            AwsError::Status { code, .. } | AwsError::Refused { code, .. } => code,
             _ => "",
         }
     }
+}
+
+/// The codes with which AWS refuses the credentials themselves, per
+/// protocol: S3 (`ExpiredToken`, `InvalidToken`, `TokenRefreshRequired`,
+/// `InvalidAccessKeyId`), the Query protocol (STS, SQS's query-compatible
+/// `x-amzn-query-error`: `ExpiredToken`, `InvalidClientTokenId`) and the
+/// JSON protocol's `__type` (`ExpiredTokenException`,
+/// `UnrecognizedClientException`): the set AWS's SDKs refresh
+/// credentials on.
+const REFUSED_CODES: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+];
+
+/// A request signed at a time AWS does not accept: this node's clock (or
+/// a request held too long), never the object's trouble.
+const CLOCK_CODES: &[&str] = &[
+    "RequestTimeTooSkewed",
+    "RequestExpired",
+    "RequestInTheFuture",
+];
+
+/// An answer, and the credentials its request was signed with.
+pub(crate) struct Sent {
+    pub response: reqwest::Response,
+    pub signer: Option<Arc<AwsCredentials>>,
 }
 
 /// A client for one AWS service in one region.
@@ -169,7 +214,8 @@ impl Signed {
 
     /// Sends one request, signed with the provider's current credentials.
     /// `host` is the authority the request is for, `path` its
-    /// percent-encoded path.
+    /// percent-encoded path. The answer comes with the credentials it was
+    /// signed with, for [`judge`](Self::judge).
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
@@ -181,39 +227,45 @@ impl Signed {
         mut headers: Vec<(String, String)>,
         body: bytes::Bytes,
         timeout: Option<Duration>,
-    ) -> Result<reqwest::Response, AwsError> {
+    ) -> Result<Sent, AwsError> {
+        // Credentials first: the request is dated when it is signed, not
+        // before a wait for them (AWS refuses a date 15 minutes off).
+        let signer = match &self.credentials {
+            Some(provider) => {
+                Some(
+                    provider
+                        .credentials()
+                        .await
+                        .map_err(|source| AwsError::Credentials {
+                            op,
+                            source: Box::new(source),
+                        })?,
+                )
+            }
+            None => None,
+        };
         let payload = sign::sha256_hex(&body);
         headers.push(("host".to_owned(), host.to_owned()));
         headers.push(("x-amz-date".to_owned(), sign::amz_date(SystemTime::now())));
         if self.service == "s3" {
             headers.push(("x-amz-content-sha256".to_owned(), payload.clone()));
         }
-        let auth = match &self.credentials {
-            Some(provider) => {
-                let c = provider
-                    .credentials()
-                    .await
-                    .map_err(|source| AwsError::Credentials {
-                        op,
-                        source: Box::new(source),
-                    })?;
-                if let Some(t) = &c.session_token {
-                    headers.push(("x-amz-security-token".to_owned(), t.expose().to_owned()));
-                }
-                Some(sign::sigv4_authorization(
-                    &c.access_key_id,
-                    c.secret_access_key.expose(),
-                    &self.region,
-                    self.service,
-                    method.as_str(),
-                    path,
-                    query,
-                    &headers,
-                    &payload,
-                ))
+        let auth = signer.as_ref().map(|c| {
+            if let Some(t) = &c.session_token {
+                headers.push(("x-amz-security-token".to_owned(), t.expose().to_owned()));
             }
-            None => None,
-        };
+            sign::sigv4_authorization(
+                &c.access_key_id,
+                c.secret_access_key.expose(),
+                &self.region,
+                self.service,
+                method.as_str(),
+                path,
+                query,
+                &headers,
+                &payload,
+            )
+        });
         let authority = self.endpoint.address.as_deref().unwrap_or(host);
         let mut target = format!("{}://{authority}{path}", self.scheme);
         if !query.is_empty() {
@@ -230,9 +282,55 @@ impl Signed {
         if let Some(auth) = auth {
             req = req.header("authorization", auth);
         }
-        req.send()
+        let response = req
+            .send()
             .await
-            .map_err(|source| AwsError::Http { op, source })
+            .map_err(|source| AwsError::Http { op, source })?;
+        Ok(Sent { response, signer })
+    }
+
+    /// An error answer to a request `signer` signed: when AWS refused
+    /// those credentials and they are temporary (a session token) or come
+    /// from a provider that loads them again, the provider drops them (the
+    /// next request loads new ones, as AWS's SDKs refresh on these codes)
+    /// and the error is [`AwsError::Refused`], the node's trouble.
+    pub fn judge(&self, signer: Option<&Arc<AwsCredentials>>, e: AwsError) -> AwsError {
+        let AwsError::Status {
+            op,
+            status,
+            code,
+            message,
+        } = e
+        else {
+            return e;
+        };
+        let refused = REFUSED_CODES.contains(&code.as_str()) && matches!(status, 400 | 403);
+        match (&self.credentials, signer) {
+            (Some(provider), Some(c))
+                if refused && (c.session_token.is_some() || provider.refreshable()) =>
+            {
+                if provider.invalidate(c) {
+                    tracing::warn!(
+                        op,
+                        code = %code,
+                        provider = provider.provider().unwrap_or(""),
+                        "AWS refused the credentials; loading them again"
+                    );
+                }
+                AwsError::Refused {
+                    op,
+                    status,
+                    code,
+                    message,
+                }
+            }
+            _ => AwsError::Status {
+                op,
+                status,
+                code,
+                message,
+            },
+        }
     }
 
     /// The endpoint's authority (`host[:port]`) in this client's region.

@@ -44,7 +44,7 @@ impl S3Client {
     pub async fn get_object(&self, bucket: &str, key: &str, cap: usize) -> Result<Bytes, AwsError> {
         const OP: &str = "GetObject";
         let (host, path) = self.locate(bucket, key);
-        let resp = self
+        let sent = self
             .signed
             .send(
                 OP,
@@ -57,12 +57,15 @@ impl S3Client {
                 None,
             )
             .await?;
+        let resp = sent.response;
         let status = resp.status().as_u16();
         if status != 200 {
             let body = crate::net::http::read_body(resp, 64 << 10)
                 .await
                 .unwrap_or_default();
-            return Err(s3_error(OP, status, &body));
+            return Err(self
+                .signed
+                .judge(sent.signer.as_ref(), s3_error(OP, status, &body)));
         }
         crate::net::http::read_body(resp, cap)
             .await
@@ -118,7 +121,7 @@ impl S3Client {
         if let Some(t) = list.token {
             query.push(("continuation-token".into(), t.into()));
         }
-        let resp = self
+        let sent = self
             .signed
             .send(
                 OP,
@@ -131,6 +134,7 @@ impl S3Client {
                 None,
             )
             .await?;
+        let resp = sent.response;
         let status = resp.status().as_u16();
         // A page of 1,000 keys is ~350 KB of XML.
         let body = crate::net::http::read_body(resp, 16 << 20)
@@ -140,7 +144,9 @@ impl S3Client {
                 crate::net::http::BodyError::Read(source) => AwsError::Http { op: OP, source },
             })?;
         if status != 200 {
-            return Err(s3_error(OP, status, &body));
+            return Err(self
+                .signed
+                .judge(sent.signer.as_ref(), s3_error(OP, status, &body)));
         }
         ListPage::parse(&body).map_err(|reason| AwsError::Status {
             op: OP,

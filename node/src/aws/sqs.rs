@@ -45,6 +45,19 @@ struct RawMessage {
     attributes: std::collections::BTreeMap<String, String>,
 }
 
+/// A JSON-protocol error's code: the query-compatible one
+/// (`x-amzn-query-error: CODE;Sender`) when SQS sends it, else the
+/// `__type`'s shape (`com.amazon.coral.service#ExpiredTokenException`,
+/// anything after a `:` dropped, as the SDKs read it).
+fn error_code(query_code: Option<&str>, type_: Option<&str>) -> String {
+    if let Some(c) = query_code.map(str::trim).filter(|c| !c.is_empty()) {
+        return c.to_owned();
+    }
+    let t = type_.unwrap_or("");
+    let t = t.split(':').next().unwrap_or("");
+    t.rsplit('#').next().unwrap_or("").trim().to_owned()
+}
+
 impl SqsClient {
     /// `queue_url` as SQS gives it (`https://sqs.{region}.amazonaws.com/{account}/{name}`);
     /// `credentials`: fixed keys (`AwsCredentials`) or a
@@ -81,7 +94,7 @@ impl SqsClient {
             ("x-amz-target".to_owned(), format!("AmazonSQS.{op}")),
         ];
         let host = self.signed.host().to_owned();
-        let resp = self
+        let sent = self
             .signed
             .send(
                 op,
@@ -94,6 +107,7 @@ impl SqsClient {
                 timeout,
             )
             .await?;
+        let resp = sent.response;
         let status = resp.status().as_u16();
         let query_code = resp
             .headers()
@@ -116,23 +130,17 @@ impl SqsClient {
         if status != 200 {
             // Decided by the status: a balancer's HTML 5xx is still a 5xx.
             let v = parsed.unwrap_or_else(|_| json!({}));
-            let shape = v["__type"]
-                .as_str()
-                .unwrap_or("")
-                .rsplit('#')
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            return Err(AwsError::Status {
+            let e = AwsError::Status {
                 op,
                 status,
-                code: query_code.unwrap_or(shape),
+                code: error_code(query_code.as_deref(), v["__type"].as_str()),
                 message: v["message"]
                     .as_str()
                     .or(v["Message"].as_str())
                     .unwrap_or("")
                     .to_owned(),
-            });
+            };
+            return Err(self.signed.judge(sent.signer.as_ref(), e));
         }
         parsed.map_err(|e| AwsError::Invalid {
             op,
