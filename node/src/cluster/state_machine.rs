@@ -490,14 +490,17 @@ fn put_snapshot(
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
-        let (bytes, last_applied, membership) = {
+        let started = std::time::Instant::now();
+        let (bytes, last_applied, membership, tags) = {
             let d = self.shared.data.read();
             (
                 serde_json::to_vec(&*d).map_err(snap_err)?,
                 d.last_applied,
                 d.membership.clone(),
+                d.tags.len(),
             )
         };
+        let serialized_ms = started.elapsed().as_millis() as u64;
         let seq = self
             .snapshot_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -521,6 +524,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
+        tracing::info!(
+            index = ?last.map(|l| l.index),
+            bytes = bytes.len(),
+            tags,
+            serialized_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         if !kept {
             // Built from state older than a snapshot installed meanwhile:
             // storing it would make the next restart start before the
@@ -593,6 +604,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, MemberAddr>,
         snapshot: Box<Vec<u8>>,
     ) -> StoreResult<()> {
+        let started = std::time::Instant::now();
+        let size = snapshot.len();
         let data: Data = serde_json::from_slice(&snapshot).map_err(sm_err)?;
         let stored = serde_json::to_vec(&StoredSnapshot {
             meta: meta.clone(),
@@ -610,8 +623,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 h(arn, Some(rec));
             }
         }
+        let tags = data.tags.len();
         *self.shared.data.write() = data;
         self.shared.publish();
+        tracing::info!(
+            index = ?meta.last_log_id.map(|l| l.index),
+            bytes = size,
+            tags,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
         Ok(())
     }
 
