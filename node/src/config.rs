@@ -99,6 +99,16 @@ pub struct ClusterConfig {
     /// purge the log behind it, keeping a quarter).
     #[serde(default = "default_snapshot_logs")]
     pub snapshot_logs: u64,
+    /// The most entries the replicated tag tier keeps: past it the leader
+    /// evicts the oldest fetched (cloud) entries; tags put through the API
+    /// are never evicted. Each entry costs ~250 B of memory on every node
+    /// and ~200 B of snapshot (BENCHMARKS.md, "The tag tier at scale").
+    #[serde(default = "default_max_tags")]
+    pub max_tags: u64,
+}
+
+fn default_max_tags() -> u64 {
+    2_000_000
 }
 
 fn default_voters() -> u32 {
@@ -1318,6 +1328,9 @@ impl Config {
                     "cluster.election_timeout_ms",
                     "must be at most 1.5 × cluster.lease_ms (a leader checks its quorum within half a lease)",
                 ));
+            }
+            if c.max_tags < 1_000 {
+                return Err(invalid("cluster.max_tags", "must be at least 1000"));
             }
             if c.snapshot_logs < 10 {
                 return Err(invalid("cluster.snapshot_logs", "must be at least 10"));

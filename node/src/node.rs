@@ -147,6 +147,7 @@ async fn start_cluster(
         ),
         auto_rebalance: c.auto_rebalance,
         snapshot_logs: c.snapshot_logs,
+        max_tags: c.max_tags,
         token,
         tls: control_tls(config)?.map(|t| t.peers),
     };
@@ -863,7 +864,12 @@ impl RunningNode {
             .collect();
         if let Some(c) = cluster {
             if let Some(tags) = &tag_cache {
-                crate::cluster::share_tags(&c, tags, config.tags.ttl_secs);
+                crate::cluster::share_tags(
+                    &c,
+                    tags,
+                    config.tags.ttl_secs,
+                    config.tags.negative_ttl_secs,
+                );
             }
             c.join_if_needed().await.map_err(StartError::Cluster)?;
             // Shards (of SLS logstores) and partitions (of S3 trails read

@@ -1456,3 +1456,87 @@ shard_rescan_secs = 1
     );
     assert_history(&events);
 }
+
+/// A joiner behind the leader's snapshot is sent it as raw bytes in 1 MiB
+/// chunks (`InstallSnapshot`, a client stream), installs it and serves
+/// the whole tag tier: 60,000 resources (~13 MB of snapshot, a dozen
+/// chunks) imported through one node are read back from the joiner.
+#[test]
+fn a_joiner_is_sent_the_tag_tier_as_a_snapshot_in_chunks() {
+    let _one = serial();
+    let mut c = LocalCluster::start("cluster-snapshot-chunks", 1, 2, Timing::tests());
+    let n = 60_000;
+    let resources: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "arn": format!("acs:ecs:cn-hangzhou:1384920045567{:03}:instance/i-{i:016x}", i % 7),
+                "tags": {"project": format!("p{}", i % 40), "env": "prod", "owner": format!("team-{}", i % 9)},
+            })
+        })
+        .collect();
+    let file = c.dir.join("tags.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({ "resources": resources })).unwrap(),
+    )
+    .unwrap();
+    let out = c.trailctl(1, &["tags", "import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Node 1 compacted its log into a snapshot holding most of the tier
+    // (every 40 entries here: the last batches stay in the log).
+    let n1_log = c.dir.join("n1.log");
+    let tags_in = |l: &str| -> u64 {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix("tags="))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&n1_log)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("snapshot built") && tags_in(l) >= 30_000)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot of the tier on node 1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    c.add_node(2);
+    c.wait_members(2, Duration::from_secs(60));
+    let n2_log = c.dir.join("n2.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let installed = loop {
+        let text = std::fs::read_to_string(&n2_log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("snapshot installed")) {
+            break l.to_owned();
+        }
+        assert!(Instant::now() < deadline, "node 2 installed no snapshot");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let bytes: u64 = installed
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bytes="))
+        .and_then(|b| b.parse().ok())
+        .unwrap();
+    assert!(bytes > 4 << 20, "several 1 MiB chunks: {installed}");
+    assert!(tags_in(&installed) >= 30_000, "{installed}");
+    // The joiner answers from its own replica: resources of the snapshot
+    // and of the log after it.
+    for i in [0usize, 31_337, n - 1] {
+        let arn = format!(
+            "acs:ecs:cn-hangzhou:1384920045567{:03}:instance/i-{i:016x}",
+            i % 7
+        );
+        let out = c.trailctl(2, &["tags", "get", &arn, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(v[0]["tags"]["project"], format!("p{}", i % 40), "{v}");
+    }
+    let _ = c.finish();
+}

@@ -201,11 +201,14 @@ fn live(stats: &PipelineStats, name: &str, keys: &Mutex<HashMap<u32, ShardKey>>)
 
 /// Joins the node's tag cache to the replicated tier: what it fetches is
 /// shared, what any node fetched (or the Tags API wrote) lands in its cache.
-pub fn share_tags(cluster: &Cluster, tags: &TagCache, ttl_secs: u64) {
+pub fn share_tags(cluster: &Cluster, tags: &TagCache, ttl_secs: u64, negative_ttl_secs: u64) {
     let publisher = cluster.tag_publisher().clone();
     publisher
         .max_age_ms
         .store(ttl_secs.saturating_mul(2000), Ordering::Relaxed);
+    publisher
+        .negative_max_age_ms
+        .store(negative_ttl_secs.saturating_mul(1000), Ordering::Relaxed);
     if tags.is_remote() {
         tags.set_publisher(Arc::new(move |arn, t| publisher.publish(arn, t.clone())));
     }

@@ -110,8 +110,11 @@ impl CheckpointCommitter {
 #[derive(Clone, Default)]
 pub struct TagPublisher {
     pending: Arc<Mutex<Vec<(String, TagRecord)>>>,
-    /// Cloud entries older than this are dropped from the replicated tier.
+    /// Cloud entries older than this are dropped from the replicated tier
+    /// (by the leader: `tag_expiry`).
     pub max_age_ms: Arc<AtomicU64>,
+    /// Cloud entries without tags ("no tags", "no such resource"): sooner.
+    pub negative_max_age_ms: Arc<AtomicU64>,
 }
 
 impl TagPublisher {
@@ -139,17 +142,14 @@ impl TagPublisher {
             if batch.is_empty() {
                 continue;
             }
-            let max_age = self.max_age_ms.load(Ordering::Relaxed);
-            let expire_before_ms = if max_age == 0 {
-                0
-            } else {
-                unix_ms().saturating_sub(max_age)
-            };
-            for chunk in batch.chunks(2_000) {
+            // Expiry is the leader's (`tag_expiry`): applying a put never
+            // scans the tier.
+            // ~50 KB an entry: see `max_payload_entries` in `cluster`.
+            for chunk in batch.chunks(250) {
                 if let Err(e) = cluster
                     .write(Command::PutTags {
                         tags: chunk.to_vec(),
-                        expire_before_ms,
+                        expire_before_ms: 0,
                     })
                     .await
                 {

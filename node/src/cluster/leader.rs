@@ -491,6 +491,61 @@ impl Cluster {
         )
     }
 
+    /// Deletes what the tag tier must not keep (`tag_expiry`), in a task of
+    /// its own (planning never waits on it), one run at a time.
+    fn expire_tags(&self, running: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::Ordering;
+        if running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (this, running) = (self.clone(), running.clone());
+        tokio::spawn(async move {
+            this.expire_tags_now().await;
+            running.store(false, Ordering::Release);
+        });
+    }
+
+    async fn expire_tags_now(&self) {
+        use super::tag_expiry::{doomed, TagLimits, DELETE_CHUNK};
+        use std::sync::atomic::Ordering;
+        let p = &self.inner.tags;
+        let limits = TagLimits {
+            max_age_ms: p.max_age_ms.load(Ordering::Relaxed),
+            negative_max_age_ms: p.negative_max_age_ms.load(Ordering::Relaxed),
+            max_tags: self.inner.settings.max_tags,
+        };
+        let started = Instant::now();
+        // A clone of the tier is O(1) (a persistent map): scanned outside the lock.
+        let tags = self.inner.shared.data.read().tags.clone();
+        let entries = tags.len();
+        let doomed = tokio::task::spawn_blocking(move || doomed(&tags, unix_ms(), limits))
+            .await
+            .unwrap_or_default();
+        if doomed.is_empty() {
+            if entries as u64 > limits.max_tags {
+                tracing::warn!(entries, max_tags = limits.max_tags, "the tag tier is over cluster.max_tags with tags put through the API alone; nothing to evict");
+            }
+            return;
+        }
+        tracing::info!(
+            expiring = doomed.len(),
+            entries,
+            scan_ms = started.elapsed().as_millis() as u64,
+            "expiring tags"
+        );
+        for chunk in doomed.chunks(DELETE_CHUNK) {
+            if let Err(e) = self
+                .write(Command::DeleteTags {
+                    arns: chunk.to_vec(),
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "expiring tags failed; the next round tries again");
+                return;
+            }
+        }
+    }
+
     /// Folds the throughput each live owner reported for its shards into
     /// the leader's smoothed rates (what load-aware balance weighs).
     fn observe_rates(&self, alive: &BTreeSet<NodeId>, last: &mut Option<Instant>) {
@@ -524,6 +579,8 @@ impl Cluster {
         let mut warned_dead: BTreeMap<NodeId, bool> = BTreeMap::new();
         let mut voter_dead_since: BTreeMap<NodeId, Instant> = BTreeMap::new();
         let mut last_rates: Option<Instant> = None;
+        let mut last_expiry: Option<Instant> = None;
+        let expiring = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -615,6 +672,10 @@ impl Cluster {
                 self.inner.liveness.revive(&alive);
             }
             self.keep_voters(&alive, &mut voter_dead_since).await;
+            if last_expiry.is_none_or(|t| t.elapsed() >= super::tag_expiry::EXPIRE_EVERY) {
+                last_expiry = Some(Instant::now());
+                self.expire_tags(&expiring);
+            }
             let now = capacity(&self.assignments().borrow(), &alive);
             let was = self.inner.capacity.lock().replace(now.clone());
             if now.exhausted() && was.as_ref().is_none_or(|w| !w.exhausted()) {

@@ -42,6 +42,7 @@ mod network;
 pub mod scheduler;
 mod service;
 mod state_machine;
+pub mod tag_expiry;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,6 +99,8 @@ pub struct ClusterSettings {
     pub auto_rebalance: bool,
     /// Snapshot after this many log entries.
     pub snapshot_logs: u64,
+    /// The most entries the replicated tag tier keeps (`tag_expiry`).
+    pub max_tags: u64,
     /// Bearer token for peer calls (the control token).
     pub token: Option<String>,
     /// TLS (and a client certificate) for peer calls, with `[control.tls]`.
@@ -227,6 +230,11 @@ impl Cluster {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs),
             max_in_snapshot_log_to_keep: settings.snapshot_logs / 4,
             purge_batch_size: (settings.snapshot_logs / 10).max(1),
+            // An AppendEntries must arrive within a heartbeat interval; a
+            // tag entry carries up to 250 resources (~50 KB), so a learner
+            // catching up is sent at most ~1.6 MB a request, never a
+            // request that always times out.
+            max_payload_entries: 32,
             ..Default::default()
         }
         .validate()

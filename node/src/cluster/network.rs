@@ -4,7 +4,10 @@
 //! Payloads are serde_json in the versioned `Envelope` of
 //! `proto/trail/cluster/v1/peer.proto`. A peer that cannot be reached maps to
 //! `Unreachable` (openraft backs off); an error raised by the peer's raft
-//! comes back as `RemoteError`.
+//! comes back as `RemoteError`. Snapshots travel as raw bytes in chunks of
+//! [`SNAPSHOT_CHUNK`] (`InstallSnapshot`, a client stream): no message
+//! grows with the replicated state, and bytes stay bytes (inside a JSON
+//! envelope each would be a number, ~3.5 × the size).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,12 +71,54 @@ impl PeerError {
     }
 }
 
-/// The snapshot as it travels.
+/// The snapshot as a peer of an earlier release takes it: one envelope,
+/// its bytes a JSON array of numbers.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SnapshotTransfer {
     pub vote: Vote<NodeId>,
     pub meta: SnapshotMeta<NodeId, MemberAddr>,
     pub data: Vec<u8>,
+}
+
+/// The first chunk's header of a streamed snapshot: all but its bytes.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotHeader {
+    pub vote: Vote<NodeId>,
+    pub meta: SnapshotMeta<NodeId, MemberAddr>,
+}
+
+/// Bytes of a snapshot per `SnapshotChunk`.
+pub(crate) const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// How long a snapshot may take to send and install, at least: a large
+/// tag tier is hundreds of MB to move, parse and store.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn bearer<T>(request: &mut tonic::Request<T>, token: &Option<Arc<str>>) {
+    if let Some(t) = token {
+        if let Ok(v) = format!("Bearer {t}").parse() {
+            request.metadata_mut().insert("authorization", v);
+        }
+    }
+}
+
+/// A failed call's status as a [`PeerError`].
+fn status_error(addr: &str, status: tonic::Status) -> PeerError {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown
+            if status.message().contains("transport") || status.message().contains("connect") =>
+        {
+            PeerError::Unreachable {
+                addr: addr.into(),
+                message: status.message().into(),
+            }
+        }
+        code => PeerError::Status {
+            addr: addr.into(),
+            code,
+            message: status.message().into(),
+        },
+    }
 }
 
 /// Channels to peers, by address.
@@ -152,11 +197,7 @@ impl Peers {
             payload,
         });
         request.set_timeout(timeout);
-        if let Some(t) = &self.token {
-            if let Ok(v) = format!("Bearer {t}").parse() {
-                request.metadata_mut().insert("authorization", v);
-            }
-        }
+        bearer(&mut request, &self.token);
         let call = async {
             match rpc {
                 Rpc::Raft => client.raft(request).await,
@@ -166,24 +207,71 @@ impl Peers {
         };
         let reply = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(status)) => {
-                return Err(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::Unknown
-                        if status.message().contains("transport")
-                            || status.message().contains("connect") =>
-                    {
-                        PeerError::Unreachable {
-                            addr: addr.into(),
-                            message: status.message().into(),
-                        }
-                    }
-                    code => PeerError::Status {
-                        addr: addr.into(),
-                        code,
-                        message: status.message().into(),
-                    },
+            Ok(Err(status)) => return Err(status_error(addr, status)),
+            Err(_) => {
+                return Err(PeerError::Unreachable {
+                    addr: addr.into(),
+                    message: format!("no answer within {timeout:?}"),
                 })
             }
+        };
+        serde_json::from_slice(&reply.payload).map_err(|e| PeerError::Decode {
+            addr: addr.into(),
+            kind: kind.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Peers {
+    /// Sends a snapshot to the peer at `addr` as a stream of chunks; a
+    /// peer of an earlier release (no `InstallSnapshot`) is sent it whole
+    /// in one envelope, as before.
+    pub async fn send_snapshot<Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        header: SnapshotHeader,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let kind = "snapshot";
+        let mut client = PeerClient::new(self.channel(addr)?)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(2 * SNAPSHOT_CHUNK);
+        let payload = serde_json::to_vec(&header).map_err(|e| PeerError::Encode {
+            kind: kind.into(),
+            message: e.to_string(),
+        })?;
+        let data = Arc::new(data);
+        let chunks = data.len().div_ceil(SNAPSHOT_CHUNK).max(1);
+        let bytes = data.clone();
+        let mut envelope = Some(pb::Envelope {
+            version: VERSION,
+            kind: kind.into(),
+            payload,
+        });
+        let stream = tokio_stream::iter((0..chunks).map(move |i| {
+            let from = i * SNAPSHOT_CHUNK;
+            let to = (from + SNAPSHOT_CHUNK).min(bytes.len());
+            pb::SnapshotChunk {
+                header: envelope.take(),
+                data: bytes[from..to].to_vec(),
+            }
+        }));
+        let mut request = tonic::Request::new(stream);
+        request.set_timeout(timeout);
+        bearer(&mut request, &self.token);
+        let reply = match tokio::time::timeout(timeout, client.install_snapshot(request)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                let whole = SnapshotTransfer {
+                    vote: header.vote,
+                    meta: header.meta,
+                    data: Arc::try_unwrap(data).unwrap_or_else(|d| (*d).clone()),
+                };
+                return self.call(addr, Rpc::Raft, kind, &whole, timeout).await;
+            }
+            Ok(Err(status)) => return Err(status_error(addr, status)),
             Err(_) => {
                 return Err(PeerError::Unreachable {
                     addr: addr.into(),
@@ -286,20 +374,18 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        let transfer = SnapshotTransfer {
+        let header = SnapshotHeader {
             vote,
             meta: snapshot.meta.clone(),
-            data: *snapshot.snapshot,
         };
         // openraft only cancels; the deadline is ours.
-        let timeout = option.hard_ttl().max(Duration::from_secs(30));
+        let timeout = option.hard_ttl().max(SNAPSHOT_TIMEOUT);
         let call = self
             .peers
-            .call::<_, Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(
+            .send_snapshot::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(
                 &self.addr,
-                Rpc::Raft,
-                "snapshot",
-                &transfer,
+                header,
+                *snapshot.snapshot,
                 timeout,
             );
         tokio::select! {

@@ -7,13 +7,16 @@ use std::time::Duration;
 use openraft::Snapshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use trail_proto::trail::cluster::v1 as pb;
 use trail_proto::trail::cluster::v1::peer_server::{Peer, PeerServer};
 
 use super::forward::{LeaderError, LeaderRequest};
 use super::lease::Beat;
-use super::network::{SnapshotTransfer, VERSION};
+use super::network::{SnapshotHeader, SnapshotTransfer, SNAPSHOT_CHUNK, VERSION};
+
+/// The largest snapshot a node takes from a peer.
+const MAX_SNAPSHOT_BYTES: usize = 8 << 30;
 use super::Cluster;
 
 struct PeerService {
@@ -28,7 +31,10 @@ pub fn peer_service(cluster: Cluster) -> PeerServer<impl Peer> {
 }
 
 fn open<T: DeserializeOwned>(req: Request<pb::Envelope>) -> Result<(String, T), Status> {
-    let e = req.into_inner();
+    open_envelope(req.into_inner())
+}
+
+fn open_envelope<T: DeserializeOwned>(e: pb::Envelope) -> Result<(String, T), Status> {
     if e.version != VERSION {
         return Err(Status::failed_precondition(format!(
             "peer envelope version {} is not {VERSION}: nodes of different Trail versions cannot form a cluster",
@@ -89,6 +95,41 @@ impl Peer for PeerService {
                 "unknown raft kind {other:?}"
             ))),
         }
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::Envelope>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
+        let header = first
+            .header
+            .ok_or_else(|| Status::invalid_argument("the first snapshot chunk has no header"))?;
+        let (kind, h): (_, SnapshotHeader) = open_envelope(header)?;
+        let mut data = first.data;
+        while let Some(chunk) = stream.message().await? {
+            if chunk.header.is_some() || chunk.data.len() > SNAPSHOT_CHUNK {
+                return Err(Status::invalid_argument(
+                    "a snapshot chunk after the first with a header, or larger than a chunk",
+                ));
+            }
+            if data.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "a snapshot larger than {MAX_SNAPSHOT_BYTES} bytes"
+                )));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let snapshot = Snapshot {
+            meta: h.meta,
+            snapshot: Box::new(data),
+        };
+        let raft = &self.cluster.inner.raft;
+        seal(&kind, &raft.install_full_snapshot(h.vote, snapshot).await)
     }
 
     async fn heartbeat(

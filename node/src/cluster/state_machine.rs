@@ -37,12 +37,19 @@ use super::types::{
 pub type TagHook = Arc<dyn Fn(&str, Option<&TagRecord>) + Send + Sync>;
 
 /// The whole replicated state (what a snapshot holds).
+///
+/// The tag tier is a persistent map: a clone shares every node with the
+/// original and costs O(1), so a snapshot is built from a clone taken
+/// under the read lock for an instant and serialized outside it, while
+/// applies go on (each put then copies only the tree nodes on its path).
+/// It serializes as a JSON object like a `BTreeMap`: snapshots are read
+/// and written as before.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Data {
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, MemberAddr>,
     pub assignments: Assignments,
-    pub tags: BTreeMap<String, TagRecord>,
+    pub tags: imbl::OrdMap<String, TagRecord>,
 }
 
 /// What the cluster handle shares with the state machine.
@@ -68,10 +75,35 @@ impl Shared {
     }
 }
 
+/// A snapshot as releases before this one stored it: one JSON value,
+/// its bytes an array of numbers. Read, never written.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, MemberAddr>,
     data: Vec<u8>,
+}
+
+/// A stored snapshot's meta and bytes.
+type StoredParts = (SnapshotMeta<NodeId, MemberAddr>, Vec<u8>);
+
+/// The stored snapshot: its meta (JSON under `snapshot_meta`) and its bytes
+/// as they are (`snapshot_data`), or one of an earlier release.
+fn stored_snapshot(db: &Database) -> Result<Option<StoredParts>, String> {
+    use redb::ReadableDatabase as _;
+    if let Some(meta) = meta_get::<SnapshotMeta<NodeId, MemberAddr>>(db, "snapshot_meta")? {
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn
+            .open_table(super::log_store::META)
+            .map_err(|e| e.to_string())?;
+        let data = t
+            .get("snapshot_data")
+            .map_err(|e| e.to_string())?
+            .ok_or("snapshot_meta without snapshot_data")?
+            .value()
+            .to_vec();
+        return Ok(Some((meta, data)));
+    }
+    Ok(meta_get::<StoredSnapshot>(db, "snapshot")?.map(|s| (s.meta, s.data)))
 }
 
 #[derive(Clone)]
@@ -92,8 +124,8 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 impl StateMachine {
     /// Loads the latest snapshot, if any; openraft replays the log after it.
     pub fn open(db: Arc<Database>, shared: Shared) -> Result<StateMachine, String> {
-        if let Some(s) = meta_get::<StoredSnapshot>(&db, "snapshot")? {
-            let data: Data = serde_json::from_slice(&s.data).map_err(|e| e.to_string())?;
+        if let Some((_, bytes)) = stored_snapshot(&db)? {
+            let data: Data = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
             *shared.data.write() = data;
             shared.publish();
         }
@@ -381,9 +413,18 @@ pub(crate) fn apply(
                 }
                 data.tags.insert(arn.clone(), rec.clone());
             }
+            // Written by releases before the leader expired tags itself
+            // (`tag_expiry`); replayed as they were applied then.
             if *expire_before_ms > 0 {
-                data.tags
-                    .retain(|_, r| r.origin != "cloud" || r.updated_ms >= *expire_before_ms);
+                let old: Vec<String> = data
+                    .tags
+                    .iter()
+                    .filter(|(_, r)| r.origin == "cloud" && r.updated_ms < *expire_before_ms)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in old {
+                    data.tags.remove(&k);
+                }
             }
             (Reply::ok(), false)
         }
@@ -462,9 +503,10 @@ fn restore(
 /// installed, newer one. True if stored.
 fn put_snapshot(
     db: &redb::Database,
-    last: Option<LogId<NodeId>>,
-    stored: Vec<u8>,
+    meta: &SnapshotMeta<NodeId, MemberAddr>,
+    data: &[u8],
 ) -> Result<bool, String> {
+    let last = meta.last_log_id;
     use redb::ReadableTable as _;
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let mut txn = db.begin_write().map_err(|x| e(&x))?;
@@ -480,7 +522,10 @@ fn put_snapshot(
             return Ok(false); // dropping the transaction aborts it
         }
         let id = serde_json::to_vec(&last).map_err(|x| e(&x))?;
-        t.insert("snapshot", stored.as_slice()).map_err(|x| e(&x))?;
+        let m = serde_json::to_vec(meta).map_err(|x| e(&x))?;
+        t.insert("snapshot_meta", m.as_slice()).map_err(|x| e(&x))?;
+        t.insert("snapshot_data", data).map_err(|x| e(&x))?;
+        t.remove("snapshot").map_err(|x| e(&x))?;
         t.insert("snapshot_log_id", id.as_slice())
             .map_err(|x| e(&x))?;
     }
@@ -491,15 +536,20 @@ fn put_snapshot(
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
         let started = std::time::Instant::now();
-        let (bytes, last_applied, membership, tags) = {
-            let d = self.shared.data.read();
-            (
-                serde_json::to_vec(&*d).map_err(snap_err)?,
-                d.last_applied,
-                d.membership.clone(),
-                d.tags.len(),
-            )
-        };
+        // An instant under the lock (the tags are shared, not copied)...
+        let data = self.shared.data.read().clone();
+        let locked_us = started.elapsed().as_micros() as u64;
+        // ...and the serializing outside it, off the async threads.
+        let (bytes, data) = tokio::task::spawn_blocking(move || {
+            let bytes = serde_json::to_vec(&data);
+            (bytes, data)
+        })
+        .await
+        .map_err(snap_err)?;
+        let bytes = bytes.map_err(snap_err)?;
+        let (last_applied, membership, tags) =
+            (data.last_applied, data.membership.clone(), data.tags.len());
+        drop(data);
         let serialized_ms = started.elapsed().as_millis() as u64;
         let seq = self
             .snapshot_seq
@@ -513,21 +563,21 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 last_applied.map(|l| l.index).unwrap_or(0)
             ),
         };
-        let stored = serde_json::to_vec(&StoredSnapshot {
-            meta: meta.clone(),
-            data: bytes.clone(),
-        })
-        .map_err(snap_err)?;
         let db = self.db.clone();
         let last = meta.last_log_id;
-        let kept = tokio::task::spawn_blocking(move || put_snapshot(&db, last, stored))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let m = meta.clone();
+        let (kept, bytes) = tokio::task::spawn_blocking(move || {
+            let kept = put_snapshot(&db, &m, &bytes);
+            (kept, bytes)
+        })
+        .await
+        .map_err(snap_err)?;
+        let kept = kept.map_err(snap_err)?;
         tracing::info!(
             index = ?last.map(|l| l.index),
             bytes = bytes.len(),
             tags,
+            locked_us,
             serialized_ms,
             total_ms = started.elapsed().as_millis() as u64,
             "snapshot built"
@@ -606,18 +656,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StoreResult<()> {
         let started = std::time::Instant::now();
         let size = snapshot.len();
-        let data: Data = serde_json::from_slice(&snapshot).map_err(sm_err)?;
-        let stored = serde_json::to_vec(&StoredSnapshot {
-            meta: meta.clone(),
-            data: *snapshot,
-        })
-        .map_err(snap_err)?;
         let db = self.db.clone();
-        let last = meta.last_log_id;
-        tokio::task::spawn_blocking(move || put_snapshot(&db, last, stored))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let m = meta.clone();
+        // Parsing and storing hundreds of MB: off the async threads.
+        let data: Data = tokio::task::spawn_blocking(move || -> Result<Data, String> {
+            let data: Data = serde_json::from_slice(&snapshot).map_err(|e| e.to_string())?;
+            put_snapshot(&db, &m, &snapshot)?;
+            Ok(data)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
         if let Some(h) = self.hook() {
             for (arn, rec) in &data.tags {
                 h(arn, Some(rec));
@@ -637,10 +686,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
-        match meta_get::<StoredSnapshot>(&self.db, "snapshot").map_err(sm_err)? {
-            Some(s) => Ok(Some(Snapshot {
-                meta: s.meta,
-                snapshot: Box::new(s.data),
+        match stored_snapshot(&self.db).map_err(sm_err)? {
+            Some((meta, data)) => Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(data),
             })),
             None => Ok(None),
         }
@@ -1012,17 +1061,62 @@ mod tests {
                 index,
             ))
         };
-        assert!(put_snapshot(&db, id(1, 10), b"ten".to_vec()).unwrap());
+        let meta = |last_log_id| SnapshotMeta {
+            last_log_id,
+            last_membership: Default::default(),
+            snapshot_id: "s".into(),
+        };
+        assert!(put_snapshot(&db, &meta(id(1, 10)), b"ten").unwrap());
         // A build that read the state at index 5 finishes after the install at 10.
-        assert!(!put_snapshot(&db, id(1, 5), b"five".to_vec()).unwrap());
-        assert!(!put_snapshot(&db, None, b"none".to_vec()).unwrap());
+        assert!(!put_snapshot(&db, &meta(id(1, 5)), b"five").unwrap());
+        assert!(!put_snapshot(&db, &meta(None), b"none").unwrap());
+        let (m, data) = stored_snapshot(&db).unwrap().unwrap();
+        assert_eq!((m.last_log_id, data.as_slice()), (id(1, 10), &b"ten"[..]));
+        assert!(put_snapshot(&db, &meta(id(2, 12)), b"twelve").unwrap());
+        assert_eq!(stored_snapshot(&db).unwrap().unwrap().1, b"twelve");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_snapshot_stored_by_an_earlier_release_is_read_and_replaced() {
+        let dir = std::env::temp_dir().join(format!("trail-snap-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = redb::Database::create(dir.join("raft.redb")).unwrap();
+        let meta = |index| SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                index,
+            )),
+            last_membership: Default::default(),
+            snapshot_id: "s".into(),
+        };
+        let old = serde_json::to_vec(&StoredSnapshot {
+            meta: meta(7),
+            data: b"{\"old\":1}".to_vec(),
+        })
+        .unwrap();
+        {
+            let txn = db.begin_write().unwrap();
+            txn.open_table(super::super::log_store::META)
+                .unwrap()
+                .insert("snapshot", old.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let (m, data) = stored_snapshot(&db).unwrap().unwrap();
+        assert_eq!(
+            (m.last_log_id.unwrap().index, &data[..]),
+            (7, &b"{\"old\":1}"[..])
+        );
+        assert!(put_snapshot(&db, &meta(9), b"new").unwrap());
+        assert_eq!(stored_snapshot(&db).unwrap().unwrap().1, b"new");
         use redb::ReadableDatabase as _;
         let txn = db.begin_read().unwrap();
         let t = txn.open_table(super::super::log_store::META).unwrap();
-        assert_eq!(t.get("snapshot").unwrap().unwrap().value(), b"ten");
+        assert!(t.get("snapshot").unwrap().is_none(), "the old form is gone");
         drop(t);
         drop(txn);
-        assert!(put_snapshot(&db, id(2, 12), b"twelve".to_vec()).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -13,8 +13,9 @@ use crate::cluster::{Cluster, Command, TagRecord};
 
 use super::cluster_status;
 
-/// Resources per raft write when importing.
-const IMPORT_BATCH: usize = 1_000;
+/// Resources per raft write when importing (an entry of ~50 KB: see
+/// `max_payload_entries` in `cluster`).
+const IMPORT_BATCH: usize = 250;
 
 pub(crate) struct TagsService {
     pub cluster: Option<Cluster>,
