@@ -72,6 +72,30 @@ fn opts(balance: bool) -> PlanOptions {
     }
 }
 
+/// Plans, applies every move as the owners would (released at once), and
+/// plans again until nothing moves: (rounds, moves).
+fn settle(
+    a: &mut Assignments,
+    alive: &BTreeSet<NodeId>,
+    opts: impl Fn() -> PlanOptions,
+) -> (usize, usize) {
+    let (mut rounds, mut moves) = (0, 0);
+    loop {
+        let p = plan(a, alive, opts());
+        if p.moves.is_empty() || rounds == 1_000 {
+            return (rounds, moves);
+        }
+        rounds += 1;
+        moves += p.moves.len();
+        for m in &p.moves {
+            let s = a.shards.get_mut(&m.shard).unwrap();
+            s.owner = Some(m.to);
+            s.epoch += 1;
+            s.standbys.retain(|n| *n != m.to);
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let everyone: BTreeSet<NodeId> = (1..=NODES).collect();
 
@@ -110,21 +134,7 @@ fn bench(c: &mut Criterion) {
     // A join to its fair share: plan, let every revoke release (what the
     // owners do), plan again. One shard per round before batched plans.
     let mut a = joined.clone();
-    let (mut rounds, mut moves) = (0, 0);
-    loop {
-        let p = plan(&a, &everyone, opts(true));
-        if p.moves.is_empty() || rounds == 1_000 {
-            break;
-        }
-        rounds += 1;
-        moves += p.moves.len();
-        for m in &p.moves {
-            let s = a.shards.get_mut(&m.shard).unwrap();
-            s.owner = Some(m.to);
-            s.epoch += 1;
-            s.standbys.retain(|n| *n != m.to);
-        }
-    }
+    let (rounds, moves) = settle(&mut a, &everyone, || opts(true));
     let joiner = a.owned_by(NODES);
     println!(
         "join to fair share: {rounds} plan rounds, {moves} moves, the joiner owns {joiner} (fair {})",
@@ -161,21 +171,7 @@ fn bench_load(c: &mut Criterion) {
     });
     g.finish();
     let mut a = steady.clone();
-    let (mut rounds, mut moves) = (0, 0);
-    loop {
-        let p = plan(&a, &everyone, with_rates(true));
-        if p.moves.is_empty() || rounds == 1_000 {
-            break;
-        }
-        rounds += 1;
-        moves += p.moves.len();
-        for m in &p.moves {
-            let s = a.shards.get_mut(&m.shard).unwrap();
-            s.owner = Some(m.to);
-            s.epoch += 1;
-            s.standbys.retain(|n| *n != m.to);
-        }
-    }
+    let (rounds, moves) = settle(&mut a, &everyone, || with_rates(true));
     let load = |n: NodeId| -> f64 {
         a.shards
             .iter()

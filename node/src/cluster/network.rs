@@ -102,6 +102,19 @@ fn bearer<T>(request: &mut tonic::Request<T>, token: &Option<Arc<str>>) {
     }
 }
 
+/// A peer's answer, read.
+fn decode_reply<Resp: DeserializeOwned>(
+    addr: &str,
+    kind: &str,
+    reply: &pb::Envelope,
+) -> Result<Resp, PeerError> {
+    serde_json::from_slice(&reply.payload).map_err(|e| PeerError::Decode {
+        addr: addr.into(),
+        kind: kind.into(),
+        message: e.to_string(),
+    })
+}
+
 /// A failed call's status as a [`PeerError`].
 fn status_error(addr: &str, status: tonic::Status) -> PeerError {
     match status.code() {
@@ -215,11 +228,7 @@ impl Peers {
                 })
             }
         };
-        serde_json::from_slice(&reply.payload).map_err(|e| PeerError::Decode {
-            addr: addr.into(),
-            kind: kind.into(),
-            message: e.to_string(),
-        })
+        decode_reply(addr, kind, &reply)
     }
 }
 
@@ -279,11 +288,7 @@ impl Peers {
                 })
             }
         };
-        serde_json::from_slice(&reply.payload).map_err(|e| PeerError::Decode {
-            addr: addr.into(),
-            kind: kind.into(),
-            message: e.to_string(),
-        })
+        decode_reply(addr, kind, &reply)
     }
 }
 

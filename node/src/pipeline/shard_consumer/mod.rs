@@ -37,7 +37,7 @@ use crate::pipeline::checkpoint::{CheckpointSink, CheckpointStore, Saved, Tracke
 use crate::pipeline::enrich::EnrichStats;
 use crate::pipeline::enricher::{Enrich, EnrichReply, Enricher};
 use crate::pipeline::s3_listing::S3Listing;
-use crate::record::{DeadLetter, Provenance};
+use crate::record::{DeadLetter, EventSlab, Provenance};
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::{Ack, BatchAck, Deliver, SinkHandle};
 use crate::sls::{Compression, Cursor, ErrorClass, PullRequest, SlsClient, SlsError};
@@ -696,6 +696,44 @@ pub(super) struct PullLoop {
 }
 
 impl PullLoop {
+    /// Hands a tracked batch's parts to their sinks, in order; `parts[i]`
+    /// is sink `i`'s (empty: nothing for it). Fails if a sink is gone,
+    /// with every part not sent given up, so the batch settles.
+    async fn hand_on(
+        &self,
+        parts: Vec<EventSlab>,
+        seq: u64,
+        provenance: &Arc<Provenance>,
+    ) -> Result<(), String> {
+        let mut unsent: Vec<usize> = (0..parts.len()).filter(|i| !parts[*i].is_empty()).collect();
+        for (i, events) in parts.into_iter().enumerate() {
+            if events.is_empty() {
+                continue;
+            }
+            unsent.retain(|j| *j != i);
+            let sink = &self.sinks[i];
+            let part = Deliver {
+                shard: self.shard,
+                seq,
+                provenance: provenance.clone(),
+                events,
+                ack: Ack::new(self.me.clone().recipient(), self.shard, seq, i),
+                fence: self.fence.clone(),
+            };
+            // `send` waits while the sink's mailbox is full: backpressure.
+            if let Err(e) = sink.deliver.send(part).await {
+                // That part came back and was dropped (its Ack gives it
+                // up); the parts never sent must settle too, or the
+                // batch would hold the restarted shard forever.
+                for j in unsent {
+                    Ack::new(self.me.clone().recipient(), self.shard, seq, j).abandon();
+                }
+                return Err(format!("sink {}: {e}", sink.name));
+            }
+        }
+        Ok(())
+    }
+
     async fn run(self, cursor: Cursor) -> Result<(), String> {
         match self.reader.clone() {
             ShardReader::Sls(client) => self.run_sls(&client, cursor).await,
@@ -914,33 +952,7 @@ impl PullLoop {
             {
                 return Ok(());
             }
-            let mut unsent: Vec<usize> =
-                (0..parts.len()).filter(|i| !parts[*i].is_empty()).collect();
-            for (i, events) in parts.into_iter().enumerate() {
-                if events.is_empty() {
-                    continue;
-                }
-                unsent.retain(|j| *j != i);
-                let sink = &self.sinks[i];
-                let part = Deliver {
-                    shard: self.shard,
-                    seq,
-                    provenance: p.clone(),
-                    events,
-                    ack: Ack::new(self.me.clone().recipient(), self.shard, seq, i),
-                    fence: self.fence.clone(),
-                };
-                // `send` waits while the sink's mailbox is full: backpressure.
-                if let Err(e) = sink.deliver.send(part).await {
-                    // That part came back and was dropped (its Ack gives it
-                    // up); the parts never sent must settle too, or the
-                    // batch would hold the restarted shard forever.
-                    for j in unsent {
-                        Ack::new(self.me.clone().recipient(), self.shard, seq, j).abandon();
-                    }
-                    return Err(format!("sink {}: {e}", sink.name));
-                }
-            }
+            self.hand_on(parts, seq, p).await?;
             cursor = next;
         }
     }

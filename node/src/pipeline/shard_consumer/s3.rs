@@ -18,7 +18,6 @@ use crate::pipeline::budget::Credit;
 use crate::pipeline::enricher::{Enrich, EnrichReply};
 use crate::pipeline::s3_listing::{digest, key_at, key_time, PartitionCursor, S3Listing};
 use crate::record::{DeadLetter, Provenance, SourceKind};
-use crate::sink::{Ack, Deliver};
 use crate::sls::Cursor;
 
 /// Why an object is not handed on.
@@ -180,29 +179,7 @@ impl PullLoop {
             {
                 return Ok(());
             }
-            let mut unsent: Vec<usize> =
-                (0..parts.len()).filter(|i| !parts[*i].is_empty()).collect();
-            for (i, events) in parts.into_iter().enumerate() {
-                if events.is_empty() {
-                    continue;
-                }
-                unsent.retain(|j| *j != i);
-                let sink = &self.sinks[i];
-                let part = Deliver {
-                    shard: self.shard,
-                    seq,
-                    provenance: provenance.clone(),
-                    events,
-                    ack: Ack::new(self.me.clone().recipient(), self.shard, seq, i),
-                    fence: self.fence.clone(),
-                };
-                if let Err(e) = sink.deliver.send(part).await {
-                    for j in unsent {
-                        Ack::new(self.me.clone().recipient(), self.shard, seq, j).abandon();
-                    }
-                    return Err(format!("sink {}: {e}", sink.name));
-                }
-            }
+            self.hand_on(parts, seq, &provenance).await?;
         }
     }
 
