@@ -1071,7 +1071,10 @@ async fn sts_credentials(
     if status != 200 {
         // An expired base session (AssumeRole signed with temporary
         // credentials) drops it from its provider.
-        return Err(sts.judge(sent.signer.as_ref(), sts_error(op, status, &body)));
+        return Err(sts.judge(
+            sent.signer.as_ref(),
+            super::xml::error_document(op, status, &body),
+        ));
     }
     parse_sts_credentials(op, &body).map_err(|message| AwsError::Invalid { op, message })
 }
@@ -1104,27 +1107,6 @@ fn parse_sts_credentials(op: &str, body: &[u8]) -> Result<(AwsCredentials, Syste
         },
         expires,
     ))
-}
-
-/// An STS `ErrorResponse/Error/{Code, Message}`.
-fn sts_error(op: &'static str, status: u16, body: &[u8]) -> AwsError {
-    let text = String::from_utf8_lossy(body);
-    let error = element(&text, "Error").unwrap_or("");
-    let read = |tag: &str| {
-        element(error, tag)
-            .map(|v| unescape(v.trim()).unwrap_or_else(|_| v.trim().to_owned()))
-            .unwrap_or_default()
-    };
-    let code = match read("Code") {
-        c if c.is_empty() => status.to_string(),
-        c => c,
-    };
-    AwsError::Status {
-        op,
-        status,
-        code,
-        message: read("Message"),
-    }
 }
 
 /// ECS's and EKS Pod Identity's answer.
@@ -2716,7 +2698,7 @@ mod tests {
   </Error>
   <RequestId>4b3d3f2e-0000-0000-0000-000000000000</RequestId>
 </ErrorResponse>"#;
-        let e = sts_error("AssumeRole", 403, err);
+        let e = crate::aws::xml::error_document("AssumeRole", 403, err);
         assert_eq!(e.code(), "AccessDenied");
         assert!(!e.transient());
         assert!(
@@ -2724,7 +2706,7 @@ mod tests {
                 .ends_with("on resource: arn:aws:iam::210987654321:role/r & more"),
             "{e}"
         );
-        let e = sts_error("AssumeRole", 503, b"<html>busy</html>");
+        let e = crate::aws::xml::error_document("AssumeRole", 503, b"<html>busy</html>");
         assert_eq!(e.code(), "503");
         assert!(e.transient());
     }

@@ -63,9 +63,10 @@ impl S3Client {
             let body = crate::net::http::read_body(resp, 64 << 10)
                 .await
                 .unwrap_or_default();
-            return Err(self
-                .signed
-                .judge(sent.signer.as_ref(), s3_error(OP, status, &body)));
+            return Err(self.signed.judge(
+                sent.signer.as_ref(),
+                super::xml::error_document(OP, status, &body),
+            ));
         }
         crate::net::http::read_body(resp, cap)
             .await
@@ -144,9 +145,10 @@ impl S3Client {
                 crate::net::http::BodyError::Read(source) => AwsError::Http { op: OP, source },
             })?;
         if status != 200 {
-            return Err(self
-                .signed
-                .judge(sent.signer.as_ref(), s3_error(OP, status, &body)));
+            return Err(self.signed.judge(
+                sent.signer.as_ref(),
+                super::xml::error_document(OP, status, &body),
+            ));
         }
         ListPage::parse(&body).map_err(|reason| AwsError::Status {
             op: OP,
@@ -262,31 +264,6 @@ fn top_level<'t>(text: &'t str, tag: &str) -> Option<&'t str> {
         .map(|i| &text[i + tag.len() + 2..i + tag.len() + 2 + found.len()])
 }
 
-/// An S3 error document's `Code` and `Message`.
-fn s3_error(op: &'static str, status: u16, body: &[u8]) -> AwsError {
-    let text = String::from_utf8_lossy(body);
-    let element = |tag: &str| {
-        let open = format!("<{tag}>");
-        text.find(&open)
-            .and_then(|i| {
-                let rest = &text[i + open.len()..];
-                rest.find(&format!("</{tag}>"))
-                    .map(|j| rest[..j].to_owned())
-            })
-            .unwrap_or_default()
-    };
-    let code = match element("Code") {
-        c if c.is_empty() => status.to_string(),
-        c => c,
-    };
-    AwsError::Status {
-        op,
-        status,
-        code,
-        message: element("Message"),
-    }
-}
-
 /// An object's JSON: gunzip'd (one or more gzip members) when it starts
 /// with gzip's magic, as is when it starts as JSON; never more than `cap`
 /// bytes decompressed.
@@ -358,10 +335,10 @@ mod tests {
 
     #[test]
     fn error_documents_give_their_code() {
-        let e = s3_error("GetObject", 404, b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>");
+        let e = crate::aws::xml::error_document("GetObject", 404, b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>");
         assert_eq!(e.code(), "NoSuchKey");
         assert!(!e.transient());
-        let e = s3_error("GetObject", 503, b"");
+        let e = crate::aws::xml::error_document("GetObject", 503, b"");
         assert_eq!(e.code(), "503");
         assert!(e.transient());
     }

@@ -59,3 +59,26 @@ pub(crate) fn unescape(s: &str) -> Result<String, String> {
     out.push_str(rest);
     Ok(out)
 }
+
+/// An AWS XML error document's `Code` and `Message`: S3's `<Error>…`, STS's
+/// `<ErrorResponse><Error>…`. Without a `Code` (an HTML page from a proxy,
+/// an empty body), the status stands for it.
+pub(crate) fn error_document(op: &'static str, status: u16, body: &[u8]) -> super::AwsError {
+    let text = String::from_utf8_lossy(body);
+    let error = element(&text, "Error").unwrap_or("");
+    let read = |tag: &str| {
+        element(error, tag)
+            .map(|v| unescape(v.trim()).unwrap_or_else(|_| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let code = match read("Code") {
+        c if c.is_empty() => status.to_string(),
+        c => c,
+    };
+    super::AwsError::Status {
+        op,
+        status,
+        code,
+        message: read("Message"),
+    }
+}
